@@ -1,0 +1,127 @@
+//! The route table. [`ROUTES`] lists every (method, path) the server answers;
+//! a test checks the OpenAPI description documents exactly these.
+
+pub mod admin;
+pub mod audit;
+pub mod health;
+pub mod providers;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, Resource};
+use msgengine_domain::provider::{
+    EmailProviderSpec, ProviderSpec, SmsProviderSpec, WhatsappProviderSpec,
+};
+
+use crate::error::ApiError;
+
+/// Every route: (method, path in OpenAPI form).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/openapi.json"),
+    ("POST", "/api/admin/organizations"),
+    ("GET", "/api/admin/organizations"),
+    ("GET", "/api/admin/organizations/{id}"),
+    ("POST", "/api/admin/organizations/{id}/disable"),
+    ("POST", "/api/admin/organizations/{id}/api-keys"),
+    ("GET", "/api/admin/organizations/{id}/api-keys"),
+    ("DELETE", "/api/admin/organizations/{id}/api-keys/{keyId}"),
+    ("GET", "/api/email/providers"),
+    ("POST", "/api/email/providers"),
+    ("GET", "/api/email/providers/{id}"),
+    ("PUT", "/api/email/providers/{id}"),
+    ("DELETE", "/api/email/providers/{id}"),
+    ("POST", "/api/email/providers/{id}/test"),
+    ("GET", "/api/sms/providers"),
+    ("POST", "/api/sms/providers"),
+    ("GET", "/api/sms/providers/{id}"),
+    ("PUT", "/api/sms/providers/{id}"),
+    ("DELETE", "/api/sms/providers/{id}"),
+    ("POST", "/api/sms/providers/{id}/test"),
+    ("GET", "/api/whatsapp/providers"),
+    ("POST", "/api/whatsapp/providers"),
+    ("GET", "/api/whatsapp/providers/{id}"),
+    ("PUT", "/api/whatsapp/providers/{id}"),
+    ("DELETE", "/api/whatsapp/providers/{id}"),
+    ("POST", "/api/whatsapp/providers/{id}/test"),
+    ("GET", "/api/audit"),
+];
+
+/// The OpenAPI description, served at `/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
+
+/// Registers every route on an actix app or scope.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/healthz").route(web::get().to(health::healthz)))
+        .service(resource("/readyz").route(web::get().to(health::readyz)))
+        .service(resource("/openapi.json").route(web::get().to(openapi)))
+        .service(
+            resource("/api/admin/organizations")
+                .route(web::post().to(admin::create_organization))
+                .route(web::get().to(admin::list_organizations)),
+        )
+        .service(
+            resource("/api/admin/organizations/{id}").route(web::get().to(admin::get_organization)),
+        )
+        .service(
+            resource("/api/admin/organizations/{id}/disable")
+                .route(web::post().to(admin::disable_organization)),
+        )
+        .service(
+            resource("/api/admin/organizations/{id}/api-keys")
+                .route(web::post().to(admin::issue_api_key))
+                .route(web::get().to(admin::list_api_keys)),
+        )
+        .service(
+            resource("/api/admin/organizations/{id}/api-keys/{keyId}")
+                .route(web::delete().to(admin::revoke_api_key)),
+        )
+        .service(resource("/api/audit").route(web::get().to(audit::list)));
+    provider_routes::<EmailProviderSpec>(cfg);
+    provider_routes::<SmsProviderSpec>(cfg);
+    provider_routes::<WhatsappProviderSpec>(cfg);
+}
+
+fn provider_routes<S: ProviderSpec>(cfg: &mut web::ServiceConfig) {
+    let base = format!("/api/{}/providers", S::CHANNEL.as_str());
+    cfg.service(
+        resource(&base)
+            .route(web::get().to(providers::list::<S>))
+            .route(web::post().to(providers::create::<S>)),
+    )
+    .service(
+        resource(&format!("{base}/{{id}}"))
+            .route(web::get().to(providers::get::<S>))
+            .route(web::put().to(providers::update::<S>))
+            .route(web::delete().to(providers::delete::<S>)),
+    )
+    .service(resource(&format!("{base}/{{id}}/test")).route(web::post().to(providers::test::<S>)));
+}
+
+/// A resource whose unmatched methods answer 405 with the JSON error body.
+fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    ))
+}
+
+/// The answer for a path no route matches.
+pub async fn route_not_found(req: HttpRequest) -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI_JSON)
+}

@@ -1,0 +1,38 @@
+//! What every handler shares: the pool, the key ring, the auth cache, the
+//! provider registry and the request limits. Built once by the server binary
+//! and passed in (no process globals).
+
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use msgengine_providers::ProviderRegistry;
+use msgengine_storage::crypto::KeyRing;
+use msgengine_storage::driver::deadpool_postgres;
+
+use crate::auth::{AdminToken, AuthCache};
+
+/// Request limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest accepted JSON body, in bytes. Default 262144 (256 KiB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Shared application state, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: Pool,
+    pub ring: Arc<KeyRing>,
+    pub admin: Arc<AdminToken>,
+    pub auth: Arc<AuthCache>,
+    pub registry: Arc<ProviderRegistry>,
+    pub limits: Limits,
+}

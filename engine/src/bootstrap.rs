@@ -1,0 +1,150 @@
+//! Start-up resources: the database (an external server or the private
+//! cluster in the data directory), the credential key ring and the admin token.
+//! In development, a missing key ring or admin token is generated into the
+//! data directory (mode 0600) and the log says where; their values are never logged.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use msgengine_domain::Secret;
+use msgengine_storage::crypto::KeyRing;
+use msgengine_storage::embedded::{Cluster, ClusterOptions};
+
+use crate::settings::{Environment, Settings};
+
+/// Where the database is.
+pub struct Database {
+    /// Connection string for the pool.
+    pub conninfo: Secret,
+    /// The private cluster, when this process runs one.
+    pub cluster: Option<Cluster>,
+}
+
+impl Database {
+    /// Uses `DATABASE_URL` when set, otherwise starts (or adopts) the private
+    /// cluster in `data_dir/postgres`.
+    pub async fn resolve(settings: &Settings) -> anyhow::Result<Database> {
+        if let Some(url) = &settings.database.url {
+            return Ok(Database {
+                conninfo: url.clone(),
+                cluster: None,
+            });
+        }
+        let dir = settings.data_dir.join("postgres");
+        let cluster = Cluster::start(ClusterOptions {
+            dir: dir.clone(),
+            unsafe_fast: false,
+            extra_settings: Vec::new(),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        tracing::info!(dir = %dir.display(), "using the private PostgreSQL cluster (set DATABASE_URL to use another server)");
+        Ok(Database {
+            conninfo: Secret::new(cluster.conninfo("msgengine")),
+            cluster: Some(cluster),
+        })
+    }
+
+    /// Stops the private cluster if this process started it.
+    pub async fn shutdown(self) {
+        if let Some(cluster) = self.cluster {
+            if cluster.started_here() {
+                match cluster.stop().await {
+                    Ok(()) => tracing::info!("stopped the private PostgreSQL cluster"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not stop the private PostgreSQL cluster")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Creates the data directory if needed (readable by the cluster's OS user).
+pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))
+}
+
+/// The credential key ring: from settings, else (development only) the
+/// generated `data_dir/master.keys`.
+pub fn load_key_ring(settings: &Settings) -> anyhow::Result<KeyRing> {
+    if let Some(keys) = &settings.security.master_keys {
+        return KeyRing::parse(keys.expose()).context("MSGENGINE_MASTER_KEYS");
+    }
+    if let Some(file) = &settings.security.master_keys_file {
+        let text = Secret::new(read_secret_file(file)?);
+        return KeyRing::parse(text.expose())
+            .with_context(|| format!("key ring file {}", file.display()));
+    }
+    if settings.environment == Environment::Production {
+        bail!("production mode needs MSGENGINE_MASTER_KEYS or MSGENGINE_MASTER_KEYS_FILE");
+    }
+    let path = settings.data_dir.join("master.keys");
+    if !path.exists() {
+        let id = format!("dev-{}", chrono_like_stamp());
+        write_secret_file(&path, &format!("{}\n", KeyRing::generate_entry(&id)))?;
+        tracing::warn!(
+            path = %path.display(),
+            "no credential key configured: generated a development master key; \
+             set MSGENGINE_MASTER_KEYS (or MSGENGINE_MASTER_KEYS_FILE) in production"
+        );
+    }
+    let text = Secret::new(read_secret_file(&path)?);
+    KeyRing::parse(text.expose()).with_context(|| format!("key ring file {}", path.display()))
+}
+
+/// The admin token: from settings, else (development only) the generated
+/// `data_dir/admin-token`.
+pub fn load_admin_token(settings: &Settings) -> anyhow::Result<Secret> {
+    if let Some(token) = &settings.security.admin_token {
+        return Ok(token.clone());
+    }
+    if settings.environment == Environment::Production {
+        bail!("production mode needs MSGENGINE_ADMIN_TOKEN");
+    }
+    let path = settings.data_dir.join("admin-token");
+    if !path.exists() {
+        let token = msgengine_storage::crypto::random_token(32);
+        write_secret_file(&path, &format!("{}\n", token.expose()))?;
+        tracing::warn!(
+            path = %path.display(),
+            "no MSGENGINE_ADMIN_TOKEN set: generated a development admin token into this file"
+        );
+    }
+    let token = read_secret_file(&path)?.trim().to_owned();
+    if token.len() < 32 {
+        bail!(
+            "{} must hold a token of at least 32 characters",
+            path.display()
+        );
+    }
+    Ok(Secret::new(token))
+}
+
+fn read_secret_file(path: &PathBuf) -> anyhow::Result<String> {
+    fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Seconds since the epoch, for naming generated keys.
+fn chrono_like_stamp() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,306 @@
+//! The server's settings: one tree with defaults in code, an optional TOML
+//! file, `MSGENGINE__SECTION__FIELD` environment overrides, then the named
+//! variables operators rely on (`DATABASE_URL`, `MSGENGINE_ADMIN_TOKEN`,
+//! `MSGENGINE_MASTER_KEYS`, `MSGENGINE_MASTER_KEYS_FILE`, `MSGENGINE_ENV`), then
+//! command-line flags. Tests build a [`Settings`] in code and never touch the
+//! process environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use msgengine_domain::Secret;
+use serde::Deserialize;
+
+/// `development` (the default) or `production`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Missing secrets are generated into the data directory; logs are human-readable.
+    #[default]
+    Development,
+    /// Missing secrets refuse start-up; logs are JSON lines.
+    Production,
+}
+
+impl std::str::FromStr for Environment {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "development" | "dev" => Ok(Environment::Development),
+            "production" | "prod" => Ok(Environment::Production),
+            other => Err(format!(
+                "MSGENGINE_ENV must be `development` or `production`, not `{other}`"
+            )),
+        }
+    }
+}
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub environment: Environment,
+    /// Where the server keeps its private PostgreSQL cluster and generated
+    /// development secrets. Default `./data`.
+    pub data_dir: PathBuf,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub security: SecuritySettings,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to listen on. Default `127.0.0.1:8080`; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// HTTP worker threads. Default: the number of CPU cores.
+    pub workers: Option<usize>,
+    /// Largest JSON request body, in bytes. Default 262144.
+    pub max_body_bytes: usize,
+    /// Graceful shutdown: how long in-flight requests may finish, in seconds. Default 30.
+    pub shutdown_timeout_secs: u64,
+}
+
+/// Database settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgresql://` URL or `key=value` string. Unset: run a private cluster
+    /// in `data_dir`. Usually given as `DATABASE_URL`.
+    pub url: Option<Secret>,
+    /// Maximum pooled connections. Default 16.
+    pub pool_max_size: usize,
+    /// How long a request waits for a pooled connection, in milliseconds. Default 5000.
+    pub pool_wait_timeout_ms: u64,
+}
+
+/// Secrets and authentication settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecuritySettings {
+    /// The operator token for `/api/admin`. Usually `MSGENGINE_ADMIN_TOKEN`.
+    /// At least 32 characters. Unset in development: generated into
+    /// `data_dir/admin-token`.
+    pub admin_token: Option<Secret>,
+    /// The credential key ring, `id:base64key` entries oldest to newest,
+    /// separated by commas. Usually `MSGENGINE_MASTER_KEYS`.
+    pub master_keys: Option<Secret>,
+    /// A file holding the key ring, one entry per line. Usually `MSGENGINE_MASTER_KEYS_FILE`.
+    pub master_keys_file: Option<PathBuf>,
+    /// How long a validated API key is trusted before the database is asked
+    /// again, in milliseconds. Revocation through this server is immediate
+    /// regardless. Default 30000.
+    pub auth_cache_ttl_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            environment: Environment::Development,
+            data_dir: PathBuf::from("./data"),
+            server: ServerSettings::default(),
+            database: DatabaseSettings::default(),
+            security: SecuritySettings::default(),
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: None,
+            max_body_bytes: 256 * 1024,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pool_max_size: 16,
+            pool_wait_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        Self {
+            admin_token: None,
+            master_keys: None,
+            master_keys_file: None,
+            auth_cache_ttl_ms: 30_000,
+        }
+    }
+}
+
+/// A variable lookup, so loading is testable without touching the process environment.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+    fn vars(&self) -> Vec<(String, String)>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+
+    fn vars(&self) -> Vec<(String, String)> {
+        std::env::vars().collect()
+    }
+}
+
+impl Settings {
+    /// Loads settings: defaults, then the TOML file named by `MSGENGINE_CONFIG`
+    /// (if any), then `MSGENGINE__…` overrides, then the named variables.
+    pub fn load(env: &dyn Env) -> Result<Settings, String> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = env.var("MSGENGINE_CONFIG") {
+            builder =
+                builder.add_source(config::File::with_name(&path).format(config::FileFormat::Toml));
+        }
+        let overrides: std::collections::HashMap<String, String> = env
+            .vars()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("MSGENGINE__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("MSGENGINE")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(overrides)),
+        );
+        let mut settings: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| format!("invalid configuration: {e}"))?;
+        if let Some(url) = env.var("DATABASE_URL") {
+            settings.database.url = Some(Secret::new(url));
+        }
+        if let Some(token) = env.var("MSGENGINE_ADMIN_TOKEN") {
+            settings.security.admin_token = Some(Secret::new(token));
+        }
+        if let Some(keys) = env.var("MSGENGINE_MASTER_KEYS") {
+            settings.security.master_keys = Some(Secret::new(keys));
+        }
+        if let Some(file) = env.var("MSGENGINE_MASTER_KEYS_FILE") {
+            settings.security.master_keys_file = Some(PathBuf::from(file));
+        }
+        if let Some(e) = env.var("MSGENGINE_ENV") {
+            settings.environment = e.parse()?;
+        }
+        Ok(settings)
+    }
+
+    /// Refuses settings the server cannot run safely with.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(token) = &self.security.admin_token {
+            if token.expose().chars().count() < 32 {
+                return Err("MSGENGINE_ADMIN_TOKEN must be at least 32 characters".into());
+            }
+        }
+        if self.environment == Environment::Production {
+            if self.security.admin_token.is_none() {
+                return Err(
+                    "production mode needs MSGENGINE_ADMIN_TOKEN (at least 32 characters)".into(),
+                );
+            }
+            if self.security.master_keys.is_none() && self.security.master_keys_file.is_none() {
+                return Err(
+                    "production mode needs a credential key ring: set MSGENGINE_MASTER_KEYS or MSGENGINE_MASTER_KEYS_FILE \
+                     (create a key with `msgengine keys generate`)"
+                        .into(),
+                );
+            }
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err("server.max_body_bytes must be at least 1024".into());
+        }
+        if self.database.pool_max_size == 0 {
+            return Err("database.pool_max_size must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct FakeEnv(Vec<(&'static str, &'static str)>);
+
+    impl Env for FakeEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+
+        fn vars(&self) -> Vec<(String, String)> {
+            self.0
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_8080_with_data_in_dot_data() {
+        let s = Settings::load(&FakeEnv(vec![])).expect("loads");
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert_eq!(s.environment, Environment::Development);
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn named_variables_and_nested_overrides_apply() {
+        let s = Settings::load(&FakeEnv(vec![
+            ("DATABASE_URL", "postgresql://u@localhost/db"),
+            ("MSGENGINE_ENV", "production"),
+            ("MSGENGINE__SERVER__MAX_BODY_BYTES", "4096"),
+            ("MSGENGINE__DATABASE__POOL_MAX_SIZE", "8"),
+        ]))
+        .expect("loads");
+        assert_eq!(
+            s.database.url.as_ref().map(Secret::expose),
+            Some("postgresql://u@localhost/db")
+        );
+        assert_eq!(s.server.max_body_bytes, 4096);
+        assert_eq!(s.database.pool_max_size, 8);
+        assert_eq!(s.environment, Environment::Production);
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_secrets() {
+        let s = Settings::load(&FakeEnv(vec![("MSGENGINE_ENV", "production")])).expect("loads");
+        assert!(s
+            .validate()
+            .is_err_and(|e| e.contains("MSGENGINE_ADMIN_TOKEN")));
+        let s = Settings::load(&FakeEnv(vec![
+            ("MSGENGINE_ENV", "production"),
+            ("MSGENGINE_ADMIN_TOKEN", "0123456789abcdef0123456789abcdef"),
+        ]))
+        .expect("loads");
+        assert!(s
+            .validate()
+            .is_err_and(|e| e.contains("MSGENGINE_MASTER_KEYS")));
+    }
+
+    #[test]
+    fn bad_values_are_refused_in_words() {
+        assert!(Settings::load(&FakeEnv(vec![("MSGENGINE_ENV", "staging")])).is_err());
+        let s = Settings::load(&FakeEnv(vec![("MSGENGINE_ADMIN_TOKEN", "short")])).expect("loads");
+        assert!(s.validate().is_err_and(|e| e.contains("32 characters")));
+    }
+}

@@ -1,0 +1,127 @@
+//! Builds and runs the server: database, migrations, state, HTTP listener.
+//! `Application::build` binds (port 0 picks a free port, as tests do) and
+//! exposes the port; `run_until_stopped` serves until SIGINT/SIGTERM (or the
+//! handle's stop), then stops the private cluster if it started one.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{middleware, web, App, HttpServer};
+use anyhow::Context;
+use msgengine_api::auth::{AdminToken, AuthCache};
+use msgengine_api::{AppState, Limits};
+use msgengine_providers::ProviderRegistry;
+use msgengine_storage::{connect_pool, migrate, PoolSettings};
+
+use crate::bootstrap::{self, Database};
+use crate::settings::Settings;
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    database: Database,
+}
+
+impl Application {
+    /// Prepares everything and binds the listener; nothing is served until
+    /// [`Application::run_until_stopped`].
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        settings.validate().map_err(anyhow::Error::msg)?;
+        if settings.database.url.is_none()
+            || settings.security.master_keys.is_none()
+            || settings.security.admin_token.is_none()
+        {
+            bootstrap::ensure_data_dir(&settings.data_dir)?;
+        }
+        let ring = Arc::new(bootstrap::load_key_ring(&settings)?);
+        let admin_token = bootstrap::load_admin_token(&settings)?;
+        let database = Database::resolve(&settings).await?;
+        let pool = connect_pool(
+            database.conninfo.expose(),
+            &PoolSettings {
+                max_size: settings.database.pool_max_size,
+                wait_timeout_ms: settings.database.pool_wait_timeout_ms,
+            },
+        )
+        .await
+        .context("cannot connect to the database")?;
+        {
+            let mut client = pool
+                .get()
+                .await
+                .context("cannot get a database connection")?;
+            migrate::run(&mut client)
+                .await
+                .context("cannot apply migrations")?;
+        }
+        tracing::info!(key_id = ring.active_key_id(), "credential key ring loaded");
+
+        let state = AppState {
+            pool,
+            ring,
+            admin: Arc::new(AdminToken::new(&admin_token)),
+            auth: Arc::new(AuthCache::new(Duration::from_millis(
+                settings.security.auth_cache_ttl_ms,
+            ))),
+            registry: Arc::new(ProviderRegistry::new()),
+            limits: Limits {
+                max_body_bytes: settings.server.max_body_bytes,
+            },
+        };
+        let listener = TcpListener::bind(settings.server.listen)
+            .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+        let port = listener.local_addr()?.port();
+        let server = build_server(state, listener, &settings)?;
+        tracing::info!(address = %settings.server.listen.ip(), port, "msgengine listening");
+        Ok(Application {
+            port,
+            server,
+            database,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped, then releases the database.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let outcome = self.server.await;
+        self.database.shutdown().await;
+        outcome.context("HTTP server failed")
+    }
+}
+
+fn build_server(
+    state: AppState,
+    listener: TcpListener,
+    settings: &Settings,
+) -> anyhow::Result<Server> {
+    let data = web::Data::new(state);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(msgengine_api::query_config())
+            .app_data(web::PathConfig::default())
+            // %U is the path without the query string: query strings may carry
+            // tokens (webhook handshakes), so they are never logged.
+            .wrap(middleware::Logger::new(r#"%a "%m %U" %s %b %Dms"#))
+            .configure(msgengine_api::configure)
+            .default_service(web::to(msgengine_api::route_not_found))
+    })
+    .listen(listener)?
+    .shutdown_timeout(settings.server.shutdown_timeout_secs);
+    if let Some(workers) = settings.server.workers {
+        server = server.workers(workers);
+    }
+    Ok(server.run())
+}

@@ -1,0 +1,10 @@
+//! Repositories: one module per aggregate, plain async functions over
+//! `&impl GenericClient` so callers choose the transaction. Every query uses
+//! `prepare_cached` and an explicit column list.
+
+pub mod api_keys;
+pub mod audit;
+pub mod organizations;
+pub mod providers;
+
+pub use deadpool_postgres::GenericClient;

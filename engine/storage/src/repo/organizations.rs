@@ -1,0 +1,97 @@
+//! Organizations (tenants).
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use msgengine_domain::OrganizationId;
+use tokio_postgres::Row;
+
+use crate::error::StoreError;
+
+/// An organization as stored.
+#[derive(Debug, Clone)]
+pub struct Organization {
+    pub id: OrganizationId,
+    pub name: String,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, name, is_active, created_at, updated_at, disabled_at";
+
+fn from_row(row: &Row) -> Result<Organization, StoreError> {
+    Ok(Organization {
+        id: OrganizationId(row.try_get("id")?),
+        name: row.try_get("name")?,
+        is_active: row.try_get("is_active")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        disabled_at: row.try_get("disabled_at")?,
+    })
+}
+
+/// Inserts a new, active organization.
+pub async fn insert(
+    client: &impl GenericClient,
+    id: OrganizationId,
+    name: &str,
+) -> Result<Organization, StoreError> {
+    let sql = format!("INSERT INTO organizations (id, name) VALUES ($1, $2) RETURNING {COLUMNS}");
+    let stmt = client.prepare_cached(&sql).await?;
+    from_row(&client.query_one(&stmt, &[&id.0, &name]).await?)
+}
+
+/// One organization by id.
+pub async fn get(
+    client: &impl GenericClient,
+    id: OrganizationId,
+) -> Result<Organization, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM organizations WHERE id = $1");
+    let stmt = client.prepare_cached(&sql).await?;
+    let row = client
+        .query_opt(&stmt, &[&id.0])
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    from_row(&row)
+}
+
+/// Organizations in id (creation) order, after `after`, at most `limit`.
+pub async fn list(
+    client: &impl GenericClient,
+    after: Option<OrganizationId>,
+    limit: i64,
+) -> Result<Vec<Organization>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM organizations WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2"
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let after = after.map(|a| a.0);
+    client
+        .query(&stmt, &[&after, &limit])
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
+/// Disables an organization (idempotent: a second call keeps the first time).
+pub async fn disable(
+    client: &impl GenericClient,
+    id: OrganizationId,
+) -> Result<Organization, StoreError> {
+    let sql = format!(
+        "UPDATE organizations
+            SET is_active = false,
+                disabled_at = COALESCE(disabled_at, now()),
+                updated_at = CASE WHEN is_active THEN now() ELSE updated_at END
+          WHERE id = $1
+      RETURNING {COLUMNS}"
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let row = client
+        .query_opt(&stmt, &[&id.0])
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    from_row(&row)
+}

@@ -1,0 +1,11 @@
+//! Integration tests for the msgengine server: the whole HTTP stack over a
+//! fresh PostgreSQL database per test (see msgengine-testkit).
+
+mod admin;
+mod audit;
+mod encryption;
+mod helpers;
+mod isolation;
+mod openapi;
+mod providers;
+mod validation;
