@@ -3,7 +3,7 @@
 //! In development, a missing key ring or admin token is generated into the
 //! data directory (mode 0600) and the log says where; their values are never logged.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -12,6 +12,8 @@ use anyhow::{bail, Context};
 use msgengine_domain::Secret;
 use msgengine_storage::crypto::KeyRing;
 use msgengine_storage::embedded::{Cluster, ClusterOptions};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::settings::{Environment, Settings};
 
@@ -21,17 +23,39 @@ pub struct Database {
     pub conninfo: Secret,
     /// The private cluster, when this process runs one.
     pub cluster: Option<Cluster>,
+    /// Held while this process owns the data directory's cluster.
+    owner: Option<Flock<File>>,
+}
+
+/// Who may start and stop the private cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterUse {
+    /// `serve`: owns the data directory for its lifetime; a second server on
+    /// the same directory is refused.
+    Own,
+    /// A short command (`keys rotate`): owns the cluster if no server does,
+    /// otherwise uses the running server's cluster and leaves it running.
+    Share,
 }
 
 impl Database {
     /// Uses `DATABASE_URL` when set, otherwise starts (or adopts) the private
     /// cluster in `data_dir/postgres`.
-    pub async fn resolve(settings: &Settings) -> anyhow::Result<Database> {
+    pub async fn resolve(settings: &Settings, usage: ClusterUse) -> anyhow::Result<Database> {
         if let Some(url) = &settings.database.url {
             return Ok(Database {
                 conninfo: url.clone(),
                 cluster: None,
+                owner: None,
             });
+        }
+        let owner = lock_data_dir(&settings.data_dir)?;
+        if owner.is_none() && usage == ClusterUse::Own {
+            bail!(
+                "another msgengine server is already running with data directory {}; \
+                 stop it or choose another --data-dir",
+                settings.data_dir.display()
+            );
         }
         let dir = settings.data_dir.join("postgres");
         let cluster = Cluster::start(ClusterOptions {
@@ -45,13 +69,15 @@ impl Database {
         Ok(Database {
             conninfo: Secret::new(cluster.conninfo("msgengine")),
             cluster: Some(cluster),
+            owner,
         })
     }
 
-    /// Stops the private cluster if this process started it.
+    /// Stops the private cluster if this process owns the data directory (a
+    /// cluster left running by a killed server is adopted and owned too).
     pub async fn shutdown(self) {
         if let Some(cluster) = self.cluster {
-            if cluster.started_here() {
+            if self.owner.is_some() {
                 match cluster.stop().await {
                     Ok(()) => tracing::info!("stopped the private PostgreSQL cluster"),
                     Err(e) => {
@@ -60,6 +86,23 @@ impl Database {
                 }
             }
         }
+    }
+}
+
+/// Takes the data directory's owner lock without waiting; `None` when another
+/// process holds it. Released when the process exits, even on SIGKILL.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<Option<Flock<File>>> {
+    let path = dir.join("msgengine.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, errno)) => Err(anyhow::anyhow!("cannot lock {}: {errno}", path.display())),
     }
 }
 

@@ -5,7 +5,7 @@ use msgengine_storage::crypto::KeyRing;
 use msgengine_storage::repo::providers::rotate_secrets;
 use msgengine_storage::{connect_pool, migrate, PoolSettings};
 
-use crate::bootstrap::{self, Database};
+use crate::bootstrap::{self, ClusterUse, Database};
 use crate::settings::Settings;
 
 /// Prints a new key ring entry (`id:base64key`) to append to MSGENGINE_MASTER_KEYS.
@@ -24,7 +24,7 @@ pub async fn rotate_keys(settings: &Settings) -> anyhow::Result<()> {
         bootstrap::ensure_data_dir(&settings.data_dir)?;
     }
     let ring = bootstrap::load_key_ring(settings)?;
-    let database = Database::resolve(settings).await?;
+    let database = Database::resolve(settings, ClusterUse::Share).await?;
     let result = async {
         let pool = connect_pool(database.conninfo.expose(), &PoolSettings::default()).await?;
         let mut client = pool.get().await?;

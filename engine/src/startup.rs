@@ -15,7 +15,7 @@ use msgengine_api::{AppState, Limits};
 use msgengine_providers::ProviderRegistry;
 use msgengine_storage::{connect_pool, migrate, PoolSettings};
 
-use crate::bootstrap::{self, Database};
+use crate::bootstrap::{self, ClusterUse, Database};
 use crate::settings::Settings;
 
 /// A built, bound, not yet running server.
@@ -38,7 +38,7 @@ impl Application {
         }
         let ring = Arc::new(bootstrap::load_key_ring(&settings)?);
         let admin_token = bootstrap::load_admin_token(&settings)?;
-        let database = Database::resolve(&settings).await?;
+        let database = Database::resolve(&settings, ClusterUse::Own).await?;
         let pool = connect_pool(
             database.conninfo.expose(),
             &PoolSettings {

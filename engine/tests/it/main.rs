@@ -8,4 +8,5 @@ mod helpers;
 mod isolation;
 mod openapi;
 mod providers;
+mod startup;
 mod validation;
