@@ -114,7 +114,10 @@ fn build_server(
             .app_data(web::PathConfig::default())
             // %U is the path without the query string: query strings may carry
             // tokens (webhook handshakes), so they are never logged.
-            .wrap(middleware::Logger::new(r#"%a "%m %U" %s %b %Dms"#))
+            .wrap(
+                middleware::Logger::new(r#"%a "%{METHOD}xi %U" %s %b %Dms"#)
+                    .custom_request_replace("METHOD", |req| req.method().to_string()),
+            )
             .configure(msgengine_api::configure)
             .default_service(web::to(msgengine_api::route_not_found))
     })
