@@ -19,6 +19,8 @@ pub struct ApiError {
     pub message: String,
     /// The offending request field, camelCase and dotted, when there is one.
     pub field: Option<String>,
+    /// Seconds for a `Retry-After` header (429, 503).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -28,7 +30,13 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after_secs: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs.max(1));
+        self
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -73,7 +81,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(json!({
+        let mut response = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after_secs {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        response.json(json!({
             "error": {"code": self.code, "message": self.message, "field": self.field}
         }))
     }

@@ -15,6 +15,11 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Marks a route (resource `app_data`) whose bodies may be as large as
+/// `max_send_body_bytes` instead of `max_body_bytes`.
+#[derive(Debug, Clone, Copy)]
+pub struct SendBody;
+
 /// A JSON request body deserialised into `T`.
 ///
 /// - not `application/json` (or `+json`): 415 `unsupported_media_type`;
@@ -63,9 +68,12 @@ fn read_json<T: DeserializeOwned + 'static>(
     allow_absent: bool,
 ) -> BodyFuture<T> {
     {
-        let limit = req
-            .app_data::<actix_web::web::Data<AppState>>()
-            .map_or(256 * 1024, |s| s.limits.max_body_bytes);
+        let state = req.app_data::<actix_web::web::Data<AppState>>();
+        let limit = match (state, req.app_data::<SendBody>()) {
+            (Some(s), Some(_)) => s.limits.max_send_body_bytes,
+            (Some(s), None) => s.limits.max_body_bytes,
+            (None, _) => 256 * 1024,
+        };
         let is_json = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -166,4 +174,17 @@ fn strip_position(message: &str) -> String {
 /// Parses an id from a path segment. A malformed id answers 404 like a missing one.
 pub fn parse_id(segment: &str, what: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(segment).map_err(|_| ApiError::not_found(what))
+}
+
+/// A list's `limit` query parameter: 1 to 500, default 100.
+pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(100);
+    if (1..=500).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(
+            ApiError::bad_request("invalid_query", "limit must be between 1 and 500")
+                .with_field("limit"),
+        )
+    }
 }

@@ -16,12 +16,15 @@ use crate::auth::{AdminToken, AuthCache};
 pub struct Limits {
     /// Largest accepted JSON body, in bytes. Default 262144 (256 KiB).
     pub max_body_bytes: usize,
+    /// Largest send request body, in bytes (a batch of 1,000). Default 8 MiB.
+    pub max_send_body_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_body_bytes: 256 * 1024,
+            max_send_body_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -34,5 +37,6 @@ pub struct AppState {
     pub admin: Arc<AdminToken>,
     pub auth: Arc<AuthCache>,
     pub registry: Arc<ProviderRegistry>,
+    pub engine: msgengine_actors::Engine,
     pub limits: Limits,
 }

@@ -47,6 +47,41 @@ pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub security: SecuritySettings,
+    pub engine: EngineSettings,
+}
+
+/// The send pipeline's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineSettings {
+    /// Messages per second an organization may submit when its row sets no rate. Default 20000.
+    pub default_tenant_rate: u32,
+    /// Burst for the same. Default 20000 (at least one full batch of 1000).
+    pub default_tenant_burst: u32,
+    /// Concurrent attempts per provider connection. Default 256.
+    pub provider_concurrency: usize,
+    /// Attempts per second per provider connection, 0 = unlimited. Default 0.
+    pub provider_rate_per_second: u32,
+    /// Provider HTTP request timeout, in milliseconds. Default 30000.
+    pub provider_timeout_ms: u64,
+    /// Lease on messages being sent, in seconds. Default 60.
+    pub lease_secs: u64,
+    /// On SIGTERM, how long in-flight sends may finish, in seconds. Default 20.
+    pub drain_secs: u64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            default_tenant_rate: 20_000,
+            default_tenant_burst: 20_000,
+            provider_concurrency: 256,
+            provider_rate_per_second: 0,
+            provider_timeout_ms: 30_000,
+            lease_secs: 60,
+            drain_secs: 20,
+        }
+    }
 }
 
 /// HTTP server settings.
@@ -103,6 +138,7 @@ impl Default for Settings {
             server: ServerSettings::default(),
             database: DatabaseSettings::default(),
             security: SecuritySettings::default(),
+            engine: EngineSettings::default(),
         }
     }
 }
@@ -224,6 +260,12 @@ impl Settings {
         }
         if self.server.max_body_bytes < 1024 {
             return Err("server.max_body_bytes must be at least 1024".into());
+        }
+        if self.engine.lease_secs < 5 {
+            return Err("engine.lease_secs must be at least 5".into());
+        }
+        if self.engine.provider_concurrency == 0 {
+            return Err("engine.provider_concurrency must be at least 1".into());
         }
         if self.database.pool_max_size == 0 {
             return Err("database.pool_max_size must be at least 1".into());

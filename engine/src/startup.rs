@@ -10,6 +10,7 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
 use anyhow::Context;
+use msgengine_actors::{Engine, EngineConfig};
 use msgengine_api::auth::{AdminToken, AuthCache};
 use msgengine_api::{AppState, Limits};
 use msgengine_providers::ProviderRegistry;
@@ -23,6 +24,8 @@ pub struct Application {
     port: u16,
     server: Server,
     database: Database,
+    engine: Engine,
+    drain: Duration,
 }
 
 impl Application {
@@ -58,6 +61,8 @@ impl Application {
                 .context("cannot apply migrations")?;
         }
         tracing::info!(key_id = ring.active_key_id(), "credential key ring loaded");
+        let engine = Engine::start(engine_config(&settings), pool.clone(), ring.clone())
+            .context("cannot start the actor system")?;
 
         let state = AppState {
             pool,
@@ -67,8 +72,10 @@ impl Application {
                 settings.security.auth_cache_ttl_ms,
             ))),
             registry: Arc::new(ProviderRegistry::new()),
+            engine: engine.clone(),
             limits: Limits {
                 max_body_bytes: settings.server.max_body_bytes,
+                ..Limits::default()
             },
         };
         let listener = TcpListener::bind(settings.server.listen)
@@ -80,6 +87,8 @@ impl Application {
             port,
             server,
             database,
+            engine,
+            drain: Duration::from_secs(settings.engine.drain_secs),
         })
     }
 
@@ -93,11 +102,33 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped, then releases the database.
+    /// The engine (actor system) behind the HTTP edge.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Serves until stopped (SIGTERM/SIGINT: the listener closes, in-flight
+    /// requests finish), then drains in-flight sends, releases this node's
+    /// leases and stops the private database if this process runs it.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let outcome = self.server.await;
+        tracing::info!("HTTP server stopped; draining in-flight sends");
+        self.engine.shutdown(self.drain).await;
         self.database.shutdown().await;
         outcome.context("HTTP server failed")
+    }
+}
+
+fn engine_config(settings: &Settings) -> EngineConfig {
+    let e = &settings.engine;
+    EngineConfig {
+        lease_for: Duration::from_secs(e.lease_secs),
+        default_tenant_rate: e.default_tenant_rate,
+        default_tenant_burst: e.default_tenant_burst,
+        provider_concurrency: e.provider_concurrency,
+        provider_rate_per_second: e.provider_rate_per_second,
+        provider_timeout: Duration::from_millis(e.provider_timeout_ms),
+        ..EngineConfig::default()
     }
 }
 

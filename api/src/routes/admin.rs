@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::auth::{issue_key, Admin};
 use crate::error::ApiError;
-use crate::extract::{parse_id, Json, OptionalJson};
+use crate::extract::{page_limit, parse_id, Json, OptionalJson};
 use crate::state::AppState;
 
 /// An organization as the admin API shows it.
@@ -104,13 +104,7 @@ pub async fn list_organizations(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(
-            ApiError::bad_request("invalid_query", "limit must be between 1 and 500")
-                .with_field("limit"),
-        );
-    }
+    let limit = page_limit(query.limit)?;
     let client = state.pool.get().await?;
     let orgs = organizations::list(&client, query.after.map(OrganizationId), limit).await?;
     let next_after = (orgs.len() as i64 == limit)

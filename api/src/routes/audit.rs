@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::auth::Tenant;
 use crate::error::ApiError;
+use crate::extract::page_limit;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -55,13 +56,7 @@ pub async fn list(
     state: web::Data<AppState>,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(
-            ApiError::bad_request("invalid_query", "limit must be between 1 and 500")
-                .with_field("limit"),
-        );
-    }
+    let limit = page_limit(query.limit)?;
     let client = state.pool.get().await?;
     let entries = audit::list(&client, tenant.organization_id, query.before, limit).await?;
     let next_before = (entries.len() as i64 == limit)

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod audit;
 pub mod health;
+pub mod messaging;
 pub mod providers;
 
 use actix_web::http::StatusCode;
@@ -45,6 +46,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/whatsapp/providers/{id}"),
     ("POST", "/api/whatsapp/providers/{id}/test"),
     ("GET", "/api/audit"),
+    ("POST", "/api/messaging/send"),
+    ("GET", "/api/messaging/status/{messageId}"),
 ];
 
 /// The OpenAPI description, served at `/openapi.json`.
@@ -76,7 +79,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/api/admin/organizations/{id}/api-keys/{keyId}")
                 .route(web::delete().to(admin::revoke_api_key)),
         )
-        .service(resource("/api/audit").route(web::get().to(audit::list)));
+        .service(resource("/api/audit").route(web::get().to(audit::list)))
+        .service(
+            resource("/api/messaging/status/{messageId}").route(web::get().to(messaging::status)),
+        );
+    cfg.service(
+        resource("/api/messaging/send")
+            .app_data(crate::extract::SendBody)
+            .route(web::post().to(messaging::send)),
+    );
     provider_routes::<EmailProviderSpec>(cfg);
     provider_routes::<SmsProviderSpec>(cfg);
     provider_routes::<WhatsappProviderSpec>(cfg);

@@ -93,6 +93,7 @@ pub async fn create<S: ProviderSpec>(
     )
     .await?;
     tx.commit().await?;
+    state.engine.providers_changed(tenant.organization_id).await;
     Ok(HttpResponse::Created().json(render(&record)))
 }
 
@@ -140,6 +141,7 @@ pub async fn update<S: ProviderSpec>(
     )
     .await?;
     tx.commit().await?;
+    state.engine.providers_changed(tenant.organization_id).await;
     Ok(HttpResponse::Ok().json(render(&record)))
 }
 
@@ -166,6 +168,7 @@ pub async fn delete<S: ProviderSpec>(
     )
     .await?;
     tx.commit().await?;
+    state.engine.providers_changed(tenant.organization_id).await;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -52,3 +52,7 @@ uuid_id!(
     /// A provider connection of any channel.
     ProviderId
 );
+uuid_id!(
+    /// A message accepted for sending.
+    MessageId
+);

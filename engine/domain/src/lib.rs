@@ -1,5 +1,7 @@
 //! msgengine's domain: identifiers, channels, provider configuration and its
-//! validation, and the small value types the other crates share.
+//! validation, the message state machine and history ([`message`]), send-body
+//! validation ([`send`]), and the pure policies the actors run: retries,
+//! circuit breaking and health ([`resilience`]) and routing ([`routing`]).
 //!
 //! This crate does no I/O. Everything here is pure and unit-tested, so the
 //! storage, provider, actor and HTTP layers can rely on a value that exists
@@ -7,11 +9,15 @@
 
 pub mod channel;
 pub mod ids;
+pub mod message;
 pub mod provider;
+pub mod resilience;
+pub mod routing;
 pub mod secret;
+pub mod send;
 pub mod validate;
 
 pub use channel::Channel;
-pub use ids::{ApiKeyId, OrganizationId, ProviderId};
+pub use ids::{ApiKeyId, MessageId, OrganizationId, ProviderId};
 pub use secret::Secret;
 pub use validate::ValidationError;

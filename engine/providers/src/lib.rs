@@ -1,187 +1,28 @@
 //! Provider adapters behind per-channel seams.
 //!
-//! This crate will hold one folder per provider (Mailgun, Twilio, ...) with the
-//! send, status, webhook and set-up calls. Today it holds the seam the
-//! `POST /api/{channel}/providers/{id}/test` endpoint goes through: a
-//! [`ProviderRegistry`] that checks a connection's configuration and then asks
-//! the [`ConnectionProbe`] registered for its channel and type to make a real,
-//! authenticated, side-effect-free call to the provider. With no probe
-//! registered for a type, the live check is reported as skipped, never as passed.
+//! - [`send`]: the [`Sender`] seam the provider actors call for one delivery
+//!   attempt, its receipt and its classified [`ProviderError`], and
+//!   [`sender_for`], which picks the adapter for a connection's spec.
+//! - [`http`]: the shared HTTP client and the helpers every HTTP adapter uses
+//!   (`Retry-After`, status classification, bounded body reads, redaction).
+//! - One folder per adapter: [`sandbox`] (every channel, no network),
+//!   [`mailgun`] (email), [`twilio_sms`] (SMS), [`gupshup`] (WhatsApp).
+//! - [`test_registry`]: the connection-test seam behind
+//!   `POST /api/{channel}/providers/{id}/test`.
+//!
+//! Invariant shared by every adapter: secrets (API keys, tokens, account SIDs)
+//! never appear in a [`ProviderError`], in `Debug` output or in logs; an
+//! adapter scrubs them from provider-supplied text before returning it.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+pub mod gupshup;
+pub mod http;
+pub mod mailgun;
+pub mod sandbox;
+pub mod send;
+pub mod test_registry;
+pub mod twilio_sms;
 
-use async_trait::async_trait;
-use msgengine_domain::provider::{AnyProviderSpec, ProviderSpec};
-use msgengine_domain::Channel;
-use serde::Serialize;
-
-/// The outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CheckStatus {
-    Passed,
-    Failed,
-    Skipped,
-}
-
-/// One named check of a provider connection, with what it found in words.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Check {
-    /// `configuration` or `connection`.
-    pub name: &'static str,
-    pub status: CheckStatus,
-    pub message: String,
-}
-
-/// Everything a test of a connection found. `ok` is false when any check failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TestReport {
-    pub ok: bool,
-    pub checks: Vec<Check>,
-}
-
-/// A live, authenticated, read-only call to a provider (an account or domain
-/// lookup, never a send) that tells whether the credentials work.
-#[async_trait]
-pub trait ConnectionProbe: Send + Sync {
-    async fn probe(&self, spec: &AnyProviderSpec) -> Check;
-}
-
-/// Maps (channel, provider type) to the probe that tests it.
-#[derive(Default, Clone)]
-pub struct ProviderRegistry {
-    probes: HashMap<(Channel, &'static str), Arc<dyn ConnectionProbe>>,
-}
-
-impl ProviderRegistry {
-    /// A registry with no live probes: tests check configuration only.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Registers the probe for a channel's provider type (`"MAILGUN"`).
-    pub fn with_probe(
-        mut self,
-        channel: Channel,
-        provider_type: &'static str,
-        probe: Arc<dyn ConnectionProbe>,
-    ) -> Self {
-        self.probes.insert((channel, provider_type), probe);
-        self
-    }
-
-    /// Checks the configuration (every field well-formed, the type's required
-    /// fields present) and, if it is sound, the live connection.
-    pub async fn test(&self, spec: &AnyProviderSpec) -> TestReport {
-        let configuration = check_configuration(spec);
-        let connection = if configuration.status == CheckStatus::Failed {
-            Check {
-                name: "connection",
-                status: CheckStatus::Skipped,
-                message: "not attempted: fix the configuration first".into(),
-            }
-        } else {
-            match self.probes.get(&(spec.channel(), spec.provider_type())) {
-                Some(probe) => probe.probe(spec).await,
-                None => Check {
-                    name: "connection",
-                    status: CheckStatus::Skipped,
-                    message: format!(
-                        "no live check for {} yet: the authenticated call to the provider arrives with its adapter",
-                        spec.provider_type()
-                    ),
-                },
-            }
-        };
-        let checks = vec![configuration, connection];
-        TestReport {
-            ok: checks.iter().all(|c| c.status != CheckStatus::Failed),
-            checks,
-        }
-    }
-}
-
-/// Re-validates a stored spec, so a rule tightened after it was saved shows up here.
-fn check_configuration(spec: &AnyProviderSpec) -> Check {
-    let result = match spec.clone() {
-        AnyProviderSpec::Email(mut s) => s.validate(),
-        AnyProviderSpec::Sms(mut s) => s.validate(),
-        AnyProviderSpec::Whatsapp(mut s) => s.validate(),
-    };
-    match result {
-        Ok(()) => Check {
-            name: "configuration",
-            status: CheckStatus::Passed,
-            message: format!(
-                "every field required for {} is present and well-formed",
-                spec.provider_type()
-            ),
-        },
-        Err(e) => Check {
-            name: "configuration",
-            status: CheckStatus::Failed,
-            message: e.message,
-        },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use msgengine_domain::provider::{from_object, SmsProviderSpec};
-    use serde_json::json;
-
-    use super::*;
-
-    fn termii(api_key: &str) -> AnyProviderSpec {
-        let object = json!({"providerType": "TERMII", "name": "t", "senderId": "Acme",
-                            "credentials": {"apiKey": api_key}});
-        let spec: Result<SmsProviderSpec, _> = match object {
-            serde_json::Value::Object(m) => from_object(m),
-            _ => unreachable!("literal object"),
-        };
-        spec.map(ProviderSpec::into_any).expect("valid spec")
-    }
-
-    struct Refuses;
-
-    #[async_trait]
-    impl ConnectionProbe for Refuses {
-        async fn probe(&self, _: &AnyProviderSpec) -> Check {
-            Check {
-                name: "connection",
-                status: CheckStatus::Failed,
-                message: "401: invalid API key".into(),
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn without_a_probe_the_live_check_is_skipped_not_passed() {
-        let report = ProviderRegistry::new().test(&termii("TL-key")).await;
-        assert!(report.ok);
-        assert_eq!(report.checks[0].status, CheckStatus::Passed);
-        assert_eq!(report.checks[1].status, CheckStatus::Skipped);
-    }
-
-    #[tokio::test]
-    async fn a_failing_probe_fails_the_test_with_its_words() {
-        let registry =
-            ProviderRegistry::new().with_probe(Channel::Sms, "TERMII", Arc::new(Refuses));
-        let report = registry.test(&termii("TL-key")).await;
-        assert!(!report.ok);
-        assert_eq!(report.checks[1].message, "401: invalid API key");
-    }
-
-    #[tokio::test]
-    async fn a_spec_that_no_longer_validates_fails_configuration() {
-        let mut spec = termii("TL-key");
-        if let AnyProviderSpec::Sms(s) = &mut spec {
-            s.sender_id = Some("!".into());
-        }
-        let report = ProviderRegistry::new().test(&spec).await;
-        assert!(!report.ok);
-        assert_eq!(report.checks[0].status, CheckStatus::Failed);
-        assert_eq!(report.checks[1].status, CheckStatus::Skipped);
-    }
-}
+pub use http::{http_client, parse_retry_after, try_http_client};
+pub use reqwest;
+pub use send::{sender_for, FailureKind, ProviderError, SendReceipt, Sender, UnsupportedProvider};
+pub use test_registry::{Check, CheckStatus, ConnectionProbe, ProviderRegistry, TestReport};

@@ -18,6 +18,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub db: TestDb,
     pub key_ring: String,
+    pub engine: msgengine_actors::Engine,
     handle: actix_web::dev::ServerHandle,
 }
 
@@ -52,12 +53,14 @@ impl TestApp {
         let app = Application::build(settings).await.expect("server builds");
         let base = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
+        let engine = app.engine().clone();
         tokio::spawn(app.run_until_stopped());
         TestApp {
             base,
             http: reqwest::Client::new(),
             db,
             key_ring,
+            engine,
             handle,
         }
     }
@@ -199,5 +202,79 @@ pub const SECRETS: &[&str] = &[
 pub fn assert_no_secret(text: &str) {
     for secret in SECRETS {
         assert!(!text.contains(secret), "secret leaked: {text}");
+    }
+}
+
+/// A SANDBOX provider of a channel with the given behaviour.
+pub fn sandbox(name: &str, latency_ms: u32, transient: f64, permanent: f64) -> Value {
+    json!({"providerType": "SANDBOX", "name": name,
+           "sandboxConfig": {"latencyMs": latency_ms, "transientFailureRate": transient,
+                             "permanentFailureRate": permanent}})
+}
+
+impl TestApp {
+    /// Sends a body to /api/messaging/send.
+    pub async fn send(&self, org: &Org, body: &Value) -> (u16, Value) {
+        status_json(
+            self.call(
+                Method::POST,
+                "/api/messaging/send",
+                Some(&org.key),
+                Some(body),
+            )
+            .await,
+        )
+        .await
+    }
+
+    /// A message's status.
+    pub async fn status(&self, org: &Org, id: &str) -> (u16, Value) {
+        status_json(
+            self.call(
+                Method::GET,
+                &format!("/api/messaging/status/{id}"),
+                Some(&org.key),
+                None,
+            )
+            .await,
+        )
+        .await
+    }
+
+    /// Polls until the message reaches one of `states` (bounded: 30 s).
+    pub async fn wait_for(&self, org: &Org, id: &str, states: &[&str]) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (_, status) = self.status(org, id).await;
+            if status["status"]
+                .as_str()
+                .is_some_and(|s| states.contains(&s))
+            {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "message {id} stuck: {status}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls until no message of the database is unfinished (bounded: 60 s).
+    pub async fn drain(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let open = self
+                .query_count("SELECT count(*) FROM messages WHERE state IN ('scheduled','accepted','queued','sending')")
+                .await;
+            if open == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{open} messages still unfinished"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 }

@@ -7,6 +7,7 @@ mod encryption;
 mod helpers;
 mod isolation;
 mod openapi;
+mod pipeline;
 mod providers;
 mod startup;
 mod validation;

@@ -25,6 +25,8 @@ pub enum EmailProviderType {
     Mailjet,
     Sendgrid,
     Smtp,
+    /// Simulated provider, no credentials (see [`super::SandboxConfig`]).
+    Sandbox,
 }
 
 impl EmailProviderType {
@@ -34,6 +36,7 @@ impl EmailProviderType {
             Self::Mailjet => "MAILJET",
             Self::Sendgrid => "SENDGRID",
             Self::Smtp => "SMTP",
+            Self::Sandbox => "SANDBOX",
         }
     }
 }
@@ -89,6 +92,9 @@ pub struct EmailProviderSpec {
     pub webhook_secret: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    /// SANDBOX only: the simulated behaviour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_config: Option<super::SandboxConfig>,
 }
 
 impl ProviderSpec for EmailProviderSpec {
@@ -135,6 +141,12 @@ impl ProviderSpec for EmailProviderSpec {
             validate_smtp(smtp)?;
         }
         let ty = self.provider_type.as_str();
+        if let Some(sandbox) = &self.sandbox_config {
+            sandbox.validate()?;
+        }
+        if self.provider_type == EmailProviderType::Sandbox {
+            return Ok(());
+        }
         require("fromEmail", self.from_email.as_ref(), ty)?;
         match self.provider_type {
             EmailProviderType::Mailgun => {
@@ -161,6 +173,7 @@ impl ProviderSpec for EmailProviderSpec {
             EmailProviderType::Smtp => {
                 require("smtpConfig", self.smtp_config.as_ref(), ty)?;
             }
+            EmailProviderType::Sandbox => {}
         }
         Ok(())
     }

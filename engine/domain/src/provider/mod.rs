@@ -264,6 +264,62 @@ fn flatten(
     }
 }
 
+/// How a `SANDBOX` connection behaves: it accepts sends without credentials
+/// and simulates a provider's latency and failures, so the engine runs end to
+/// end on any machine. Rates are probabilities per send.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Simulated provider latency per send, in milliseconds (0-60000). Default 0.
+    #[serde(default)]
+    pub latency_ms: u32,
+    /// Share of sends failing with a transient error (like a 503), 0.0-1.0. Default 0.
+    #[serde(default)]
+    pub transient_failure_rate: f64,
+    /// Share of sends failing permanently (like an invalid recipient), 0.0-1.0. Default 0.
+    #[serde(default)]
+    pub permanent_failure_rate: f64,
+}
+
+impl SandboxConfig {
+    /// Checks the ranges.
+    pub fn validate(&self) -> Valid<()> {
+        if self.latency_ms > 60_000 {
+            return Err(ValidationError::new(
+                "sandboxConfig.latencyMs",
+                "out_of_range",
+                "sandboxConfig.latencyMs must be at most 60000",
+            ));
+        }
+        for (field, rate) in [
+            (
+                "sandboxConfig.transientFailureRate",
+                self.transient_failure_rate,
+            ),
+            (
+                "sandboxConfig.permanentFailureRate",
+                self.permanent_failure_rate,
+            ),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(ValidationError::new(
+                    field,
+                    "out_of_range",
+                    format!("{field} must be between 0 and 1"),
+                ));
+            }
+        }
+        if self.transient_failure_rate + self.permanent_failure_rate > 1.0 {
+            return Err(ValidationError::new(
+                "sandboxConfig",
+                "out_of_range",
+                "sandboxConfig failure rates must add up to at most 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Any channel's spec, for code that handles all channels (the provider
 /// registry, key rotation).
 #[derive(Debug, Clone)]

@@ -25,6 +25,8 @@ pub enum SmsProviderType {
     Twilio,
     Africastalking,
     Termii,
+    /// Simulated provider, no credentials (see [`super::SandboxConfig`]).
+    Sandbox,
 }
 
 impl SmsProviderType {
@@ -33,6 +35,7 @@ impl SmsProviderType {
             Self::Twilio => "TWILIO",
             Self::Africastalking => "AFRICASTALKING",
             Self::Termii => "TERMII",
+            Self::Sandbox => "SANDBOX",
         }
     }
 
@@ -47,6 +50,7 @@ impl SmsProviderType {
             ],
             Self::Africastalking => &[("username", true), ("apiKey", true)],
             Self::Termii => &[("apiKey", true)],
+            Self::Sandbox => &[],
         }
     }
 }
@@ -65,6 +69,9 @@ pub struct SmsProviderSpec {
     pub credentials: BTreeMap<String, Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    /// SANDBOX only: the simulated behaviour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_config: Option<super::SandboxConfig>,
 }
 
 impl SmsProviderSpec {
@@ -99,6 +106,9 @@ impl ProviderSpec for SmsProviderSpec {
         v::text("name", &self.name, 100)?;
         if let Some(u) = &self.base_url {
             v::http_url("baseUrl", u)?;
+        }
+        if let Some(sandbox) = &self.sandbox_config {
+            sandbox.validate()?;
         }
         self.validate_credentials()?;
         self.validate_sender()
@@ -174,7 +184,7 @@ impl SmsProviderSpec {
         let ty = self.provider_type;
         let Some(sender) = self.sender_id.clone() else {
             return match ty {
-                SmsProviderType::Africastalking => Ok(()),
+                SmsProviderType::Africastalking | SmsProviderType::Sandbox => Ok(()),
                 _ => Err(ValidationError::required(
                     "senderId",
                     &format!("for {}", ty.as_str()),
@@ -206,6 +216,7 @@ impl SmsProviderSpec {
             SmsProviderType::Africastalking => invalid("an alphanumeric sender id (up to 11 characters) or a short code"),
             SmsProviderType::Termii if is_alphanumeric_sender(&sender, 3, 11) => Ok(()),
             SmsProviderType::Termii => invalid("3 to 11 letters, digits and spaces, with at least one letter"),
+            SmsProviderType::Sandbox => Ok(()),
         }
     }
 }

@@ -27,6 +27,8 @@ pub enum WhatsappProviderType {
     Gupshup,
     Twilio,
     MetaCloud,
+    /// Simulated provider, no credentials (see [`super::SandboxConfig`]).
+    Sandbox,
 }
 
 impl WhatsappProviderType {
@@ -37,6 +39,7 @@ impl WhatsappProviderType {
             Self::Gupshup => "GUPSHUP",
             Self::Twilio => "TWILIO",
             Self::MetaCloud => "META_CLOUD",
+            Self::Sandbox => "SANDBOX",
         }
     }
 }
@@ -73,6 +76,9 @@ pub struct WhatsappProviderSpec {
     pub app_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    /// SANDBOX only: the simulated behaviour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_config: Option<super::SandboxConfig>,
 }
 
 impl ProviderSpec for WhatsappProviderSpec {
@@ -134,6 +140,12 @@ impl ProviderSpec for WhatsappProviderSpec {
 impl WhatsappProviderSpec {
     fn validate_required(&self) -> Valid<()> {
         let ty = self.provider_type.as_str();
+        if let Some(sandbox) = &self.sandbox_config {
+            sandbox.validate()?;
+        }
+        if self.provider_type == WhatsappProviderType::Sandbox {
+            return Ok(());
+        }
         require("accessToken", self.access_token.as_ref(), ty)?;
         match self.provider_type {
             WhatsappProviderType::MetaCloud => {
@@ -154,7 +166,9 @@ impl WhatsappProviderSpec {
                 require("phoneNumber", self.phone_number.as_ref(), ty)?;
                 require("appName", self.app_name.as_ref(), ty)?;
             }
-            WhatsappProviderType::Aisensy | WhatsappProviderType::Interakt => {}
+            WhatsappProviderType::Aisensy
+            | WhatsappProviderType::Interakt
+            | WhatsappProviderType::Sandbox => {}
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod messages;
 pub mod organizations;
 pub mod providers;
 

@@ -1,0 +1,226 @@
+//! Group commit of accepted messages.
+//!
+//! Request handlers hand their validated rows to [`GroupCommitter::commit`]
+//! and wait. A few worker tasks each take everything queued (up to a cap),
+//! write it in ONE transaction (idempotency keys first, then every message
+//! in one multi-row insert), commit, and answer every waiting request. So a
+//! 202 is only given after the rows are durable, and the number of
+//! transactions does not grow with the number of requests. Several workers
+//! let one batch be written while the next one gathers.
+
+use std::sync::Arc;
+
+use msgengine_storage::driver::deadpool_postgres::Pool;
+use msgengine_storage::repo::messages::{self, IdempotencyRow, NewMessageRow};
+use msgengine_storage::StoreError;
+use tokio::sync::{mpsc, oneshot, Mutex};
+use uuid::Uuid;
+
+/// One request's share of a group.
+pub struct AcceptJob {
+    pub rows: Vec<NewMessageRow>,
+    pub idempotency: Option<IdempotencyRow>,
+    reply: oneshot::Sender<Result<CommitOutcome, StoreError>>,
+}
+
+/// What happened to a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// The rows are committed.
+    Committed,
+    /// The idempotency key already existed: nothing was written.
+    KeyExists,
+}
+
+/// Called with the rows of every committed job (to dispatch the leased ones).
+pub type OnCommit = Arc<dyn Fn(Vec<NewMessageRow>) + Send + Sync>;
+
+/// Settings of the committer.
+#[derive(Debug, Clone)]
+pub struct CommitSettings {
+    /// This node's id, the owner of the leases written with leased rows.
+    pub node_id: Uuid,
+    /// How long a lease written at accept time lasts.
+    pub lease_for: chrono::Duration,
+    /// Worker tasks (each holds one connection while writing). Default 3.
+    pub workers: usize,
+    /// Most rows in one transaction. Default 10000.
+    pub max_rows: usize,
+}
+
+/// Handle to the group-commit workers.
+#[derive(Clone)]
+pub struct GroupCommitter {
+    tx: mpsc::Sender<AcceptJob>,
+}
+
+impl GroupCommitter {
+    /// Starts the workers on the current runtime.
+    pub fn start(pool: Pool, settings: CommitSettings, on_commit: OnCommit) -> Self {
+        let (tx, rx) = mpsc::channel::<AcceptJob>(16_384);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..settings.workers.max(1) {
+            let worker = Worker {
+                pool: pool.clone(),
+                rx: rx.clone(),
+                settings: settings.clone(),
+                on_commit: on_commit.clone(),
+            };
+            tokio::spawn(worker.run());
+        }
+        Self { tx }
+    }
+
+    /// Writes `rows` (and the idempotency key) durably with other requests' rows.
+    pub async fn commit(
+        &self,
+        rows: Vec<NewMessageRow>,
+        idempotency: Option<IdempotencyRow>,
+    ) -> Result<CommitOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(AcceptJob {
+                rows,
+                idempotency,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Unavailable("the committer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the committer has stopped".into()))?
+    }
+}
+
+struct Worker {
+    pool: Pool,
+    rx: Arc<Mutex<mpsc::Receiver<AcceptJob>>>,
+    settings: CommitSettings,
+    on_commit: OnCommit,
+}
+
+impl Worker {
+    async fn run(self) {
+        while let Some(group) = self.gather().await {
+            self.write(group).await;
+        }
+    }
+
+    /// Waits for one job, then takes whatever else is queued, up to the cap.
+    async fn gather(&self) -> Option<Vec<AcceptJob>> {
+        let mut rx = self.rx.lock().await;
+        let first = rx.recv().await?;
+        let mut rows = first.rows.len();
+        let mut group = vec![first];
+        while rows < self.settings.max_rows {
+            match rx.try_recv() {
+                Ok(job) => {
+                    rows += job.rows.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        Some(group)
+    }
+
+    async fn write(&self, group: Vec<AcceptJob>) {
+        let started = std::time::Instant::now();
+        // Move every job's rows into one vector; `spans` remembers whose are whose.
+        let mut rows = Vec::with_capacity(group.iter().map(|j| j.rows.len()).sum());
+        let mut spans = Vec::with_capacity(group.len());
+        let mut waiting = Vec::with_capacity(group.len());
+        for job in group {
+            spans.push(rows.len()..rows.len() + job.rows.len());
+            rows.extend(job.rows);
+            waiting.push((job.idempotency, job.reply));
+        }
+        let keys: Vec<Option<&IdempotencyRow>> = waiting.iter().map(|(k, _)| k.as_ref()).collect();
+        match self.write_group(&rows, &spans, &keys).await {
+            Ok(outcomes) => {
+                let all_committed = outcomes.iter().all(|o| *o == CommitOutcome::Committed);
+                let committed = if all_committed {
+                    rows
+                } else {
+                    keep_committed(rows, &spans, &outcomes)
+                };
+                for ((_, reply), outcome) in waiting.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+                tracing::trace!(
+                    rows = committed.len(),
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "group committed"
+                );
+                if !committed.is_empty() {
+                    (self.on_commit)(committed);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, jobs = waiting.len(), "group commit failed");
+                let text = e.to_string();
+                for (_, reply) in waiting {
+                    let _ = reply.send(Err(StoreError::Unavailable(text.clone())));
+                }
+            }
+        }
+    }
+
+    async fn write_group(
+        &self,
+        rows: &[NewMessageRow],
+        spans: &[std::ops::Range<usize>],
+        keys: &[Option<&IdempotencyRow>],
+    ) -> Result<Vec<CommitOutcome>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let mut outcomes = vec![CommitOutcome::Committed; spans.len()];
+        let keyed: Vec<(usize, IdempotencyRow)> = keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| k.map(|k| (i, k.clone())))
+            .collect();
+        if !keyed.is_empty() {
+            let key_rows: Vec<IdempotencyRow> = keyed.iter().map(|(_, k)| k.clone()).collect();
+            let fresh = messages::insert_idempotency(&tx, &key_rows).await?;
+            for (n, (job, _)) in keyed.iter().enumerate() {
+                if !fresh.contains(&n) {
+                    outcomes[*job] = CommitOutcome::KeyExists;
+                }
+            }
+        }
+        let lease_until = chrono::Utc::now() + self.settings.lease_for;
+        if outcomes.iter().all(|o| *o == CommitOutcome::Committed) {
+            messages::insert_many(&tx, rows, self.settings.node_id, lease_until).await?;
+        } else {
+            let kept: Vec<NewMessageRow> = spans
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| **o == CommitOutcome::Committed)
+                .flat_map(|(span, _)| rows[span.clone()].iter().cloned())
+                .collect();
+            messages::insert_many(&tx, &kept, self.settings.node_id, lease_until).await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+/// The rows of the jobs that committed (the rare case where some job's
+/// idempotency key already existed).
+fn keep_committed(
+    rows: Vec<NewMessageRow>,
+    spans: &[std::ops::Range<usize>],
+    outcomes: &[CommitOutcome],
+) -> Vec<NewMessageRow> {
+    rows.into_iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            spans
+                .iter()
+                .zip(outcomes)
+                .any(|(span, o)| *o == CommitOutcome::Committed && span.contains(i))
+        })
+        .map(|(_, row)| row)
+        .collect()
+}

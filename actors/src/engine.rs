@@ -1,0 +1,372 @@
+//! The engine handle the HTTP edge talks to.
+//!
+//! [`Engine::start`] runs the actor system on its own thread (an actix
+//! `System` with arbiters for the provider actors), so it works the same
+//! under the server and inside tests. Accepting a send: idempotency replay
+//! check, tenant admission (TenantActor), a route check (a channel with no
+//! active provider is refused at once), then group commit; after the commit
+//! the leased rows are dispatched from memory.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use msgengine_domain::message::{MessageEvent, MessageState, OutboundMessage};
+use msgengine_domain::routing::OrderedFailover;
+use msgengine_domain::send::{NewMessage, SendRequest};
+use msgengine_domain::{Channel, MessageId, OrganizationId};
+use msgengine_storage::crypto::KeyRing;
+use msgengine_storage::driver::deadpool_postgres::Pool;
+use msgengine_storage::repo::messages::{self, IdempotencyRow, NewMessageRow};
+use msgengine_storage::StoreError;
+use serde_json::{json, Value};
+
+use crate::commit::{CommitOutcome, CommitSettings, GroupCommitter};
+use crate::router::{LoadRoutes, RouterActor};
+use crate::runtime::{EngineConfig, Shared};
+use crate::tenant::{Admission, Admit, Tenants};
+use crate::writer::{OutcomeWriter, WriterSettings};
+
+/// Why a send was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error("over the organization's send rate")]
+    RateLimited { retry_after: Duration },
+    #[error("a request may hold at most {burst} messages for this organization")]
+    OverBurst { burst: u32 },
+    #[error("no active {channel} provider")]
+    NoProvider { channel: Channel, index: usize },
+    #[error("the Idempotency-Key was used with a different request")]
+    IdempotencyConflict,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A request's idempotency key and the hash of its body.
+pub struct IdempotencyKey {
+    pub key: String,
+    pub request_hash: Vec<u8>,
+}
+
+/// The accepted answer: the response body (also stored for idempotent replays).
+pub struct Accepted {
+    pub body: Value,
+    /// True when this is a replay of an earlier request with the same key.
+    pub replayed: bool,
+}
+
+/// The running engine.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+    committer: GroupCommitter,
+    tenants: Tenants,
+    main: ArbiterHandle,
+    router: Addr<RouterActor>,
+    stop: Arc<AtomicBool>,
+    system: System,
+}
+
+impl Engine {
+    /// Starts the actor system, the committer, the status writer and the scheduler.
+    pub fn start(config: EngineConfig, pool: Pool, ring: Arc<KeyRing>) -> std::io::Result<Engine> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("msgengine-actors".into())
+            .spawn(move || {
+                let runner = System::new();
+                let engine = runner.block_on(async move { Self::build(config, pool, ring) });
+                let _ = tx.send(engine);
+                if let Err(e) = runner.run() {
+                    tracing::error!(error = %e, "actor system stopped with an error");
+                }
+            })?;
+        rx.recv()
+            .map_err(|_| std::io::Error::other("actor system failed to start"))
+    }
+
+    fn build(config: EngineConfig, pool: Pool, ring: Arc<KeyRing>) -> Engine {
+        let arbiters: Vec<ArbiterHandle> = (0..config.arbiters.max(1))
+            .map(|_| Arbiter::new().handle())
+            .collect();
+        let writer = OutcomeWriter::start(
+            pool.clone(),
+            WriterSettings {
+                shards: config.writer_shards,
+                max_batch: 5000,
+            },
+        );
+        let commit = CommitSettings {
+            node_id: config.node_id,
+            lease_for: chrono::Duration::from_std(config.lease_for).unwrap_or_default(),
+            workers: config.commit_workers,
+            max_rows: 10_000,
+        };
+        let shared = Arc::new(Shared::new(
+            config,
+            pool.clone(),
+            ring,
+            Box::new(OrderedFailover),
+            writer,
+            arbiters,
+        ));
+        let router = Supervisor::start({
+            let shared = shared.clone();
+            move |_| RouterActor::new(shared)
+        });
+        let _ = shared.router.set(router.clone());
+        let main = Arbiter::current();
+        let on_commit = {
+            let shared = shared.clone();
+            let main = main.clone();
+            Arc::new(move |rows: Vec<NewMessageRow>| {
+                let due: Vec<(OutboundMessage, u32)> = rows
+                    .into_iter()
+                    .filter(|r| r.leased)
+                    .filter_map(|r| to_outbound(r).map(|m| (m, 0)))
+                    .collect();
+                if due.is_empty() {
+                    return;
+                }
+                let shared = shared.clone();
+                main.spawn(async move { shared.dispatch(due).await });
+            })
+        };
+        let committer = GroupCommitter::start(pool, commit, on_commit);
+        let stop = Arc::new(AtomicBool::new(false));
+        actix::spawn(crate::scheduler::run(shared.clone(), stop.clone()));
+        Engine {
+            shared,
+            committer,
+            tenants: Tenants::default(),
+            main,
+            router,
+            stop,
+            system: System::current(),
+        }
+    }
+
+    /// This node's id (the owner of its leases).
+    pub fn node_id(&self) -> uuid::Uuid {
+        self.shared.config.node_id
+    }
+
+    /// Accepts a send request for `org`: answers only once its messages are committed.
+    pub async fn accept(
+        &self,
+        org: OrganizationId,
+        request: SendRequest,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Accepted, AcceptError> {
+        if let Some(key) = &idempotency {
+            if let Some(replay) = self.replay(org, key).await? {
+                return Ok(replay);
+            }
+        }
+        let count = u32::try_from(request.messages.len()).unwrap_or(u32::MAX);
+        let tenant = self.tenants.get(&self.shared, &self.main, org);
+        match tenant.send(Admit { count }).await {
+            Ok(Admission::Admitted) => {}
+            Ok(Admission::RateLimited { retry_after }) => {
+                return Err(AcceptError::RateLimited { retry_after })
+            }
+            Ok(Admission::OverBurst { burst }) => return Err(AcceptError::OverBurst { burst }),
+            Err(_) => return Err(StoreError::Unavailable("tenant actor unavailable".into()).into()),
+        }
+        self.shared.ensure_routes(org).await?;
+        for (index, message) in request.messages.iter().enumerate() {
+            if self
+                .shared
+                .routes
+                .candidates(org, message.channel)
+                .is_empty()
+            {
+                return Err(AcceptError::NoProvider {
+                    channel: message.channel,
+                    index,
+                });
+            }
+        }
+        let now = Utc::now();
+        let rows: Vec<NewMessageRow> = request
+            .messages
+            .into_iter()
+            .map(|m| new_row(org, m, now))
+            .collect();
+        let body = response_body(&rows, request.is_batch);
+        let idem_row = idempotency.as_ref().map(|k| IdempotencyRow {
+            organization_id: org.0,
+            key: k.key.clone(),
+            request_hash: k.request_hash.clone(),
+            response: body.clone(),
+        });
+        match self.committer.commit(rows, idem_row).await? {
+            CommitOutcome::Committed => Ok(Accepted {
+                body,
+                replayed: false,
+            }),
+            CommitOutcome::KeyExists => match idempotency {
+                Some(key) => self
+                    .replay(org, &key)
+                    .await?
+                    .ok_or(AcceptError::IdempotencyConflict),
+                None => Err(AcceptError::IdempotencyConflict),
+            },
+        }
+    }
+
+    async fn replay(
+        &self,
+        org: OrganizationId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Accepted>, AcceptError> {
+        let client = self.shared.pool.get().await.map_err(StoreError::from)?;
+        match messages::find_idempotency(&client, org.0, &key.key).await? {
+            Some((hash, body)) if hash == key.request_hash => Ok(Some(Accepted {
+                body,
+                replayed: true,
+            })),
+            Some(_) => Err(AcceptError::IdempotencyConflict),
+            None => Ok(None),
+        }
+    }
+
+    /// An organization's providers changed: reload its routes and actors now.
+    pub async fn providers_changed(&self, org: OrganizationId) {
+        if let Err(e) = self
+            .router
+            .send(LoadRoutes {
+                organization_id: org,
+                force: true,
+            })
+            .await
+        {
+            tracing::error!(organization = %org, error = %e, "route reload failed");
+        }
+    }
+
+    /// An organization's rate limits changed.
+    pub fn limits_changed(&self, org: OrganizationId) {
+        self.tenants.reload(org);
+    }
+
+    /// Test hook: the next send through this provider panics inside its actor.
+    pub fn inject_provider_panic(&self, provider: msgengine_domain::ProviderId) -> bool {
+        match self.shared.routes.provider(provider) {
+            Some(handle) => handle
+                .addr
+                .try_send(crate::provider::PanicOnNextSend)
+                .is_ok(),
+            None => false,
+        }
+    }
+
+    /// Stops taking new work from the scheduler, lets in-flight attempts
+    /// finish (up to `deadline`), writes their outcomes, gives up this node's
+    /// leases and stops the actor system.
+    pub async fn shutdown(&self, deadline: Duration) {
+        self.stop.store(true, Ordering::Relaxed);
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let mut busy = 0usize;
+            for handle in self.shared.routes.all_providers() {
+                busy += handle.addr.send(crate::provider::Load).await.unwrap_or(0);
+            }
+            if busy == 0 || tokio::time::Instant::now() >= until {
+                if busy > 0 {
+                    tracing::warn!(
+                        busy,
+                        "shutdown deadline reached with attempts still in flight"
+                    );
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = until
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(Duration::from_secs(1));
+        if !self.shared.writer.flush(left).await {
+            tracing::warn!("shutdown: some status writes were not flushed");
+        }
+        match self.shared.pool.get().await {
+            Ok(client) => match messages::release_leases(&client, self.shared.config.node_id).await
+            {
+                Ok(n) => tracing::info!(released = n, "released this node's leases"),
+                Err(e) => tracing::warn!(error = %e, "could not release leases"),
+            },
+            Err(e) => tracing::warn!(error = %e, "could not release leases"),
+        }
+        self.system.stop();
+    }
+}
+
+fn new_row(org: OrganizationId, m: NewMessage, now: DateTime<Utc>) -> NewMessageRow {
+    let scheduled = m.send_at.is_some_and(|at| at > now);
+    let mut events = vec![MessageEvent {
+        state: MessageState::Accepted,
+        at: now,
+        reason: None,
+        provider_id: None,
+        attempt: None,
+    }];
+    events.push(MessageEvent {
+        state: if scheduled {
+            MessageState::Scheduled
+        } else {
+            MessageState::Queued
+        },
+        at: now,
+        reason: None,
+        provider_id: None,
+        attempt: None,
+    });
+    NewMessageRow {
+        id: MessageId::new().0,
+        organization_id: org.0,
+        channel: m.channel.as_str(),
+        state: if scheduled {
+            MessageState::Scheduled
+        } else {
+            MessageState::Queued
+        },
+        recipient: m.to,
+        sender: m.from,
+        subject: m.subject,
+        body_text: m.text,
+        body_html: m.html,
+        metadata: m.metadata.map(Value::Object),
+        send_at: m.send_at,
+        next_attempt_at: m.send_at.filter(|_| scheduled).unwrap_or(now),
+        leased: !scheduled,
+        events: json!(events),
+    }
+}
+
+fn response_body(rows: &[NewMessageRow], is_batch: bool) -> Value {
+    let item = |r: &NewMessageRow| json!({"id": r.id, "status": r.state});
+    if is_batch {
+        json!({"messages": rows.iter().map(item).collect::<Vec<_>>()})
+    } else {
+        rows.first().map(item).unwrap_or(Value::Null)
+    }
+}
+
+fn to_outbound(row: NewMessageRow) -> Option<OutboundMessage> {
+    Some(OutboundMessage {
+        id: MessageId(row.id),
+        organization_id: OrganizationId(row.organization_id),
+        channel: row.channel.parse().ok()?,
+        to: row.recipient,
+        from: row.sender,
+        subject: row.subject,
+        text: row.body_text.unwrap_or_default(),
+        html: row.body_html,
+        metadata: row.metadata.and_then(|m| match m {
+            Value::Object(map) => Some(map),
+            _ => None,
+        }),
+    })
+}

@@ -1,0 +1,26 @@
+//! msgengine's actor system and the machinery around it.
+//!
+//! - [`tenant::TenantActor`]: one per organization, admission rate limiting.
+//! - [`router::RouterActor`]: owns the routing snapshot ([`router::RouteTable`])
+//!   and the provider actors' lifecycle; routing itself is a pure policy
+//!   evaluated by any caller over the snapshot.
+//! - [`provider::ProviderActor`]: one per active provider connection: limiter,
+//!   concurrency cap, circuit breaker, health, retries and failover.
+//! - [`commit::GroupCommitter`]: group commit of accepted messages.
+//! - [`writer::OutcomeWriter`]: batched status writes.
+//! - [`scheduler`]: scheduled messages, database-held retries, crash recovery.
+//!
+//! [`Engine`] ties them together for the HTTP edge.
+
+pub mod commit;
+pub mod engine;
+pub mod job;
+pub mod provider;
+pub mod router;
+pub mod runtime;
+pub mod scheduler;
+pub mod tenant;
+pub mod writer;
+
+pub use engine::{AcceptError, Accepted, Engine, IdempotencyKey};
+pub use runtime::EngineConfig;

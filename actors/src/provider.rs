@@ -1,0 +1,565 @@
+//! ProviderActor: one per active provider connection.
+//!
+//! Holds the connection's sender (adapter), its rate limiter (the provider's
+//! allowed rate), a concurrency cap, a circuit breaker and health statistics.
+//! Jobs wait in the actor's queue until the limiter and the cap allow them
+//! (a rate-limit refusal defers, never drops). Each finished attempt becomes
+//! one outcome for the status writer; transient failures retry with backoff
+//! (short waits in memory, long ones through the database), then fail over
+//! along the job's chain; an open circuit fails over without an attempt.
+//!
+//! A panic inside an adapter call is caught, the job is requeued and the
+//! actor stops; its supervisor restarts it and `restarting` rebuilds the
+//! sender and breaker from the spec, keeping the queue (the struct survives
+//! a restart; only the context is new).
+
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::Utc;
+use futures::FutureExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use msgengine_domain::message::{Attempt, AttemptOutcome, MessageEvent, MessageState};
+use msgengine_domain::provider::AnyProviderSpec;
+use msgengine_domain::resilience::backoff::{ErrorClass, RetryDecision};
+use msgengine_domain::resilience::breaker::CircuitBreaker;
+use msgengine_domain::resilience::health::HealthStats;
+use msgengine_domain::{MessageId, OrganizationId, ProviderId};
+use msgengine_providers::{
+    sender_for, FailureKind, ProviderError, SendReceipt, Sender, UnsupportedProvider,
+};
+use msgengine_storage::repo::messages::OutcomeRow;
+use serde_json::json;
+
+use crate::job::Job;
+use crate::router::ProviderHandle;
+use crate::runtime::Shared;
+
+/// Hand jobs to the provider.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver(pub Vec<Job>);
+
+/// The provider's configuration changed (takes effect for the next attempts).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconfigure {
+    pub spec: AnyProviderSpec,
+}
+
+/// The provider was deleted or deactivated: re-route queued jobs and stop
+/// once in-flight attempts finish.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+/// How many jobs the actor holds (queued + in flight).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Load;
+
+/// Test hook: make the next adapter call panic (supervision tests).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PanicOnNextSend;
+
+/// Starts a provider's actor, supervised, on one of the engine's arbiters.
+pub fn start(
+    shared: Arc<Shared>,
+    org: OrganizationId,
+    id: ProviderId,
+    spec: AnyProviderSpec,
+) -> Result<ProviderHandle, UnsupportedProvider> {
+    let sender = sender_for(&spec, &shared.http)?;
+    let circuit_open = Arc::new(AtomicBool::new(false));
+    let flag = circuit_open.clone();
+    let arbiter = shared.next_arbiter();
+    let addr = Supervisor::start_in_arbiter(&arbiter, move |_| ProviderActor {
+        limiter: limiter_for(&shared, &spec),
+        breaker: CircuitBreaker::new(shared.config.breaker),
+        shared,
+        id,
+        spec,
+        sender,
+        in_flight: HashMap::new(),
+        queue: VecDeque::new(),
+        health: HealthStats::default(),
+        circuit_open: flag,
+        pump_scheduled: false,
+        retiring: false,
+        panic_next: false,
+    });
+    Ok(ProviderHandle {
+        addr,
+        organization_id: org,
+        circuit_open,
+    })
+}
+
+fn limiter_for(shared: &Shared, _spec: &AnyProviderSpec) -> Option<DefaultDirectRateLimiter> {
+    let rate = NonZeroU32::new(shared.config.provider_rate_per_second)?;
+    Some(RateLimiter::direct(
+        Quota::per_second(rate).allow_burst(rate),
+    ))
+}
+
+pub struct ProviderActor {
+    shared: Arc<Shared>,
+    id: ProviderId,
+    spec: AnyProviderSpec,
+    sender: Arc<dyn Sender>,
+    limiter: Option<DefaultDirectRateLimiter>,
+    in_flight: HashMap<MessageId, Job>,
+    queue: VecDeque<Job>,
+    breaker: CircuitBreaker,
+    health: HealthStats,
+    circuit_open: Arc<AtomicBool>,
+    pump_scheduled: bool,
+    retiring: bool,
+    panic_next: bool,
+}
+
+impl Actor for ProviderActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.shared.config.provider_mailbox);
+        self.pump(ctx);
+    }
+}
+
+impl Supervised for ProviderActor {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        tracing::warn!(provider = %self.id, "provider actor restarting");
+        // Attempts in flight died with the old context: run them again.
+        let lost: Vec<Job> = self.in_flight.drain().map(|(_, job)| job).collect();
+        for job in lost.into_iter().rev() {
+            self.queue.push_front(job);
+        }
+        if let Ok(sender) = sender_for(&self.spec, &self.shared.http) {
+            self.sender = sender;
+        }
+        self.breaker = CircuitBreaker::new(self.shared.config.breaker);
+        self.circuit_open.store(false, Ordering::Relaxed);
+        self.pump_scheduled = false;
+        self.panic_next = false;
+    }
+}
+
+impl Handler<Deliver> for ProviderActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        self.queue.extend(msg.0);
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Reconfigure> for ProviderActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
+        match sender_for(&msg.spec, &self.shared.http) {
+            Ok(sender) => {
+                self.sender = sender;
+                self.limiter = limiter_for(&self.shared, &msg.spec);
+                self.spec = msg.spec;
+            }
+            Err(e) => {
+                tracing::warn!(provider = %self.id, error = %e, "new configuration cannot send; keeping the old one")
+            }
+        }
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Retire> for ProviderActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
+        self.retiring = true;
+        let queued: Vec<Job> = self.queue.drain(..).collect();
+        let shared = self.shared.clone();
+        ctx.spawn(async move { shared.reroute(queued).await }.into_actor(self));
+        self.stop_if_idle(ctx);
+    }
+}
+
+impl Handler<Load> for ProviderActor {
+    type Result = usize;
+
+    fn handle(&mut self, _: Load, _: &mut Self::Context) -> usize {
+        self.queue.len() + self.in_flight.len()
+    }
+}
+
+impl Handler<PanicOnNextSend> for ProviderActor {
+    type Result = ();
+
+    fn handle(&mut self, _: PanicOnNextSend, _: &mut Self::Context) {
+        self.panic_next = true;
+    }
+}
+
+impl ProviderActor {
+    /// Starts as many queued attempts as the breaker, limiter and cap allow.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        while self.in_flight.len() < self.shared.config.provider_concurrency
+            && !self.queue.is_empty()
+        {
+            // The limiter first: a permit spent on a job that then fails over
+            // costs nothing, while a half-open probe must not be taken and
+            // then left unused.
+            if let Some(limiter) = &self.limiter {
+                if let Err(not_until) = limiter.check() {
+                    let clock = governor::clock::DefaultClock::default();
+                    let wait = not_until.wait_time_from(governor::clock::Clock::now(&clock));
+                    self.schedule_pump(wait, ctx);
+                    return;
+                }
+            }
+            if !self.breaker.try_acquire(Instant::now()) {
+                self.circuit_open.store(true, Ordering::Relaxed);
+                let jobs: Vec<Job> = self.queue.drain(..).collect();
+                for job in jobs {
+                    self.on_circuit_open(job, ctx);
+                }
+                return;
+            }
+            if let Some(job) = self.queue.pop_front() {
+                self.start_attempt(job, ctx);
+            }
+        }
+    }
+
+    fn schedule_pump(&mut self, after: Duration, ctx: &mut Context<Self>) {
+        if self.pump_scheduled {
+            return;
+        }
+        self.pump_scheduled = true;
+        ctx.run_later(after.max(Duration::from_millis(1)), |act, ctx| {
+            act.pump_scheduled = false;
+            act.pump(ctx);
+        });
+    }
+
+    fn start_attempt(&mut self, job: Job, ctx: &mut Context<Self>) {
+        let id = job.message.id;
+        let message = job.message.clone();
+        let key = job.idempotency_key();
+        let sender = self.sender.clone();
+        let panic_now = std::mem::take(&mut self.panic_next);
+        self.in_flight.insert(id, job);
+        let started_at = Utc::now();
+        let t0 = Instant::now();
+        let call = async move {
+            if panic_now {
+                panic!("injected adapter panic (test hook)");
+            }
+            sender.send(&message, &key).await
+        };
+        ctx.spawn(
+            AssertUnwindSafe(call)
+                .catch_unwind()
+                .into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(outcome) => act.finish(id, started_at, t0.elapsed(), outcome, ctx),
+                    Err(_) => {
+                        tracing::error!(provider = %act.id, message = %id, "adapter panicked; restarting the provider actor");
+                        ctx.stop();
+                    }
+                }),
+        );
+    }
+
+    fn finish(
+        &mut self,
+        id: MessageId,
+        started_at: chrono::DateTime<Utc>,
+        latency: Duration,
+        result: Result<SendReceipt, ProviderError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(mut job) = self.in_flight.remove(&id) else {
+            return;
+        };
+        let now = Instant::now();
+        match result {
+            Ok(receipt) => {
+                self.breaker.record_success(now);
+                self.health.record(true, latency);
+                let row = success_row(&job, self.id, started_at, receipt);
+                self.shared.submit(row);
+            }
+            Err(error) => {
+                let class = error_class(error.kind);
+                match class {
+                    c if c.trips_breaker() => self.breaker.record_failure(now),
+                    // The provider answered: it is up, whatever it thought of the message.
+                    ErrorClass::Permanent => self.breaker.record_success(now),
+                    _ => self.breaker.record_neutral(now),
+                }
+                self.health.record(false, latency);
+                self.health.record_error(error.message.clone());
+                self.on_failure(&mut job, started_at, &error, class, ctx);
+            }
+        }
+        self.circuit_open.store(
+            self.breaker.state(now) == msgengine_domain::resilience::breaker::BreakerState::Open,
+            Ordering::Relaxed,
+        );
+        self.pump(ctx);
+        self.stop_if_idle(ctx);
+    }
+
+    fn on_failure(
+        &mut self,
+        job: &mut Job,
+        started_at: chrono::DateTime<Utc>,
+        error: &ProviderError,
+        class: ErrorClass,
+        ctx: &mut Context<Self>,
+    ) {
+        job.attempts_on_provider += 1;
+        job.total_attempts += 1;
+        let decision = self.shared.config.retry.next_step(
+            job.attempts_on_provider,
+            job.total_attempts,
+            class,
+            error.retry_after,
+            rand::random::<f64>(),
+        );
+        let attempt = failed_attempt(job, self.id, started_at, error);
+        match decision {
+            RetryDecision::RetrySameProvider { after }
+                if after <= self.shared.config.in_memory_retry_max =>
+            {
+                self.shared
+                    .submit(pending_row(job, attempt, "retry scheduled", None, false));
+                let job = job.clone();
+                ctx.run_later(after, move |act, ctx| {
+                    act.queue.push_back(job);
+                    act.pump(ctx);
+                });
+            }
+            RetryDecision::RetrySameProvider { after } => {
+                let at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
+                self.shared
+                    .submit(pending_row(job, attempt, "retry scheduled", Some(at), true));
+            }
+            RetryDecision::FailOver if job.fail_over() => {
+                self.shared
+                    .submit(pending_row(job, attempt, "failing over", None, false));
+                self.shared.deliver(vec![job.clone()]);
+            }
+            RetryDecision::FailOver | RetryDecision::Fail => {
+                let state = MessageState::Failed;
+                self.shared
+                    .submit(final_failure_row(job, attempt, state, &error.message));
+            }
+        }
+    }
+
+    /// Circuit open: fail over without an attempt; with no next provider,
+    /// leave the message to the scheduler until the circuit may close.
+    fn on_circuit_open(&mut self, mut job: Job, _: &mut Context<Self>) {
+        let event = MessageEvent {
+            state: MessageState::Queued,
+            at: Utc::now(),
+            reason: Some("circuit open".into()),
+            provider_id: Some(self.id),
+            attempt: None,
+        };
+        if job.fail_over() {
+            self.shared.submit(event_row(&job, event, None, false));
+            self.shared.deliver(vec![job]);
+        } else {
+            let at = Utc::now()
+                + chrono::Duration::from_std(self.shared.config.breaker.open_for)
+                    .unwrap_or_default();
+            self.shared.submit(event_row(&job, event, Some(at), true));
+        }
+    }
+
+    fn stop_if_idle(&mut self, ctx: &mut Context<Self>) {
+        if self.retiring && self.in_flight.is_empty() && self.queue.is_empty() {
+            ctx.stop();
+            // A retired actor must not be restarted by its supervisor.
+            ctx.terminate();
+        }
+    }
+}
+
+fn error_class(kind: FailureKind) -> ErrorClass {
+    match kind {
+        FailureKind::Transient => ErrorClass::Transient,
+        FailureKind::Timeout => ErrorClass::Timeout,
+        FailureKind::RateLimited => ErrorClass::RateLimited,
+        FailureKind::Permanent => ErrorClass::Permanent,
+    }
+}
+
+fn attempt_outcome(kind: FailureKind) -> AttemptOutcome {
+    match kind {
+        FailureKind::Transient => AttemptOutcome::TransientError,
+        FailureKind::Timeout => AttemptOutcome::Timeout,
+        FailureKind::RateLimited => AttemptOutcome::RateLimited,
+        FailureKind::Permanent => AttemptOutcome::PermanentError,
+    }
+}
+
+fn failed_attempt(
+    job: &Job,
+    provider: ProviderId,
+    started_at: chrono::DateTime<Utc>,
+    error: &ProviderError,
+) -> Attempt {
+    Attempt {
+        number: job.total_attempts,
+        provider_id: provider,
+        started_at,
+        finished_at: Utc::now(),
+        outcome: attempt_outcome(error.kind),
+        provider_message_id: None,
+        error: Some(error.message.clone()),
+        error_class: Some(error.kind_str().to_owned()),
+    }
+}
+
+fn success_row(
+    job: &Job,
+    provider: ProviderId,
+    started_at: chrono::DateTime<Utc>,
+    receipt: SendReceipt,
+) -> OutcomeRow {
+    let now = Utc::now();
+    let number = job.total_attempts + 1;
+    let mut events = vec![
+        MessageEvent {
+            state: MessageState::Sending,
+            at: started_at,
+            reason: None,
+            provider_id: Some(provider),
+            attempt: Some(number),
+        },
+        MessageEvent {
+            state: MessageState::Sent,
+            at: now,
+            reason: None,
+            provider_id: Some(provider),
+            attempt: Some(number),
+        },
+    ];
+    if receipt.state == MessageState::Delivered {
+        events.push(MessageEvent {
+            state: MessageState::Delivered,
+            at: now,
+            reason: None,
+            provider_id: Some(provider),
+            attempt: Some(number),
+        });
+    }
+    let attempt = Attempt {
+        number,
+        provider_id: provider,
+        started_at,
+        finished_at: now,
+        outcome: if receipt.state == MessageState::Delivered {
+            AttemptOutcome::Delivered
+        } else {
+            AttemptOutcome::Sent
+        },
+        provider_message_id: Some(receipt.provider_message_id.clone()),
+        error: None,
+        error_class: None,
+    };
+    OutcomeRow {
+        id: job.message.id.0,
+        state: receipt.state,
+        events: json!(events),
+        attempts: json!([attempt]),
+        attempt_delta: 1,
+        provider_id: Some(provider.0),
+        provider_message_id: Some(receipt.provider_message_id),
+        next_attempt_at: None,
+        release_lease: true,
+    }
+}
+
+/// An attempt that failed but the message goes on (retry or failover).
+fn pending_row(
+    job: &Job,
+    attempt: Attempt,
+    reason: &str,
+    next_attempt_at: Option<chrono::DateTime<Utc>>,
+    release_lease: bool,
+) -> OutcomeRow {
+    let event = MessageEvent {
+        state: MessageState::Queued,
+        at: Utc::now(),
+        reason: Some(format!(
+            "{reason} after {}: {}",
+            attempt.error_class.as_deref().unwrap_or("error"),
+            attempt.error.as_deref().unwrap_or("")
+        )),
+        provider_id: Some(attempt.provider_id),
+        attempt: Some(attempt.number),
+    };
+    OutcomeRow {
+        id: job.message.id.0,
+        state: MessageState::Queued,
+        events: json!([event]),
+        provider_id: Some(attempt.provider_id.0),
+        attempts: json!([attempt]),
+        attempt_delta: 1,
+        provider_message_id: None,
+        next_attempt_at,
+        release_lease,
+    }
+}
+
+fn final_failure_row(job: &Job, attempt: Attempt, state: MessageState, reason: &str) -> OutcomeRow {
+    let event = MessageEvent {
+        state,
+        at: Utc::now(),
+        reason: Some(reason.to_owned()),
+        provider_id: Some(attempt.provider_id),
+        attempt: Some(attempt.number),
+    };
+    OutcomeRow {
+        id: job.message.id.0,
+        state,
+        events: json!([event]),
+        provider_id: Some(attempt.provider_id.0),
+        attempts: json!([attempt]),
+        attempt_delta: 1,
+        provider_message_id: None,
+        next_attempt_at: None,
+        release_lease: true,
+    }
+}
+
+/// An event without an attempt (circuit open, no route).
+pub fn event_row(
+    job: &Job,
+    event: MessageEvent,
+    next_attempt_at: Option<chrono::DateTime<Utc>>,
+    release_lease: bool,
+) -> OutcomeRow {
+    OutcomeRow {
+        id: job.message.id.0,
+        state: event.state,
+        events: json!([event]),
+        attempts: json!([]),
+        attempt_delta: 0,
+        provider_id: None,
+        provider_message_id: None,
+        next_attempt_at,
+        release_lease,
+    }
+}

@@ -1,0 +1,221 @@
+//! The status writer: outcomes of attempts (and later provider reports) are
+//! written in batches, one `UPDATE … FROM unnest(…)` per batch.
+//!
+//! Outcomes are sharded by message id over a few writer tasks, so two
+//! concurrent batches never touch the same row (no lock waits between them).
+//! Several outcomes for one message in a batch are merged first (events and
+//! attempts concatenated in order). A failed write is retried until it
+//! succeeds: an outcome is never dropped while the process lives; if it dies,
+//! the lease expires and the message is sent again (with the same
+//! idempotency key).
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use msgengine_storage::driver::deadpool_postgres::Pool;
+use msgengine_storage::repo::messages::{self, OutcomeRow};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// Settings of the writer.
+#[derive(Debug, Clone)]
+pub struct WriterSettings {
+    /// Writer tasks (each holds a connection while writing). Default 2.
+    pub shards: usize,
+    /// Most outcomes in one statement. Default 5000.
+    pub max_batch: usize,
+}
+
+/// Handle to submit outcomes.
+#[derive(Clone)]
+pub struct OutcomeWriter {
+    shards: Vec<mpsc::Sender<OutcomeRow>>,
+    pending: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl OutcomeWriter {
+    /// Starts the writer tasks on the current runtime.
+    pub fn start(pool: Pool, settings: WriterSettings) -> Self {
+        let pending = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let shards = (0..settings.shards.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(65_536);
+                tokio::spawn(run_shard(
+                    pool.clone(),
+                    rx,
+                    settings.max_batch,
+                    pending.clone(),
+                ));
+                tx
+            })
+            .collect();
+        Self { shards, pending }
+    }
+
+    /// Queues an outcome; waits only when the writer is far behind (backpressure).
+    pub async fn submit(&self, row: OutcomeRow) {
+        let shard = shard_of(row.id, self.shards.len());
+        self.pending
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.shards[shard].send(row).await.is_err() {
+            self.pending
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!("status writer stopped; outcome left to lease expiry");
+        }
+    }
+
+    /// Queues an outcome if there is room now; gives it back (`Some`) otherwise.
+    pub fn try_submit(&self, row: OutcomeRow) -> Option<OutcomeRow> {
+        let shard = shard_of(row.id, self.shards.len());
+        self.pending
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.shards[shard].try_send(row) {
+            Ok(()) => None,
+            Err(e) => {
+                self.pending
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                match e {
+                    mpsc::error::TrySendError::Full(row)
+                    | mpsc::error::TrySendError::Closed(row) => Some(row),
+                }
+            }
+        }
+    }
+
+    /// Outcomes submitted but not yet written.
+    pub fn pending(&self) -> i64 {
+        self.pending.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until every submitted outcome is written, or `deadline` passes.
+    pub async fn flush(&self, deadline: Duration) -> bool {
+        let until = tokio::time::Instant::now() + deadline;
+        while self.pending() > 0 {
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+}
+
+fn shard_of(id: Uuid, shards: usize) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    (h.finish() % shards as u64) as usize
+}
+
+async fn run_shard(
+    pool: Pool,
+    mut rx: mpsc::Receiver<OutcomeRow>,
+    max_batch: usize,
+    pending: std::sync::Arc<std::sync::atomic::AtomicI64>,
+) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(row) => batch.push(row),
+                Err(_) => break,
+            }
+        }
+        let taken = batch.len() as i64;
+        let rows = coalesce(std::mem::take(&mut batch));
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let result = match pool.get().await {
+                Ok(client) => messages::apply_outcomes(&client, &rows).await,
+                Err(e) => Err(e.into()),
+            };
+            match result {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, rows = rows.len(), "status write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        pending.fetch_sub(taken, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Merges outcomes of the same message, keeping their order.
+pub fn coalesce(rows: Vec<OutcomeRow>) -> Vec<OutcomeRow> {
+    let mut index: HashMap<Uuid, usize> = HashMap::with_capacity(rows.len());
+    let mut out: Vec<OutcomeRow> = Vec::with_capacity(rows.len());
+    for row in rows {
+        match index.get(&row.id) {
+            None => {
+                index.insert(row.id, out.len());
+                out.push(row);
+            }
+            Some(&i) => merge(&mut out[i], row),
+        }
+    }
+    out
+}
+
+fn merge(into: &mut OutcomeRow, next: OutcomeRow) {
+    if into.state.can_advance_to(next.state) {
+        into.state = next.state;
+    }
+    append(&mut into.events, next.events);
+    append(&mut into.attempts, next.attempts);
+    into.attempt_delta += next.attempt_delta;
+    into.provider_id = next.provider_id.or(into.provider_id);
+    into.provider_message_id = next.provider_message_id.or(into.provider_message_id.take());
+    into.next_attempt_at = next.next_attempt_at.or(into.next_attempt_at);
+    into.release_lease |= next.release_lease;
+}
+
+fn append(into: &mut Value, more: Value) {
+    if let (Value::Array(a), Value::Array(b)) = (into, more) {
+        a.extend(b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use msgengine_domain::message::MessageState;
+
+    use super::*;
+
+    fn row(id: Uuid, state: MessageState, event: &str, release: bool) -> OutcomeRow {
+        OutcomeRow {
+            id,
+            state,
+            events: json!([event]),
+            attempts: json!([]),
+            attempt_delta: 1,
+            provider_id: None,
+            provider_message_id: None,
+            next_attempt_at: None,
+            release_lease: release,
+        }
+    }
+
+    #[test]
+    fn outcomes_of_one_message_merge_in_order_and_never_go_back() {
+        let a = Uuid::new_v4();
+        let b = Uuid::new_v4();
+        let merged = coalesce(vec![
+            row(a, MessageState::Queued, "retry", false),
+            row(b, MessageState::Delivered, "b", true),
+            row(a, MessageState::Delivered, "delivered", true),
+            row(a, MessageState::Sent, "late sent", true),
+        ]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].id, a);
+        assert_eq!(merged[0].state, MessageState::Delivered);
+        assert_eq!(merged[0].events, json!(["retry", "delivered", "late sent"]));
+        assert_eq!(merged[0].attempt_delta, 3);
+        assert!(merged[0].release_lease);
+    }
+}

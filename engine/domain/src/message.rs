@@ -1,0 +1,441 @@
+//! Messages: the state machine every message moves through, and the message
+//! as the engine hands it to a provider adapter.
+//!
+//! States, in order: `scheduled` (send_at in the future) → `accepted` →
+//! `queued` → `sending` → `sent` → `delivered` → `read`, and the terminal
+//! `failed | bounced | rejected | expired`. Nothing moves backwards: a late or
+//! out-of-order provider event is recorded but does not change the state.
+//! [`MessageState::can_advance_to`] is the one place that rule lives.
+//!
+//! A message's history is a list of [`MessageEvent`]s (append-only, stored as
+//! a JSON array beside the message and shown by the status API), and each
+//! provider call is one [`Attempt`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::channel::Channel;
+use crate::ids::{MessageId, OrganizationId, ProviderId};
+
+/// Where a message is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageState {
+    Scheduled,
+    Accepted,
+    Queued,
+    Sending,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+    Bounced,
+    Rejected,
+    Expired,
+}
+
+impl MessageState {
+    /// Every state, in order of progress.
+    pub const ALL: [MessageState; 11] = [
+        MessageState::Scheduled,
+        MessageState::Accepted,
+        MessageState::Queued,
+        MessageState::Sending,
+        MessageState::Sent,
+        MessageState::Delivered,
+        MessageState::Read,
+        MessageState::Failed,
+        MessageState::Bounced,
+        MessageState::Rejected,
+        MessageState::Expired,
+    ];
+
+    /// The lower-case name used in the API, the database and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageState::Scheduled => "scheduled",
+            MessageState::Accepted => "accepted",
+            MessageState::Queued => "queued",
+            MessageState::Sending => "sending",
+            MessageState::Sent => "sent",
+            MessageState::Delivered => "delivered",
+            MessageState::Read => "read",
+            MessageState::Failed => "failed",
+            MessageState::Bounced => "bounced",
+            MessageState::Rejected => "rejected",
+            MessageState::Expired => "expired",
+        }
+    }
+
+    /// No further state change is possible: `failed`, `bounced`, `rejected`,
+    /// `expired`, and `read` (`delivered` is not terminal: `read` may follow).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            MessageState::Read
+                | MessageState::Failed
+                | MessageState::Bounced
+                | MessageState::Rejected
+                | MessageState::Expired
+        )
+    }
+
+    /// The message reached its recipient: `delivered` or `read`.
+    pub fn is_final_success(self) -> bool {
+        matches!(self, MessageState::Delivered | MessageState::Read)
+    }
+
+    /// Progress order: scheduled 0, accepted 1, queued and sending 2 (the
+    /// engine moves a message between them when it retries), sent 3,
+    /// delivered 4, read 5, and every failure state 6.
+    pub fn rank(self) -> u8 {
+        match self {
+            MessageState::Scheduled => 0,
+            MessageState::Accepted => 1,
+            MessageState::Queued | MessageState::Sending => 2,
+            MessageState::Sent => 3,
+            MessageState::Delivered => 4,
+            MessageState::Read => 5,
+            MessageState::Failed
+            | MessageState::Bounced
+            | MessageState::Rejected
+            | MessageState::Expired => 6,
+        }
+    }
+
+    /// Whether a message in `self` may move to `next`. Never out of a terminal
+    /// state, never to a lower rank, never to the same state; `queued` and
+    /// `sending` may swap (retries); `delivered` may only become `read` (a
+    /// failure report after a delivery report is stale and ignored).
+    pub fn can_advance_to(self, next: MessageState) -> bool {
+        if self == next || self.is_terminal() {
+            return false;
+        }
+        if self == MessageState::Delivered {
+            return next == MessageState::Read;
+        }
+        next.rank() >= self.rank()
+    }
+}
+
+impl fmt::Display for MessageState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text is not a message state.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown message state")]
+pub struct UnknownState;
+
+impl FromStr for MessageState {
+    type Err = UnknownState;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MessageState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or(UnknownState)
+    }
+}
+
+/// A message as a provider adapter sends it: validated, with the
+/// organization's defaults not yet applied (the adapter applies its
+/// connection's `fromEmail`, `senderId`... when `from` is absent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboundMessage {
+    pub id: MessageId,
+    pub organization_id: OrganizationId,
+    pub channel: Channel,
+    /// Email address, or E.164 phone number for SMS and WhatsApp.
+    pub to: String,
+    /// Overrides the connection's sender (email address or sender id / number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Email only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub text: String,
+    /// Email only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    /// Echoed back in status and webhooks; adapters pass it to providers
+    /// that carry custom data (Mailgun `v:` variables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// One entry of a message's history: the state it moved to, when and why.
+/// Stored as a JSON array beside the message and shown by the status API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageEvent {
+    /// The state the message moved to (or, for a stale provider report, the
+    /// state reported).
+    pub state: MessageState,
+    /// When it happened (the provider's time for provider reports when known).
+    pub at: DateTime<Utc>,
+    /// Why, in words (the provider's error, `circuit open, failing over`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The provider connection involved, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<ProviderId>,
+    /// The attempt number (1-based, across providers) this event belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+}
+
+impl MessageEvent {
+    /// An event with no reason, provider or attempt.
+    pub fn new(state: MessageState, at: DateTime<Utc>) -> Self {
+        Self {
+            state,
+            at,
+            reason: None,
+            provider_id: None,
+            attempt: None,
+        }
+    }
+
+    /// The same event with a reason.
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// The same event tied to a provider connection.
+    pub fn with_provider(mut self, provider_id: ProviderId) -> Self {
+        self.provider_id = Some(provider_id);
+        self
+    }
+
+    /// The same event tied to an attempt number.
+    pub fn with_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = Some(attempt);
+        self
+    }
+}
+
+/// How one provider call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// The provider accepted the message.
+    Sent,
+    /// The provider reported delivery synchronously (sandbox, some APIs).
+    Delivered,
+    /// A failure worth retrying (5xx, connect error).
+    TransientError,
+    /// A failure retrying cannot fix (invalid recipient, bad credentials).
+    PermanentError,
+    /// The provider refused for rate (429).
+    RateLimited,
+    /// No answer in time.
+    Timeout,
+    /// Not sent: the provider's circuit breaker was open.
+    CircuitOpen,
+}
+
+impl AttemptOutcome {
+    /// The snake_case name used in the API, the database and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Sent => "sent",
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::TransientError => "transient_error",
+            AttemptOutcome::PermanentError => "permanent_error",
+            AttemptOutcome::RateLimited => "rate_limited",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::CircuitOpen => "circuit_open",
+        }
+    }
+
+    /// The provider took the message (`sent` or `delivered`).
+    pub fn is_success(self) -> bool {
+        matches!(self, AttemptOutcome::Sent | AttemptOutcome::Delivered)
+    }
+}
+
+impl fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One call to a provider for a message, as recorded and shown by the status API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// 1-based, counted across every provider the message tried.
+    pub number: u32,
+    /// The provider connection called.
+    pub provider_id: ProviderId,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub outcome: AttemptOutcome,
+    /// The provider's id for the message, when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
+    /// The provider's error, in words, when the attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The error's class (`transient`, `timeout`...), when the attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use MessageState::*;
+
+    /// Every allowed move; anything not listed must be refused.
+    const ALLOWED: [(MessageState, &[MessageState]); 11] = [
+        (
+            Scheduled,
+            &[
+                Accepted, Queued, Sending, Sent, Delivered, Read, Failed, Bounced, Rejected,
+                Expired,
+            ],
+        ),
+        (
+            Accepted,
+            &[
+                Queued, Sending, Sent, Delivered, Read, Failed, Bounced, Rejected, Expired,
+            ],
+        ),
+        (
+            Queued,
+            &[
+                Sending, Sent, Delivered, Read, Failed, Bounced, Rejected, Expired,
+            ],
+        ),
+        (
+            Sending,
+            &[
+                Queued, Sent, Delivered, Read, Failed, Bounced, Rejected, Expired,
+            ],
+        ),
+        (Sent, &[Delivered, Read, Failed, Bounced, Rejected, Expired]),
+        (Delivered, &[Read]),
+        (Read, &[]),
+        (Failed, &[]),
+        (Bounced, &[]),
+        (Rejected, &[]),
+        (Expired, &[]),
+    ];
+
+    #[test]
+    fn can_advance_to_matches_the_full_transition_table() {
+        for (from, allowed) in ALLOWED {
+            for to in MessageState::ALL {
+                assert_eq!(
+                    from.can_advance_to(to),
+                    allowed.contains(&to),
+                    "{from} -> {to}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn terminal_and_success_states() {
+        let terminal: Vec<_> = MessageState::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .collect();
+        assert_eq!(terminal, [Read, Failed, Bounced, Rejected, Expired]);
+        let success: Vec<_> = MessageState::ALL
+            .into_iter()
+            .filter(|s| s.is_final_success())
+            .collect();
+        assert_eq!(success, [Delivered, Read]);
+    }
+
+    #[test]
+    fn rank_follows_progress_order() {
+        let ranks: Vec<u8> = MessageState::ALL
+            .into_iter()
+            .map(MessageState::rank)
+            .collect();
+        assert_eq!(ranks, [0, 1, 2, 2, 3, 4, 5, 6, 6, 6, 6]);
+    }
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for s in MessageState::ALL {
+            assert_eq!(s.as_str().parse::<MessageState>().ok(), Some(s));
+            assert_eq!(serde_json::to_value(s).ok(), Some(s.as_str().into()));
+        }
+        assert!("lost".parse::<MessageState>().is_err());
+    }
+
+    #[test]
+    fn event_serialises_camel_case_and_omits_absent_fields() {
+        let at = Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).single().unwrap();
+        let provider = ProviderId::new();
+        let event = MessageEvent::new(Sent, at)
+            .with_provider(provider)
+            .with_attempt(2)
+            .with_reason("accepted by provider");
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "state": "sent",
+                "at": "2025-01-02T03:04:05Z",
+                "reason": "accepted by provider",
+                "providerId": provider.to_string(),
+                "attempt": 2,
+            })
+        );
+        assert_eq!(serde_json::from_value::<MessageEvent>(json).unwrap(), event);
+        let bare = serde_json::to_value(MessageEvent::new(Accepted, at)).unwrap();
+        assert_eq!(
+            bare,
+            serde_json::json!({"state": "accepted", "at": "2025-01-02T03:04:05Z"})
+        );
+    }
+
+    #[test]
+    fn attempt_serialises_camel_case_with_snake_case_outcome() {
+        let at = Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).single().unwrap();
+        let attempt = Attempt {
+            number: 1,
+            provider_id: ProviderId::new(),
+            started_at: at,
+            finished_at: at,
+            outcome: AttemptOutcome::RateLimited,
+            provider_message_id: None,
+            error: Some("429 Too Many Requests".into()),
+            error_class: Some("rate_limited".into()),
+        };
+        let json = serde_json::to_value(&attempt).unwrap();
+        assert_eq!(json["outcome"], "rate_limited");
+        assert_eq!(json["errorClass"], "rate_limited");
+        assert_eq!(json["startedAt"], "2025-01-02T03:04:05Z");
+        assert!(json.get("providerMessageId").is_none());
+        assert_eq!(serde_json::from_value::<Attempt>(json).unwrap(), attempt);
+        for outcome in [
+            AttemptOutcome::Sent,
+            AttemptOutcome::Delivered,
+            AttemptOutcome::TransientError,
+            AttemptOutcome::PermanentError,
+            AttemptOutcome::RateLimited,
+            AttemptOutcome::Timeout,
+            AttemptOutcome::CircuitOpen,
+        ] {
+            assert_eq!(
+                serde_json::to_value(outcome).ok(),
+                Some(outcome.as_str().into())
+            );
+        }
+    }
+}

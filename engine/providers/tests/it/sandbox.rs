@@ -1,0 +1,105 @@
+//! The sandbox through `sender_for`, and the types `sender_for` refuses.
+
+use std::time::Duration;
+
+use msgengine_domain::message::MessageState;
+use msgengine_domain::Channel;
+use msgengine_providers::{sender_for, FailureKind, Sender, UnsupportedProvider};
+use serde_json::json;
+
+use crate::helpers;
+
+fn sandbox(channel: Channel, config: serde_json::Value) -> std::sync::Arc<dyn Sender> {
+    let spec = helpers::spec(
+        channel,
+        json!({"providerType": "SANDBOX", "name": "sbx", "sandboxConfig": config}),
+    );
+    sender_for(&spec, &helpers::client()).expect("sandbox is supported on every channel")
+}
+
+fn to(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Email => "ada@example.org",
+        Channel::Sms | Channel::Whatsapp => "+2348031234567",
+    }
+}
+
+#[tokio::test]
+async fn sandbox_without_failures_delivers_on_every_channel() {
+    for channel in Channel::ALL {
+        let sender = sandbox(channel, json!({}));
+        for _ in 0..100 {
+            let message = helpers::message(channel, to(channel), &"é".repeat(71));
+            let receipt = sender.send(&message, "k").await.expect("delivered");
+            assert_eq!(receipt.state, MessageState::Delivered);
+            assert!(receipt.provider_message_id.starts_with("sbx-"));
+            let segments = (channel == Channel::Sms).then_some(2);
+            assert_eq!(receipt.segments, segments, "{channel}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn sandbox_with_a_full_transient_rate_always_fails_transiently() {
+    let sender = sandbox(Channel::Sms, json!({"transientFailureRate": 1.0}));
+    let message = helpers::message(Channel::Sms, "+2348031234567", "Hi");
+    for _ in 0..200 {
+        let error = sender.send(&message, "k").await.expect_err("fails");
+        assert_eq!(error.kind, FailureKind::Transient);
+        assert_eq!(error.http_status, Some(503));
+        assert_eq!(error.message, "sandbox: simulated transient failure");
+    }
+}
+
+#[tokio::test]
+async fn sandbox_failure_rates_roughly_match_over_a_thousand_sends() {
+    let sender = sandbox(
+        Channel::Email,
+        json!({"transientFailureRate": 0.3, "permanentFailureRate": 0.1}),
+    );
+    let message = helpers::message(Channel::Email, "ada@example.org", "Hi");
+    let (mut transient, mut permanent, mut delivered) = (0, 0, 0);
+    for _ in 0..1000 {
+        match sender.send(&message, "k").await {
+            Ok(_) => delivered += 1,
+            Err(e) if e.kind == FailureKind::Transient => transient += 1,
+            Err(e) if e.kind == FailureKind::Permanent => permanent += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    // Binomial(1000, p): these bounds are many standard deviations wide.
+    assert!((200..400).contains(&transient), "transient {transient}");
+    assert!((40..180).contains(&permanent), "permanent {permanent}");
+    assert!((480..720).contains(&delivered), "delivered {delivered}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn sandbox_waits_its_latency_before_answering() {
+    let sender = sandbox(Channel::Whatsapp, json!({"latencyMs": 250}));
+    let message = helpers::message(Channel::Whatsapp, "+2348031234567", "Hi");
+    let started = tokio::time::Instant::now();
+    let receipt = sender.send(&message, "k").await;
+    assert!(receipt.is_ok());
+    assert_eq!(started.elapsed(), Duration::from_millis(250));
+}
+
+#[test]
+fn types_without_an_adapter_are_refused_by_name() {
+    let spec = helpers::spec(
+        Channel::Email,
+        json!({"providerType": "SENDGRID", "name": "sg", "apiKey": "SG.0123456789abcdef",
+               "fromEmail": "ops@example.com"}),
+    );
+    let refused = sender_for(&spec, &helpers::client()).err();
+    assert_eq!(
+        refused,
+        Some(UnsupportedProvider {
+            channel: Channel::Email,
+            provider_type: "SENDGRID",
+        })
+    );
+    assert_eq!(
+        refused.map(|e| e.to_string()).as_deref(),
+        Some("sending through SENDGRID on email is not supported yet")
+    );
+}

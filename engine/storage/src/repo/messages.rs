@@ -1,0 +1,409 @@
+//! Messages: batched inserts at accept time, batched outcome updates, the
+//! scheduler's claim of due rows, leases, and status reads.
+//!
+//! Every write here handles many messages in one statement (arrays through
+//! `unnest`), because writes per message decide the engine's throughput. The
+//! normal path is one insert (already leased to the accepting node) and one
+//! outcome update. `events` and `attempts` only ever grow (`||`), and the
+//! state only advances (`msgengine_can_advance`, mirroring the domain rules).
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use msgengine_domain::message::MessageState;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::StoreError;
+
+/// A message to insert.
+#[derive(Debug, Clone)]
+pub struct NewMessageRow {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub channel: &'static str,
+    /// `queued` (dispatched at once) or `scheduled`.
+    pub state: MessageState,
+    pub recipient: String,
+    pub sender: Option<String>,
+    pub subject: Option<String>,
+    pub body_text: Option<String>,
+    pub body_html: Option<String>,
+    pub metadata: Option<Value>,
+    pub send_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: DateTime<Utc>,
+    /// Insert already leased to the accepting node (dispatched from memory).
+    pub leased: bool,
+    /// The initial events (a JSON array of MessageEvent).
+    pub events: Value,
+}
+
+/// Inserts many messages in one statement. Leased rows get `owner` until `lease_until`.
+pub async fn insert_many(
+    client: &impl GenericClient,
+    rows: &[NewMessageRow],
+    owner: Uuid,
+    lease_until: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO messages (id, organization_id, channel, state, recipient, sender, subject,
+                                   body_text, body_html, metadata, send_at, next_attempt_at,
+                                   lease_owner, lease_until, events)
+             SELECT v.id, v.org, v.channel, v.state, v.recipient, v.sender, v.subject,
+                    v.body_text, v.body_html, v.metadata, v.send_at, v.next_attempt_at,
+                    CASE WHEN v.leased THEN $13::uuid END,
+                    CASE WHEN v.leased THEN $14::timestamptz END,
+                    v.events
+               FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                           $7::text[], $8::text[], $9::text[], $10::jsonb[], $11::timestamptz[],
+                           $12::timestamptz[], $15::bool[], $16::jsonb[])
+                 AS v(id, org, channel, state, recipient, sender, subject, body_text, body_html,
+                      metadata, send_at, next_attempt_at, leased, events)",
+        )
+        .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let orgs: Vec<Uuid> = rows.iter().map(|r| r.organization_id).collect();
+    let channels: Vec<&str> = rows.iter().map(|r| r.channel).collect();
+    let states: Vec<&str> = rows.iter().map(|r| r.state.as_str()).collect();
+    let recipients: Vec<&str> = rows.iter().map(|r| r.recipient.as_str()).collect();
+    let senders: Vec<Option<&str>> = rows.iter().map(|r| r.sender.as_deref()).collect();
+    let subjects: Vec<Option<&str>> = rows.iter().map(|r| r.subject.as_deref()).collect();
+    let texts: Vec<Option<&str>> = rows.iter().map(|r| r.body_text.as_deref()).collect();
+    let htmls: Vec<Option<&str>> = rows.iter().map(|r| r.body_html.as_deref()).collect();
+    let metadata: Vec<Option<&Value>> = rows.iter().map(|r| r.metadata.as_ref()).collect();
+    let send_at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.send_at).collect();
+    let due: Vec<DateTime<Utc>> = rows.iter().map(|r| r.next_attempt_at).collect();
+    let leased: Vec<bool> = rows.iter().map(|r| r.leased).collect();
+    let events: Vec<&Value> = rows.iter().map(|r| &r.events).collect();
+    let n = client
+        .execute(
+            &stmt,
+            &[
+                &ids,
+                &orgs,
+                &channels,
+                &states,
+                &recipients,
+                &senders,
+                &subjects,
+                &texts,
+                &htmls,
+                &metadata,
+                &send_at,
+                &due,
+                &owner,
+                &lease_until,
+                &leased,
+                &events,
+            ],
+        )
+        .await?;
+    Ok(n)
+}
+
+/// What one attempt (or a provider report) did to a message.
+#[derive(Debug, Clone)]
+pub struct OutcomeRow {
+    pub id: Uuid,
+    /// The state to advance to (ignored if it would move the message back).
+    pub state: MessageState,
+    /// Events to append (JSON array).
+    pub events: Value,
+    /// Attempts to append (JSON array).
+    pub attempts: Value,
+    /// How many attempts `attempts` holds.
+    pub attempt_delta: i32,
+    pub provider_id: Option<Uuid>,
+    pub provider_message_id: Option<String>,
+    /// When the scheduler may pick it up again (a retry); None keeps the old value.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Give the lease up (final outcome, or a retry left to the scheduler).
+    pub release_lease: bool,
+}
+
+/// Applies many outcomes in one statement; at most one row per message id
+/// (coalesce first). Returns the number of messages updated.
+pub async fn apply_outcomes(
+    client: &impl GenericClient,
+    rows: &[OutcomeRow],
+) -> Result<u64, StoreError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let stmt = client
+        .prepare_cached(
+            "UPDATE messages m SET
+                 state = CASE WHEN msgengine_can_advance(m.state, v.state) THEN v.state ELSE m.state END,
+                 events = m.events || v.events,
+                 attempts = m.attempts || v.attempts,
+                 attempt_count = m.attempt_count + v.attempt_delta,
+                 provider_id = COALESCE(v.provider_id, m.provider_id),
+                 provider_message_id = COALESCE(v.provider_message_id, m.provider_message_id),
+                 next_attempt_at = COALESCE(v.next_attempt_at, m.next_attempt_at),
+                 lease_owner = CASE WHEN v.release_lease THEN NULL ELSE m.lease_owner END,
+                 lease_until = CASE WHEN v.release_lease THEN NULL ELSE m.lease_until END,
+                 updated_at = now()
+               FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[], $5::int4[], $6::uuid[],
+                           $7::text[], $8::timestamptz[], $9::bool[])
+                 AS v(id, state, events, attempts, attempt_delta, provider_id, provider_message_id,
+                      next_attempt_at, release_lease)
+              WHERE m.id = v.id",
+        )
+        .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let states: Vec<&str> = rows.iter().map(|r| r.state.as_str()).collect();
+    let events: Vec<&Value> = rows.iter().map(|r| &r.events).collect();
+    let attempts: Vec<&Value> = rows.iter().map(|r| &r.attempts).collect();
+    let deltas: Vec<i32> = rows.iter().map(|r| r.attempt_delta).collect();
+    let providers: Vec<Option<Uuid>> = rows.iter().map(|r| r.provider_id).collect();
+    let provider_ids: Vec<Option<&str>> = rows
+        .iter()
+        .map(|r| r.provider_message_id.as_deref())
+        .collect();
+    let next: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.next_attempt_at).collect();
+    let release: Vec<bool> = rows.iter().map(|r| r.release_lease).collect();
+    Ok(client
+        .execute(
+            &stmt,
+            &[
+                &ids,
+                &states,
+                &events,
+                &attempts,
+                &deltas,
+                &providers,
+                &provider_ids,
+                &next,
+                &release,
+            ],
+        )
+        .await?)
+}
+
+/// A message claimed by the scheduler, with what dispatch needs.
+#[derive(Debug, Clone)]
+pub struct ClaimedMessage {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub channel: String,
+    pub state: MessageState,
+    pub recipient: String,
+    pub sender: Option<String>,
+    pub subject: Option<String>,
+    pub body_text: Option<String>,
+    pub body_html: Option<String>,
+    pub metadata: Option<Value>,
+    pub attempt_count: i32,
+    /// The attempts so far (JSON array), for failover bookkeeping.
+    pub attempts: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Claims up to `limit` due messages nobody holds (scheduled ones whose time
+/// has come, retries, and those whose lease expired with a crashed node),
+/// leasing them to `owner`. Scheduled messages move to `queued` with an event.
+pub async fn claim_due(
+    client: &impl GenericClient,
+    owner: Uuid,
+    lease_until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<ClaimedMessage>, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE messages m SET
+                 lease_owner = $1, lease_until = $2,
+                 state = CASE WHEN m.state IN ('scheduled', 'accepted') THEN 'queued' ELSE m.state END,
+                 events = CASE WHEN m.state IN ('scheduled', 'accepted')
+                               THEN m.events || jsonb_build_array(jsonb_build_object(
+                                        'state', 'queued', 'at', to_jsonb(now()), 'reason', 'due'))
+                               ELSE m.events END,
+                 updated_at = now()
+               FROM (SELECT id FROM messages
+                      WHERE state IN ('scheduled', 'accepted', 'queued', 'sending')
+                        AND next_attempt_at <= now()
+                        AND (lease_until IS NULL OR lease_until < now())
+                      ORDER BY next_attempt_at
+                      LIMIT $3
+                      FOR UPDATE SKIP LOCKED) due
+              WHERE m.id = due.id
+          RETURNING m.id, m.organization_id, m.channel, m.state, m.recipient, m.sender, m.subject,
+                    m.body_text, m.body_html, m.metadata, m.attempt_count, m.attempts, m.created_at",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&owner, &lease_until, &limit]).await?;
+    rows.iter()
+        .map(|row| {
+            let state: String = row.try_get("state")?;
+            Ok(ClaimedMessage {
+                id: row.try_get("id")?,
+                organization_id: row.try_get("organization_id")?,
+                channel: row.try_get("channel")?,
+                state: state
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("unknown message state {state}")))?,
+                recipient: row.try_get("recipient")?,
+                sender: row.try_get("sender")?,
+                subject: row.try_get("subject")?,
+                body_text: row.try_get("body_text")?,
+                body_html: row.try_get("body_html")?,
+                metadata: row.try_get("metadata")?,
+                attempt_count: row.try_get("attempt_count")?,
+                attempts: row.try_get("attempts")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Extends every lease `owner` holds on unfinished messages.
+pub async fn renew_leases(
+    client: &impl GenericClient,
+    owner: Uuid,
+    lease_until: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE messages SET lease_until = $2
+              WHERE lease_owner = $1 AND state IN ('scheduled', 'accepted', 'queued', 'sending')",
+        )
+        .await?;
+    Ok(client.execute(&stmt, &[&owner, &lease_until]).await?)
+}
+
+/// Gives up every lease `owner` holds (graceful shutdown): the messages are
+/// due again at once for whichever node claims them.
+pub async fn release_leases(client: &impl GenericClient, owner: Uuid) -> Result<u64, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE messages SET lease_owner = NULL, lease_until = NULL
+              WHERE lease_owner = $1 AND state IN ('scheduled', 'accepted', 'queued', 'sending')",
+        )
+        .await?;
+    Ok(client.execute(&stmt, &[&owner]).await?)
+}
+
+/// A message's status as the API shows it.
+#[derive(Debug, Clone)]
+pub struct MessageStatus {
+    pub id: Uuid,
+    pub channel: String,
+    pub state: String,
+    pub recipient: String,
+    pub provider_id: Option<Uuid>,
+    pub provider_message_id: Option<String>,
+    pub attempt_count: i32,
+    pub attempts: Value,
+    pub events: Value,
+    pub metadata: Option<Value>,
+    pub send_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One message of `org` (another organization's id is `NotFound`).
+pub async fn get_status(
+    client: &impl GenericClient,
+    org: Uuid,
+    id: Uuid,
+) -> Result<MessageStatus, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT id, channel, state, recipient, provider_id, provider_message_id, attempt_count,
+                    attempts, events, metadata, send_at, created_at, updated_at
+               FROM messages WHERE id = $1 AND organization_id = $2",
+        )
+        .await?;
+    let row = client
+        .query_opt(&stmt, &[&id, &org])
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    Ok(MessageStatus {
+        id: row.try_get("id")?,
+        channel: row.try_get("channel")?,
+        state: row.try_get("state")?,
+        recipient: row.try_get("recipient")?,
+        provider_id: row.try_get("provider_id")?,
+        provider_message_id: row.try_get("provider_message_id")?,
+        attempt_count: row.try_get("attempt_count")?,
+        attempts: row.try_get("attempts")?,
+        events: row.try_get("events")?,
+        metadata: row.try_get("metadata")?,
+        send_at: row.try_get("send_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// An idempotency key to record with its request's messages.
+#[derive(Debug, Clone)]
+pub struct IdempotencyRow {
+    pub organization_id: Uuid,
+    pub key: String,
+    pub request_hash: Vec<u8>,
+    pub response: Value,
+}
+
+/// Records idempotency keys; returns the indexes of the rows that were new
+/// (the others already existed: their requests must not insert messages).
+pub async fn insert_idempotency(
+    client: &impl GenericClient,
+    rows: &[IdempotencyRow],
+) -> Result<Vec<usize>, StoreError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO idempotency_keys (organization_id, key, request_hash, response)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::jsonb[])
+             ON CONFLICT (organization_id, key) DO NOTHING
+             RETURNING organization_id, key",
+        )
+        .await?;
+    let orgs: Vec<Uuid> = rows.iter().map(|r| r.organization_id).collect();
+    let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+    let hashes: Vec<&[u8]> = rows.iter().map(|r| r.request_hash.as_slice()).collect();
+    let responses: Vec<&Value> = rows.iter().map(|r| &r.response).collect();
+    let inserted = client
+        .query(&stmt, &[&orgs, &keys, &hashes, &responses])
+        .await?;
+    let mut fresh = Vec::with_capacity(inserted.len());
+    for row in &inserted {
+        let org: Uuid = row.try_get(0)?;
+        let key: String = row.try_get(1)?;
+        if let Some(i) = rows
+            .iter()
+            .position(|r| r.organization_id == org && r.key == key)
+        {
+            fresh.push(i);
+        }
+    }
+    Ok(fresh)
+}
+
+/// A stored idempotency record: the request's hash and the response given.
+pub async fn find_idempotency(
+    client: &impl GenericClient,
+    org: Uuid,
+    key: &str,
+) -> Result<Option<(Vec<u8>, Value)>, StoreError> {
+    let stmt = client
+        .prepare_cached("SELECT request_hash, response FROM idempotency_keys WHERE organization_id = $1 AND key = $2")
+        .await?;
+    let row = client.query_opt(&stmt, &[&org, &key]).await?;
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+}
+
+/// Deletes idempotency keys older than `before`.
+pub async fn expire_idempotency(
+    client: &impl GenericClient,
+    before: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let stmt = client
+        .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < $1")
+        .await?;
+    Ok(client.execute(&stmt, &[&before]).await?)
+}
