@@ -260,6 +260,69 @@ pub async fn revoke_api_key(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimitBody {
+    /// Sustained admission rate, messages per second (1-1000000).
+    messages_per_second: i32,
+    /// Messages admitted at once (1-1000000); at least 1000 to allow full batches.
+    /// Defaults to `messagesPerSecond` (and at least 1000).
+    #[serde(default)]
+    burst: Option<i32>,
+}
+
+/// `PUT /api/admin/organizations/{id}/rate-limit`: the organization's
+/// admission rate, effective at once.
+pub async fn set_rate_limit(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    Json(body): Json<RateLimitBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = OrganizationId(parse_id(&path, "organization")?);
+    let range = 1..=1_000_000;
+    if !range.contains(&body.messages_per_second) {
+        return Err(ApiError::from(msgengine_domain::ValidationError::new(
+            "messagesPerSecond",
+            "out_of_range",
+            "messagesPerSecond must be between 1 and 1000000",
+        )));
+    }
+    let burst = body.burst.unwrap_or(body.messages_per_second.max(1000));
+    if !range.contains(&burst) {
+        return Err(ApiError::from(msgengine_domain::ValidationError::new(
+            "burst",
+            "out_of_range",
+            "burst must be between 1 and 1000000",
+        )));
+    }
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    organizations::set_rate_limit(&tx, id, body.messages_per_second, burst)
+        .await
+        .map_err(not_found("organization"))?;
+    audit::append(
+        &tx,
+        &NewAuditEntry {
+            organization_id: id,
+            actor: Actor::Admin,
+            action: "organization.rate_limit",
+            target_type: "organization",
+            target_id: Some(id.0),
+            changed_fields: &["burst".to_owned(), "messagesPerSecond".to_owned()],
+            details: json!({"messagesPerSecond": body.messages_per_second, "burst": burst}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    state.engine.limits_changed(id);
+    Ok(HttpResponse::Ok().json(json!({
+        "organizationId": id,
+        "messagesPerSecond": body.messages_per_second,
+        "burst": burst,
+    })))
+}
+
 /// Maps `NotFound` to a 404 naming `what`; other errors pass through.
 pub(crate) fn not_found(what: &'static str) -> impl Fn(StoreError) -> ApiError {
     move |e| match e {

@@ -24,6 +24,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/admin/organizations"),
     ("GET", "/api/admin/organizations/{id}"),
     ("POST", "/api/admin/organizations/{id}/disable"),
+    ("PUT", "/api/admin/organizations/{id}/rate-limit"),
     ("POST", "/api/admin/organizations/{id}/api-keys"),
     ("GET", "/api/admin/organizations/{id}/api-keys"),
     ("DELETE", "/api/admin/organizations/{id}/api-keys/{keyId}"),
@@ -69,6 +70,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/api/admin/organizations/{id}/disable")
                 .route(web::post().to(admin::disable_organization)),
+        )
+        .service(
+            resource("/api/admin/organizations/{id}/rate-limit")
+                .route(web::put().to(admin::set_rate_limit)),
         )
         .service(
             resource("/api/admin/organizations/{id}/api-keys")

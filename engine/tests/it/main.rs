@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+mod crash;
 mod encryption;
 mod helpers;
 mod isolation;

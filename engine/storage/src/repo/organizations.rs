@@ -95,3 +95,21 @@ pub async fn disable(
         .ok_or(StoreError::NotFound)?;
     from_row(&row)
 }
+
+/// Sets an organization's admission rate (messages per second, burst).
+pub async fn set_rate_limit(
+    client: &impl GenericClient,
+    id: OrganizationId,
+    per_second: i32,
+    burst: i32,
+) -> Result<(), StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE organizations SET rate_per_second = $2, rate_burst = $3, updated_at = now() WHERE id = $1",
+        )
+        .await?;
+    match client.execute(&stmt, &[&id.0, &per_second, &burst]).await? {
+        0 => Err(StoreError::NotFound),
+        _ => Ok(()),
+    }
+}
