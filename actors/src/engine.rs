@@ -36,8 +36,13 @@ pub enum AcceptError {
     RateLimited { retry_after: Duration },
     #[error("a request may hold at most {burst} messages for this organization")]
     OverBurst { burst: u32 },
+    /// No active provider for a message's channel; `index` is the message's
+    /// position in a batch (`None` for a single message).
     #[error("no active {channel} provider")]
-    NoProvider { channel: Channel, index: usize },
+    NoProvider {
+        channel: Channel,
+        index: Option<usize>,
+    },
     #[error("the Idempotency-Key was used with a different request")]
     IdempotencyConflict,
     #[error(transparent)]
@@ -185,7 +190,7 @@ impl Engine {
             {
                 return Err(AcceptError::NoProvider {
                     channel: message.channel,
-                    index,
+                    index: request.is_batch.then_some(index),
                 });
             }
         }

@@ -85,10 +85,9 @@ fn accept_error(e: AcceptError) -> ApiError {
             "no_provider",
             format!("no active {channel} provider is configured for this organization"),
         )
-        .with_field(if index == 0 {
-            "channel".to_owned()
-        } else {
-            format!("messages[{index}].channel")
+        .with_field(match index {
+            Some(i) => format!("messages[{i}].channel"),
+            None => "channel".to_owned(),
         }),
         AcceptError::IdempotencyConflict => ApiError::conflict(
             "idempotency_key_reused",
