@@ -191,7 +191,7 @@ impl Worker {
         }
         let lease_until = chrono::Utc::now() + self.settings.lease_for;
         if outcomes.iter().all(|o| *o == CommitOutcome::Committed) {
-            messages::insert_many(&tx, rows, self.settings.node_id, lease_until).await?;
+            messages::copy_many(&tx, rows, self.settings.node_id, lease_until).await?;
         } else {
             let kept: Vec<NewMessageRow> = spans
                 .iter()
@@ -199,7 +199,7 @@ impl Worker {
                 .filter(|(_, o)| **o == CommitOutcome::Committed)
                 .flat_map(|(span, _)| rows[span.clone()].iter().cloned())
                 .collect();
-            messages::insert_many(&tx, &kept, self.settings.node_id, lease_until).await?;
+            messages::copy_many(&tx, &kept, self.settings.node_id, lease_until).await?;
         }
         tx.commit().await?;
         Ok(outcomes)

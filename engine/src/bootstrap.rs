@@ -151,8 +151,10 @@ pub fn load_admin_token(settings: &Settings) -> anyhow::Result<Secret> {
     }
     let path = settings.data_dir.join("admin-token");
     if !path.exists() {
+        // A fixed prefix, so the token never starts with '-' (command lines
+        // would take it for a flag) and is recognisable in a secret scanner.
         let token = msgengine_storage::crypto::random_token(32);
-        write_secret_file(&path, &format!("{}\n", token.expose()))?;
+        write_secret_file(&path, &format!("msa_{}\n", token.expose()))?;
         tracing::warn!(
             path = %path.display(),
             "no MSGENGINE_ADMIN_TOKEN set: generated a development admin token into this file"

@@ -61,6 +61,9 @@ impl Application {
                 .context("cannot apply migrations")?;
         }
         tracing::info!(key_id = ring.active_key_id(), "credential key ring loaded");
+        // The phone number metadata loads on first use (hundreds of
+        // milliseconds): pay it now rather than in the first request.
+        let _ = msgengine_domain::validate::e164("warmup", "+2348031234567");
         let engine = Engine::start(engine_config(&settings), pool.clone(), ring.clone())
             .context("cannot start the actor system")?;
 

@@ -15,6 +15,71 @@ use uuid::Uuid;
 
 use crate::error::StoreError;
 
+/// Writes many messages with binary `COPY` (the fastest way into PostgreSQL:
+/// no per-row executor work). Leased rows get `owner` until `lease_until`.
+/// Must run inside the caller's transaction.
+pub async fn copy_many(
+    tx: &tokio_postgres::Transaction<'_>,
+    rows: &[NewMessageRow],
+    owner: Uuid,
+    lease_until: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::{ToSql, Type};
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let sink = tx
+        .copy_in(
+            "COPY messages (id, organization_id, channel, state, recipient, sender, subject, body_text,
+                            body_html, metadata, send_at, next_attempt_at, lease_owner, lease_until, events)
+             FROM STDIN BINARY",
+        )
+        .await?;
+    let types = [
+        Type::UUID,
+        Type::UUID,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::JSONB,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::UUID,
+        Type::TIMESTAMPTZ,
+        Type::JSONB,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    futures_util::pin_mut!(writer);
+    for r in rows {
+        let (lease_owner, lease) = if r.leased { (Some(owner), Some(lease_until)) } else { (None, None) };
+        let state = r.state.as_str();
+        let values: [&(dyn ToSql + Sync); 15] = [
+            &r.id,
+            &r.organization_id,
+            &r.channel,
+            &state,
+            &r.recipient,
+            &r.sender,
+            &r.subject,
+            &r.body_text,
+            &r.body_html,
+            &r.metadata,
+            &r.send_at,
+            &r.next_attempt_at,
+            &lease_owner,
+            &lease,
+            &r.events,
+        ];
+        writer.as_mut().write(&values).await?;
+    }
+    Ok(writer.finish().await?)
+}
+
 /// A message to insert.
 #[derive(Debug, Clone)]
 pub struct NewMessageRow {

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The headline benchmark runs of BENCHMARKS.md, side by side in one go:
+# a fresh engine (release build, its own private PostgreSQL with synchronous
+# commit on) and the harness, both on this machine, loopback only.
+#
+#   loadtest/bench.sh [OUT_DIR]        (default target/bench)
+#
+# Each run checks afterwards that every accepted message reached a terminal
+# state (CORRECTNESS line). Engine memory (RSS) is sampled every 10 s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-target/bench}
+mkdir -p "$out"
+cargo build --release --bin msgengine --bin msgengine-load >/dev/null
+data=$(mktemp -d /tmp/msgengine-bench-XXXXXX)
+chmod 755 "$data"
+port=18200
+./target/release/msgengine serve --listen 127.0.0.1:$port --data-dir "$data" >"$out/engine.log" 2>&1 &
+engine=$!
+trap 'kill -TERM $engine 2>/dev/null; wait $engine 2>/dev/null; rm -rf "$data"' EXIT
+for _ in $(seq 1 60); do curl -sf http://127.0.0.1:$port/readyz >/dev/null && break; sleep 0.5; done
+token=$(cat "$data/admin-token")
+load() { ./target/release/msgengine-load run --base http://127.0.0.1:$port --admin-token="$token" \
+           --sandbox-latency-ms 5 --org-rate 100000 --org-burst 100000 --drain-timeout 600 "$@"; }
+rss() { while kill -0 $engine 2>/dev/null; do echo "$(date +%s) $(ps -o rss= -p $engine)"; sleep 10; done; }
+rss >"$out/rss.txt" &
+sampler=$!
+run() { name=$1; shift; echo "== $name: $*"; load --report "$out/$name.json" "$@" >"$out/$name.log" 2>&1 || true;
+        grep -E "^(accept|end to end|accepted|CORRECTNESS|throughput|load done)" "$out/$name.log" || tail -5 "$out/$name.log"; }
+run batch-15k   --rate 15000 --duration 60 --batch-size 1000
+run single-5k   --rate 5000  --duration 60 --batch-size 1
+run batch-12k   --rate 12000 --duration 30 --batch-size 1000
+run single-4k   --rate 4000  --duration 30 --batch-size 1
+run soak-5min   --rate 4000  --duration 300 --batch-size 100
+kill $sampler 2>/dev/null || true
+echo "engine RSS samples (kB): $(awk '{print $2}' "$out/rss.txt" | tr '\n' ' ')"
