@@ -10,7 +10,8 @@ use crate::settings::Environment;
 
 /// Installs the global subscriber once; later calls do nothing.
 pub fn init(environment: Environment) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,actix_web::middleware::logger=warn"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,actix_web::middleware::logger=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -1,8 +1,9 @@
 //! Messages: batched inserts at accept time, batched outcome updates, the
 //! scheduler's claim of due rows, leases, and status reads.
 //!
-//! Every write here handles many messages in one statement (arrays through
-//! `unnest`), because writes per message decide the engine's throughput. The
+//! Every write here handles many messages in one statement (binary `COPY` for
+//! inserts, arrays through `unnest` for updates), because writes per message
+//! decide the engine's throughput. The
 //! normal path is one insert (already leased to the accepting node) and one
 //! outcome update. `events` and `attempts` only ever grow (`||`), and the
 //! state only advances (`msgengine_can_advance`, mirroring the domain rules).
@@ -56,7 +57,11 @@ pub async fn copy_many(
     let writer = BinaryCopyInWriter::new(sink, &types);
     futures_util::pin_mut!(writer);
     for r in rows {
-        let (lease_owner, lease) = if r.leased { (Some(owner), Some(lease_until)) } else { (None, None) };
+        let (lease_owner, lease) = if r.leased {
+            (Some(owner), Some(lease_until))
+        } else {
+            (None, None)
+        };
         let state = r.state.as_str();
         let values: [&(dyn ToSql + Sync); 15] = [
             &r.id,
@@ -100,73 +105,6 @@ pub struct NewMessageRow {
     pub leased: bool,
     /// The initial events (a JSON array of MessageEvent).
     pub events: Value,
-}
-
-/// Inserts many messages in one statement. Leased rows get `owner` until `lease_until`.
-pub async fn insert_many(
-    client: &impl GenericClient,
-    rows: &[NewMessageRow],
-    owner: Uuid,
-    lease_until: DateTime<Utc>,
-) -> Result<u64, StoreError> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let stmt = client
-        .prepare_cached(
-            "INSERT INTO messages (id, organization_id, channel, state, recipient, sender, subject,
-                                   body_text, body_html, metadata, send_at, next_attempt_at,
-                                   lease_owner, lease_until, events)
-             SELECT v.id, v.org, v.channel, v.state, v.recipient, v.sender, v.subject,
-                    v.body_text, v.body_html, v.metadata, v.send_at, v.next_attempt_at,
-                    CASE WHEN v.leased THEN $13::uuid END,
-                    CASE WHEN v.leased THEN $14::timestamptz END,
-                    v.events
-               FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-                           $7::text[], $8::text[], $9::text[], $10::jsonb[], $11::timestamptz[],
-                           $12::timestamptz[], $15::bool[], $16::jsonb[])
-                 AS v(id, org, channel, state, recipient, sender, subject, body_text, body_html,
-                      metadata, send_at, next_attempt_at, leased, events)",
-        )
-        .await?;
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let orgs: Vec<Uuid> = rows.iter().map(|r| r.organization_id).collect();
-    let channels: Vec<&str> = rows.iter().map(|r| r.channel).collect();
-    let states: Vec<&str> = rows.iter().map(|r| r.state.as_str()).collect();
-    let recipients: Vec<&str> = rows.iter().map(|r| r.recipient.as_str()).collect();
-    let senders: Vec<Option<&str>> = rows.iter().map(|r| r.sender.as_deref()).collect();
-    let subjects: Vec<Option<&str>> = rows.iter().map(|r| r.subject.as_deref()).collect();
-    let texts: Vec<Option<&str>> = rows.iter().map(|r| r.body_text.as_deref()).collect();
-    let htmls: Vec<Option<&str>> = rows.iter().map(|r| r.body_html.as_deref()).collect();
-    let metadata: Vec<Option<&Value>> = rows.iter().map(|r| r.metadata.as_ref()).collect();
-    let send_at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.send_at).collect();
-    let due: Vec<DateTime<Utc>> = rows.iter().map(|r| r.next_attempt_at).collect();
-    let leased: Vec<bool> = rows.iter().map(|r| r.leased).collect();
-    let events: Vec<&Value> = rows.iter().map(|r| &r.events).collect();
-    let n = client
-        .execute(
-            &stmt,
-            &[
-                &ids,
-                &orgs,
-                &channels,
-                &states,
-                &recipients,
-                &senders,
-                &subjects,
-                &texts,
-                &htmls,
-                &metadata,
-                &send_at,
-                &due,
-                &owner,
-                &lease_until,
-                &leased,
-                &events,
-            ],
-        )
-        .await?;
-    Ok(n)
 }
 
 /// What one attempt (or a provider report) did to a message.
