@@ -253,6 +253,30 @@ fn root_cause(error: &reqwest::Error) -> String {
     bound(&innermost.to_string())
 }
 
+/// The usual end of a send: a 2xx answer whose body yields the provider's
+/// message id is `Sent`; anything else is the adapter's classification of the
+/// answer. Either way the connection's secrets are scrubbed from errors.
+pub fn sent_or_error(
+    answer: &Answer,
+    secrets: &[&str],
+    id_of: impl FnOnce(&[u8]) -> Option<String>,
+    classify: impl FnOnce(u16, &reqwest::header::HeaderMap, &[u8]) -> ProviderError,
+) -> Result<crate::send::SendReceipt, ProviderError> {
+    if (200..300).contains(&answer.status) {
+        if let Some(id) = id_of(&answer.body) {
+            return Ok(crate::send::SendReceipt {
+                provider_message_id: id,
+                state: msgengine_domain::message::MessageState::Sent,
+                segments: None,
+            });
+        }
+    }
+    Err(scrub(
+        classify(answer.status, &answer.headers, &answer.body),
+        secrets,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use reqwest::header::HeaderValue;

@@ -12,7 +12,7 @@
 //! Gupshup documents no idempotency key; `X-Msgengine-Idempotency-Key` is
 //! sent for our simulator.
 
-use msgengine_domain::message::{MessageState, OutboundMessage};
+use msgengine_domain::message::OutboundMessage;
 use msgengine_domain::provider::WhatsappProviderSpec;
 use msgengine_domain::Secret;
 use reqwest::header::HeaderMap;
@@ -98,19 +98,7 @@ impl Sender for GupshupSender {
         let answer = http::execute(request)
             .await
             .map_err(|e| http::scrub(e, &secrets))?;
-        if (200..300).contains(&answer.status) {
-            if let Some(id) = submitted_id(&answer.body) {
-                return Ok(SendReceipt {
-                    provider_message_id: id,
-                    state: MessageState::Sent,
-                    segments: None,
-                });
-            }
-        }
-        Err(http::scrub(
-            classify_response(answer.status, &answer.headers, &answer.body),
-            &secrets,
-        ))
+        http::sent_or_error(&answer, &secrets, submitted_id, classify_response)
     }
 }
 

@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use msgengine_domain::message::{MessageState, OutboundMessage};
+use msgengine_domain::message::OutboundMessage;
 use msgengine_domain::provider::EmailProviderSpec;
 use msgengine_domain::Secret;
 use reqwest::header::HeaderMap;
@@ -131,19 +131,7 @@ impl Sender for MailgunSender {
         let answer = http::execute(request)
             .await
             .map_err(|e| http::scrub(e, &secrets))?;
-        if (200..300).contains(&answer.status) {
-            if let Some(id) = accepted_id(&answer.body) {
-                return Ok(SendReceipt {
-                    provider_message_id: id,
-                    state: MessageState::Sent,
-                    segments: None,
-                });
-            }
-        }
-        Err(http::scrub(
-            classify_response(answer.status, &answer.headers, &answer.body),
-            &secrets,
-        ))
+        http::sent_or_error(&answer, &secrets, accepted_id, classify_response)
     }
 }
 
