@@ -34,7 +34,8 @@ pub enum Command {
     /// not earlier requests have returned; then check every message ends.
     Run(RunArgs),
     /// Closed loop: send COUNT messages as fast as the engine allows
-    /// (honouring 429 Retry-After); then check every message ends.
+    /// (honouring 429 Retry-After, retrying transport errors and 5xx with
+    /// idempotency keys); then check every message ends.
     SendMany(SendManyArgs),
 }
 
@@ -142,9 +143,13 @@ pub struct SendManyArgs {
     /// Requests under way at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
-    /// How often one request is retried after a 429.
+    /// How often one request is retried (same Idempotency-Key, same body)
+    /// after a 429, a 5xx or a transport error.
     #[arg(long, default_value_t = 100)]
     pub max_retries: u32,
+    /// Seconds after a request's first attempt past which it is not retried.
+    #[arg(long, default_value = "120", value_parser = seconds)]
+    pub retry_deadline: Duration,
 }
 
 fn probability(s: &str) -> Result<f64, String> {
@@ -339,6 +344,7 @@ async fn send_many(args: SendManyArgs) -> Result<bool> {
             concurrency: args.concurrency as usize,
             channel: common.channel,
             max_retries: args.max_retries,
+            retry_deadline: args.retry_deadline,
         },
     )
     .await;
@@ -348,6 +354,7 @@ async fn send_many(args: SendManyArgs) -> Result<bool> {
         "batchSize": args.batch_size,
         "concurrency": args.concurrency,
         "maxRetries": args.max_retries,
+        "retryDeadlineSecs": args.retry_deadline.as_secs_f64(),
     });
     Finish::new("send-many", common, &tenant, load_config, None)
         .run(&api, auth, load)
@@ -519,6 +526,7 @@ mod tests {
             panic!("not send-many")
         };
         assert_eq!((s.count, s.batch_size, s.concurrency), (100_000, 1000, 8));
+        assert_eq!(s.retry_deadline, Duration::from_secs(120));
         assert_eq!(s.common.api_key.as_deref(), Some("k"));
     }
 }

@@ -3,11 +3,21 @@
 //!
 //! `concurrency` workers each take the next batch of the `count` messages,
 //! send it and wait for the answer before taking another, so the engine
-//! sets the pace ("as fast as allowed"). A 429 is counted as
-//! `http_429_rate_limited` and the same request is sent again after the
-//! server's `Retry-After` (1 s when absent), up to `max_retries` times. Any
-//! other failure is counted and its messages are not retried. Latency counts
-//! from the start of the attempt that was accepted.
+//! sets the pace ("as fast as allowed").
+//!
+//! Every batch carries a stable `Idempotency-Key` (`load-<run id>-<batch
+//! index>`, the run id random per invocation), so the same request (same key,
+//! same body bytes) can be sent again safely: the engine replays the first
+//! 202 (`Idempotent-Replayed: true`) instead of creating the messages twice.
+//! A 429 is retried after the server's `Retry-After` (1 s when absent);
+//! transport errors (connect, reset, timeout) and 5xx are retried after a
+//! backoff of 200 ms doubling to 5 s (or the server's `Retry-After`), so a run
+//! survives an engine restart. A batch is given up after `max_retries`
+//! retries or when the next attempt would start past `retry_deadline` from
+//! its first; anything else (a malformed 202, a 4xx) is not retried. Every
+//! failed attempt is counted by kind, every retry by cause, every replayed
+//! answer as a replay. Latency counts from the start of the attempt that was
+//! accepted.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +26,9 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::HeaderValue;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use crate::http::{Api, ErrorKind, SendOutcome};
 use crate::open_loop::LoadOutcome;
@@ -30,8 +43,30 @@ pub struct ClosedLoopConfig {
     pub batch_size: u32,
     pub concurrency: usize,
     pub channel: Channel,
-    /// How often one request is sent again after a 429.
+    /// How often one request is sent again (after a 429, a 5xx or a
+    /// transport error).
     pub max_retries: u32,
+    /// No retry of a request starts later than this after its first attempt.
+    pub retry_deadline: Duration,
+}
+
+/// The first backoff after a transport error or a 5xx.
+pub const BACKOFF_INITIAL: Duration = Duration::from_millis(200);
+/// The longest backoff.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// A random id for this run's idempotency keys (16 hex digits).
+pub fn run_id() -> String {
+    let mut h = RandomState::new().build_hasher();
+    SystemTime::now().hash(&mut h);
+    std::process::id().hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// The `Idempotency-Key` of batch `i` of run `run_id`.
+pub fn idempotency_key(run_id: &str, i: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("load-{run_id}-{i}"))
+        .expect("an ASCII run id and a number make a valid header value")
 }
 
 /// How many requests `count` messages in batches of `batch_size` take, and
@@ -53,8 +88,29 @@ pub fn retry_delay(retry_after: Option<Duration>) -> Duration {
         .min(Duration::from_secs(60))
 }
 
+/// The wait before retrying an attempt that failed with `kind`: for a 429
+/// [`retry_delay`]; otherwise the server's `Retry-After` (at most 60 s) or
+/// the current `backoff`.
+pub fn retry_wait(kind: ErrorKind, retry_after: Option<Duration>, backoff: Duration) -> Duration {
+    match (kind, retry_after) {
+        (ErrorKind::Http(429), _) => retry_delay(retry_after),
+        (_, Some(after)) => after.min(Duration::from_secs(60)),
+        (_, None) => backoff,
+    }
+}
+
 /// Sends every message and returns the load phase's outcome.
 pub async fn run(api: Arc<Api>, auth: HeaderValue, config: ClosedLoopConfig) -> LoadOutcome {
+    run_with_id(api, auth, config, &run_id()).await
+}
+
+/// [`run`] with a given run id (tests).
+pub async fn run_with_id(
+    api: Arc<Api>,
+    auth: HeaderValue,
+    config: ClosedLoopConfig,
+    run_id: &str,
+) -> LoadOutcome {
     let recorder = Arc::new(SharedRecorder::new());
     let next = Arc::new(AtomicU64::new(0));
     let in_flight = Arc::new(AtomicU64::new(0));
@@ -75,6 +131,7 @@ pub async fn run(api: Arc<Api>, auth: HeaderValue, config: ClosedLoopConfig) -> 
         let next = Arc::clone(&next);
         let in_flight = Arc::clone(&in_flight);
         let config = config.clone();
+        let run_id = run_id.to_owned();
         workers.spawn(async move {
             let batch_form = config.batch_size > 1;
             loop {
@@ -85,32 +142,37 @@ pub async fn run(api: Arc<Api>, auth: HeaderValue, config: ClosedLoopConfig) -> 
                 }
                 let first = i * u64::from(config.batch_size);
                 let body = request_body(config.channel, first, count, batch_form);
+                let key = idempotency_key(&run_id, i);
+                let deadline = Instant::now() + config.retry_deadline;
                 let mut retries = 0;
+                let mut backoff = BACKOFF_INITIAL;
+                recorder.lock().sent(count as u64);
                 loop {
-                    if retries == 0 {
-                        recorder.lock().sent(count as u64);
-                    }
                     in_flight.fetch_add(1, Ordering::Relaxed);
                     let t0 = Instant::now();
-                    let outcome = api.send(&auth, body.clone(), count).await;
+                    // The same key and the same body bytes on every attempt.
+                    let outcome = api.send_keyed(&auth, body.clone(), count, Some(&key)).await;
                     let latency = t0.elapsed();
                     in_flight.fetch_sub(1, Ordering::Relaxed);
                     match outcome {
-                        SendOutcome::Accepted(ids) => {
-                            recorder.lock().accepted(latency, ids);
+                        SendOutcome::Accepted { ids, replayed } => {
+                            recorder.lock().accepted_answer(latency, ids, replayed);
                             break;
                         }
-                        SendOutcome::Failed {
-                            kind: kind @ ErrorKind::Http(429),
-                            retry_after,
-                        } if retries < config.max_retries => {
+                        SendOutcome::Failed { kind, retry_after } => {
+                            let wait = retry_wait(kind, retry_after, backoff);
+                            let retry = kind.is_retryable()
+                                && retries < config.max_retries
+                                && Instant::now() + wait <= deadline;
+                            recorder.lock().failed(kind, count as u64, !retry);
+                            if !retry {
+                                break;
+                            }
                             retries += 1;
-                            recorder.lock().failed(kind, count as u64, false);
-                            tokio::time::sleep(retry_delay(retry_after)).await;
-                        }
-                        SendOutcome::Failed { kind, .. } => {
-                            recorder.lock().failed(kind, count as u64, true);
-                            break;
+                            if kind != ErrorKind::Http(429) {
+                                backoff = (backoff * 2).min(BACKOFF_MAX);
+                            }
+                            tokio::time::sleep(wait).await;
                         }
                     }
                 }
@@ -143,6 +205,34 @@ mod tests {
         assert_eq!(batch_plan(0, 10, 0), (0, 0));
         let total: usize = (0..3).map(|i| batch_plan(2500, 1000, i).1).sum();
         assert_eq!(total, 2500);
+    }
+
+    #[test]
+    fn keys_are_stable_per_batch_and_distinct_per_run() {
+        assert_eq!(idempotency_key("abc", 7), "load-abc-7");
+        let (a, b) = (run_id(), run_id());
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn retries_wait_for_backoff_or_retry_after() {
+        let b = Duration::from_millis(400);
+        assert_eq!(retry_wait(ErrorKind::Transport, None, b), b);
+        assert_eq!(retry_wait(ErrorKind::Http(503), None, b), b);
+        assert_eq!(
+            retry_wait(ErrorKind::Http(503), Some(Duration::from_secs(2)), b),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            retry_wait(ErrorKind::Http(429), None, b),
+            Duration::from_secs(1)
+        );
+        assert!(ErrorKind::Connect.is_retryable());
+        assert!(ErrorKind::Timeout.is_retryable());
+        assert!(ErrorKind::Http(502).is_retryable());
+        assert!(!ErrorKind::Http(400).is_retryable());
+        assert!(!ErrorKind::BadResponse.is_retryable());
     }
 
     #[test]

@@ -18,6 +18,11 @@ use serde_json::Value;
 
 use crate::target::Target;
 
+/// The request header that makes a send idempotent.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The answer header marking a replayed (not newly created) 202.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
 /// How the client is built.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -68,6 +73,17 @@ impl fmt::Display for ErrorKind {
 }
 
 impl ErrorKind {
+    /// Whether a request that failed this way may be sent again (with the
+    /// same `Idempotency-Key` and body): transport errors, timeouts, 429
+    /// and 5xx.
+    pub fn is_retryable(self) -> bool {
+        match self {
+            ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::Transport => true,
+            ErrorKind::Http(code) => code == 429 || (500..=599).contains(&code),
+            ErrorKind::BadResponse | ErrorKind::ClientSaturated => false,
+        }
+    }
+
     fn of(e: &reqwest::Error) -> Self {
         if e.is_timeout() {
             ErrorKind::Timeout
@@ -84,8 +100,10 @@ impl ErrorKind {
 /// The result of one send request.
 #[derive(Debug)]
 pub enum SendOutcome {
-    /// 202: the accepted message ids, in request order.
-    Accepted(Vec<String>),
+    /// 202: the accepted message ids, in request order; `replayed` when the
+    /// engine answered `Idempotent-Replayed: true` (a repeated
+    /// `Idempotency-Key`: nothing new was created).
+    Accepted { ids: Vec<String>, replayed: bool },
     /// Not accepted; `retry_after` is the server's `Retry-After`, if any.
     Failed {
         kind: ErrorKind,
@@ -218,14 +236,27 @@ impl Api {
     /// `POST /api/messaging/send` with a pre-serialized body holding
     /// `expected` messages.
     pub async fn send(&self, auth: &HeaderValue, body: Bytes, expected: usize) -> SendOutcome {
-        let response = self
+        self.send_keyed(auth, body, expected, None).await
+    }
+
+    /// Like [`Api::send`], with an `Idempotency-Key` header when `key` is
+    /// given (a retry must repeat the same key and the same body bytes).
+    pub async fn send_keyed(
+        &self,
+        auth: &HeaderValue,
+        body: Bytes,
+        expected: usize,
+        key: Option<&HeaderValue>,
+    ) -> SendOutcome {
+        let mut request = self
             .client
             .post(self.send_url.clone())
             .header(AUTHORIZATION, auth.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(body)
-            .send()
-            .await;
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(key) = key {
+            request = request.header(IDEMPOTENCY_KEY, key.clone());
+        }
+        let response = request.body(body).send().await;
         let response = match response {
             Ok(r) => r,
             Err(e) => {
@@ -236,6 +267,11 @@ impl Api {
             }
         };
         let status = response.status();
+        let replayed = response
+            .headers()
+            .get(IDEMPOTENT_REPLAYED)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
         if status != StatusCode::ACCEPTED {
             let retry_after = response
                 .headers()
@@ -259,7 +295,7 @@ impl Api {
             }
         };
         match parse_accept(&bytes, expected) {
-            Some(ids) => SendOutcome::Accepted(ids),
+            Some(ids) => SendOutcome::Accepted { ids, replayed },
             None => SendOutcome::Failed {
                 kind: ErrorKind::BadResponse,
                 retry_after: None,

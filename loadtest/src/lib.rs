@@ -8,7 +8,8 @@
 //!   accept latency counts from each request's intended send time, so
 //!   coordinated omission cannot hide latency.
 //! - `send-many`: a closed loop ([`closed_loop`]) that sends N messages as
-//!   fast as the engine allows, honouring 429 `Retry-After`.
+//!   fast as the engine allows, honouring 429 `Retry-After` and retrying
+//!   transport errors and 5xx under a stable `Idempotency-Key` per batch.
 //!
 //! Either mode can set up its own tenant ([`setup`]: organization, API key,
 //! admission rate, SANDBOX provider), measures the load phase ([`stats`]:

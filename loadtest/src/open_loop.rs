@@ -85,7 +85,7 @@ pub async fn run(api: Arc<Api>, auth: HeaderValue, config: OpenLoopConfig) -> Lo
                         let latency = intended.elapsed();
                         let mut r = recorder.lock();
                         match outcome {
-                            SendOutcome::Accepted(ids) => r.accepted(latency, ids),
+                            SendOutcome::Accepted { ids, .. } => r.accepted(latency, ids),
                             SendOutcome::Failed { kind, .. } => {
                                 r.failed(kind, u64::from(batch), true)
                             }

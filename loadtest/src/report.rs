@@ -232,6 +232,24 @@ impl Report {
             lat.p50_ms, lat.p90_ms, lat.p99_ms, lat.p999_ms, lat.max_ms, lat.mean_ms, lat.count, self.latency_basis
         );
         let _ = writeln!(s, "errors            {}", counts(&l.errors_by_kind));
+        let r = &l.retries;
+        let _ = writeln!(
+            s,
+            "retries           {} (transport {}, 5xx {}, 429 {}); idempotent replays {}{}",
+            r.total,
+            r.transport,
+            r.http_5xx,
+            r.http_429,
+            l.idempotent_replays,
+            if l.replayed_ids_already_recorded > 0 {
+                format!(
+                    " ({} replayed ids already recorded, not counted again)",
+                    l.replayed_ids_already_recorded
+                )
+            } else {
+                String::new()
+            }
+        );
         let _ = writeln!(
             s,
             "terminal          {} of {} ({}); not terminal {}",

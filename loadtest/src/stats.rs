@@ -6,7 +6,7 @@
 //! for the per-second series, errors by kind, and every accepted message id
 //! (kept for the completion check).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -79,6 +79,33 @@ pub struct SecondSample {
     pub max_ms: f64,
 }
 
+/// Failed attempts that were sent again (send-many), by cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryCounts {
+    pub total: u64,
+    /// Connect errors, timeouts and other transport errors.
+    pub transport: u64,
+    /// 5xx answers.
+    pub http_5xx: u64,
+    /// 429 answers.
+    pub http_429: u64,
+    /// Anything else that was retried (none today).
+    pub other: u64,
+}
+
+impl RetryCounts {
+    fn add(&mut self, kind: ErrorKind) {
+        self.total += 1;
+        match kind {
+            ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::Transport => self.transport += 1,
+            ErrorKind::Http(429) => self.http_429 += 1,
+            ErrorKind::Http(code) if (500..=599).contains(&code) => self.http_5xx += 1,
+            _ => self.other += 1,
+        }
+    }
+}
+
 /// The numbers of a finished load phase.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -104,6 +131,14 @@ pub struct LoadSummary {
     /// `connect`, `timeout`, `not_sent_client_saturated`...). In send-many
     /// mode every retried 429 counts.
     pub errors_by_kind: BTreeMap<String, u64>,
+    /// Failed attempts that were sent again (send-many).
+    pub retries: RetryCounts,
+    /// Accepted answers marked `Idempotent-Replayed: true` (a retry whose
+    /// first attempt had been accepted, its answer lost).
+    pub idempotent_replays: u64,
+    /// Ids of replayed answers that were already recorded, so not recorded
+    /// again (0 in a sound run).
+    pub replayed_ids_already_recorded: u64,
     /// Second by second.
     pub series: Vec<SecondSample>,
 }
@@ -126,6 +161,12 @@ pub struct Recorder {
     second_errors: u64,
     series: Vec<SecondSample>,
     ids: Vec<String>,
+    retries: RetryCounts,
+    replays: u64,
+    replayed_duplicates: u64,
+    /// Every recorded id, built at the first replayed answer (no cost
+    /// before), to keep a replay from recording ids twice.
+    seen: Option<HashSet<String>>,
 }
 
 impl Default for Recorder {
@@ -152,6 +193,10 @@ impl Recorder {
             second_errors: 0,
             series: Vec::new(),
             ids: Vec::new(),
+            retries: RetryCounts::default(),
+            replays: 0,
+            replayed_duplicates: 0,
+            seen: None,
         }
     }
 
@@ -164,6 +209,26 @@ impl Recorder {
 
     /// A request was accepted after `latency`, with these ids.
     pub fn accepted(&mut self, latency: Duration, ids: Vec<String>) {
+        self.accepted_answer(latency, ids, false);
+    }
+
+    /// Like [`Recorder::accepted`]; a `replayed` answer (`Idempotent-Replayed:
+    /// true`) is counted as a replay and its ids already recorded are dropped
+    /// (counted in `replayed_ids_already_recorded`). Fresh answers are never
+    /// deduplicated, so the completion check still sees an id the engine
+    /// handed out twice.
+    pub fn accepted_answer(&mut self, latency: Duration, mut ids: Vec<String>, replayed: bool) {
+        if replayed {
+            self.replays += 1;
+            let seen = self
+                .seen
+                .get_or_insert_with(|| self.ids.iter().cloned().collect());
+            let before = ids.len();
+            ids.retain(|id| seen.insert(id.clone()));
+            self.replayed_duplicates += (before - ids.len()) as u64;
+        } else if let Some(seen) = &mut self.seen {
+            seen.extend(ids.iter().cloned());
+        }
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         let us = us.clamp(1, MAX_LATENCY_US);
         self.total.saturating_record(us);
@@ -180,10 +245,14 @@ impl Recorder {
 
     /// A sent request of `messages` messages failed with `kind`. A retried
     /// request counts once per failed attempt but its messages only when
-    /// `final_attempt` (they are not retried again).
+    /// `final_attempt` (they are not retried again); a non-final attempt
+    /// counts as a retry.
     pub fn failed(&mut self, kind: ErrorKind, messages: u64, final_attempt: bool) {
         *self.errors.entry(kind).or_insert(0) += 1;
         self.second_errors += 1;
+        if !final_attempt {
+            self.retries.add(kind);
+        }
         if final_attempt {
             self.requests_failed += 1;
             self.messages_failed += messages;
@@ -266,8 +335,12 @@ impl Recorder {
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
+            retries: self.retries,
+            idempotent_replays: self.replays,
+            replayed_ids_already_recorded: self.replayed_duplicates,
             series: self.series.clone(),
         };
+        self.seen = None;
         (summary, std::mem::take(&mut self.ids))
     }
 }
@@ -363,6 +436,38 @@ mod tests {
         assert!((summary.achieved_accept_rate - 1.5).abs() < 1e-9);
         assert_eq!(summary.accept_latency.count, 2);
         assert_eq!(summary.series.len(), 2);
+        assert_eq!(summary.retries.total, 1);
+        assert_eq!(summary.retries.http_429, 1);
+        assert_eq!(summary.idempotent_replays, 0);
+    }
+
+    #[test]
+    fn replayed_answers_are_not_recorded_twice() {
+        let mut r = Recorder::new();
+        r.failed(ErrorKind::Transport, 2, false);
+        r.failed(ErrorKind::Http(503), 2, false);
+        r.accepted_answer(ms(1), vec!["a".into(), "b".into()], false);
+        // A replay of the same batch: nothing new.
+        r.accepted_answer(ms(1), vec!["a".into(), "b".into()], true);
+        // A replay of a batch whose first answer was lost: recorded.
+        r.accepted_answer(ms(1), vec!["c".into()], true);
+        // A fresh answer repeating an id stays visible to the completion check.
+        r.accepted_answer(ms(1), vec!["c".into()], false);
+        let (summary, ids) = r.finish(Duration::from_secs(1));
+        assert_eq!(ids, ["a", "b", "c", "c"]);
+        assert_eq!(summary.messages_accepted, 4);
+        assert_eq!(summary.idempotent_replays, 2);
+        assert_eq!(summary.replayed_ids_already_recorded, 2);
+        assert_eq!(
+            summary.retries,
+            RetryCounts {
+                total: 2,
+                transport: 1,
+                http_5xx: 1,
+                http_429: 0,
+                other: 0
+            }
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The harness end to end against a fake engine on loopback (wiremock):
-//! open-model load, closed loop with 429 retries, completion check and
-//! verdict.
+//! open-model load, closed loop with 429, 5xx and transport retries under
+//! idempotency keys (engine restart), completion check and verdict.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use msgengine_loadtest::closed_loop::{self, ClosedLoopConfig};
@@ -182,6 +183,7 @@ async fn send_many_retries_429_and_counts_it() {
             concurrency: 2,
             channel: Channel::Whatsapp,
             max_retries: 10,
+            retry_deadline: Duration::from_secs(120),
         },
     )
     .await;
@@ -190,6 +192,8 @@ async fn send_many_retries_429_and_counts_it() {
     assert_eq!(load.summary.requests_sent, 3);
     assert_eq!(load.summary.messages_failed, 0);
     assert_eq!(load.summary.errors_by_kind["http_429_rate_limited"], 3);
+    assert_eq!(load.summary.retries.total, 3);
+    assert_eq!(load.summary.retries.http_429, 3);
     let mut ids = load.ids.clone();
     ids.sort();
     ids.dedup();
@@ -274,4 +278,253 @@ async fn a_dead_engine_is_reported_not_panicked_on() {
     .await;
     assert_eq!(load.summary.messages_accepted, 0);
     assert_eq!(load.summary.errors_by_kind.get("connect"), Some(&5));
+}
+
+/// An engine honouring `Idempotency-Key` like the real one: a repeated key
+/// with the same body gets the first 202 again with `Idempotent-Replayed:
+/// true` and creates nothing. The first attempt of batch `i` fails by
+/// `i % 3`: 0 answers 503 (nothing created), 1 creates the messages but
+/// answers too late for the client (a lost answer), 2 succeeds.
+/// What the fake engine created for a key: the request body and the ids.
+type Created = HashMap<String, (Vec<u8>, Vec<String>)>;
+
+#[derive(Default)]
+struct IdempotentSend {
+    next_id: AtomicU64,
+    /// Key -> (body, ids) of what was created.
+    created: Mutex<Created>,
+    /// Every attempt: (key, body).
+    attempts: Mutex<Vec<(String, Vec<u8>)>>,
+    late_answer: Duration,
+}
+
+impl IdempotentSend {
+    fn answer(ids: &[String]) -> Value {
+        json!({"messages": ids.iter().map(|id| json!({"id": id, "status": "queued"})).collect::<Vec<_>>()})
+    }
+}
+
+/// The responder mounted on the fake engine, sharing its state with the test.
+struct Shared(Arc<IdempotentSend>);
+
+impl Respond for Shared {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let Some(key) = request
+            .headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+        else {
+            return ResponseTemplate::new(400);
+        };
+        let body = request.body.clone();
+        let first = {
+            let mut attempts = self.0.attempts.lock().expect("lock");
+            let first = !attempts.iter().any(|(k, _)| *k == key);
+            attempts.push((key.clone(), body.clone()));
+            first
+        };
+        let mut created = self.0.created.lock().expect("lock");
+        if let Some((original, ids)) = created.get(&key) {
+            if *original != body {
+                return ResponseTemplate::new(422);
+            }
+            return ResponseTemplate::new(202)
+                .insert_header("Idempotent-Replayed", "true")
+                .set_body_json(IdempotentSend::answer(ids));
+        }
+        let batch: u64 = key
+            .rsplit('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("key ends in the batch index");
+        if first && batch % 3 == 0 {
+            return ResponseTemplate::new(503)
+                .set_body_json(json!({"error": {"code": "unavailable"}}));
+        }
+        let parsed: Value = serde_json::from_slice(&body).expect("JSON body");
+        let n = parsed["messages"].as_array().expect("a batch").len();
+        let ids: Vec<String> = (0..n)
+            .map(|_| format!("m-{}", self.0.next_id.fetch_add(1, Ordering::SeqCst)))
+            .collect();
+        created.insert(key, (body, ids.clone()));
+        let answer = ResponseTemplate::new(202).set_body_json(IdempotentSend::answer(&ids));
+        if first && batch % 3 == 1 {
+            answer.set_delay(self.0.late_answer)
+        } else {
+            answer
+        }
+    }
+}
+
+async fn mount_idempotent_engine(server: &MockServer, send: &Arc<IdempotentSend>) {
+    Mock::given(method("POST"))
+        .and(path("/api/messaging/send"))
+        .respond_with(Shared(Arc::clone(send)))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/api/messaging/status/m-[0-9]+$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(status_doc(
+            "delivered",
+            &["accepted", "queued", "sending", "sent", "delivered"],
+        )))
+        .mount(server)
+        .await;
+}
+
+fn api_with_timeout(uri: &str, request_timeout: Duration) -> Arc<Api> {
+    let target = Target::parse(uri).expect("loopback");
+    let options = ClientOptions {
+        pool_size: 16,
+        request_timeout,
+    };
+    Arc::new(Api::new(target, &options).expect("client"))
+}
+
+#[tokio::test]
+async fn send_many_retries_5xx_and_lost_answers_under_the_same_key_and_body() {
+    let server = MockServer::start().await;
+    let send = Arc::new(IdempotentSend {
+        late_answer: Duration::from_millis(1500),
+        ..IdempotentSend::default()
+    });
+    mount_idempotent_engine(&server, &send).await;
+    let api = api_with_timeout(&server.uri(), Duration::from_millis(500));
+    let auth = Api::bearer("key").expect("header");
+    // 7 batches: 0, 3, 6 answer 503 first; 1, 4 lose their first answer.
+    let load = closed_loop::run_with_id(
+        Arc::clone(&api),
+        auth.clone(),
+        ClosedLoopConfig {
+            count: 65,
+            batch_size: 10,
+            concurrency: 3,
+            channel: Channel::Sms,
+            max_retries: 5,
+            retry_deadline: Duration::from_secs(30),
+        },
+        "test",
+    )
+    .await;
+
+    let attempts = send.attempts.lock().expect("lock").clone();
+    for batch in 0..7u64 {
+        let key = format!("load-test-{batch}");
+        let mine: Vec<&Vec<u8>> = attempts
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, b)| b)
+            .collect();
+        let expected = if batch % 3 == 2 { 1 } else { 2 };
+        assert_eq!(mine.len(), expected, "attempts of {key}");
+        assert!(
+            mine.iter().all(|b| *b == mine[0]),
+            "{key} retried with another body"
+        );
+    }
+    assert_eq!(attempts.len(), 12);
+    assert_eq!(send.created.lock().expect("lock").len(), 7);
+    assert_eq!(
+        send.next_id.load(Ordering::SeqCst),
+        65,
+        "nothing created twice"
+    );
+
+    let s = &load.summary;
+    assert_eq!(s.messages_sent, 65);
+    assert_eq!(s.messages_accepted, 65);
+    assert_eq!(s.messages_failed, 0);
+    assert_eq!((s.requests_sent, s.requests_accepted), (7, 7));
+    assert_eq!(s.retries.total, 5);
+    assert_eq!(s.retries.http_5xx, 3);
+    assert_eq!(s.retries.transport, 2);
+    assert_eq!(s.errors_by_kind["http_503"], 3);
+    assert_eq!(s.errors_by_kind["timeout"], 2);
+    assert_eq!(s.idempotent_replays, 2);
+    assert_eq!(s.replayed_ids_already_recorded, 0);
+    let mut ids = load.ids.clone();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((load.ids.len(), ids.len()), (65, 65));
+
+    let completion = completion::drain(
+        Arc::clone(&api),
+        auth,
+        Arc::new(load.ids),
+        load.started_at,
+        &completion_config(Duration::from_secs(5)),
+    )
+    .await;
+    assert_eq!(completion.duplicate_ids, 0);
+    assert_eq!(completion.delivered, 65);
+    let report = Report::new(
+        "send-many",
+        json!({}),
+        None,
+        load.summary,
+        completion,
+        true,
+        Vec::new(),
+    );
+    assert_eq!(report.correctness.line, "CORRECTNESS: PASS");
+    assert!(
+        report
+            .human()
+            .contains("retries           5 (transport 2, 5xx 3, 429 0); idempotent replays 2\n"),
+        "{}",
+        report.human()
+    );
+}
+
+#[tokio::test]
+async fn send_many_survives_an_engine_that_is_down_then_restarts() {
+    // The engine's port, closed for now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let uri = format!("http://127.0.0.1:{port}");
+    let send = Arc::new(IdempotentSend {
+        late_answer: Duration::from_millis(1500),
+        ..IdempotentSend::default()
+    });
+    let api = api_with_timeout(&uri, Duration::from_millis(500));
+    let load = tokio::spawn(closed_loop::run_with_id(
+        Arc::clone(&api),
+        Api::bearer("key").expect("header"),
+        ClosedLoopConfig {
+            count: 30,
+            batch_size: 10,
+            concurrency: 3,
+            channel: Channel::Email,
+            max_retries: 100,
+            retry_deadline: Duration::from_secs(30),
+        },
+        "restart",
+    ));
+    // Down for a while: every batch's first attempts fail to connect.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port again");
+    let server = MockServer::builder().listener(listener).start().await;
+    mount_idempotent_engine(&server, &send).await;
+    let load = load.await.expect("the run");
+
+    let s = &load.summary;
+    assert_eq!(s.messages_accepted, 30);
+    assert_eq!(s.messages_failed, 0);
+    assert!(s.errors_by_kind["connect"] >= 3, "{:?}", s.errors_by_kind);
+    assert!(s.retries.transport >= 3, "{:?}", s.retries);
+    // Once up: batch 0 gets a 503, batch 1 a lost answer then a replay.
+    assert_eq!(s.retries.http_5xx, 1);
+    assert_eq!(s.idempotent_replays, 1);
+    assert_eq!(
+        send.next_id.load(Ordering::SeqCst),
+        30,
+        "nothing created twice"
+    );
+    let mut ids = load.ids.clone();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((load.ids.len(), ids.len()), (30, 30));
 }
