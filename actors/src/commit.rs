@@ -42,9 +42,11 @@ pub struct CommitSettings {
     pub node_id: Uuid,
     /// How long a lease written at accept time lasts.
     pub lease_for: chrono::Duration,
-    /// Worker tasks (each holds one connection while writing). Default 3.
+    /// Worker tasks (each holds one connection while writing). Default 4.
     pub workers: usize,
-    /// Most rows in one transaction. Default 10000.
+    /// Most rows in one transaction. Default 2000: larger groups made every
+    /// member wait for the whole group (p99 346 ms at 12k msg/s with 10000,
+    /// 48 ms with 2000).
     pub max_rows: usize,
 }
 

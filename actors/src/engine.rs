@@ -107,7 +107,7 @@ impl Engine {
             node_id: config.node_id,
             lease_for: chrono::Duration::from_std(config.lease_for).unwrap_or_default(),
             workers: config.commit_workers,
-            max_rows: 10_000,
+            max_rows: 2_000,
         };
         let shared = Arc::new(Shared::new(
             config,

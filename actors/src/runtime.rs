@@ -46,7 +46,7 @@ pub struct EngineConfig {
     pub breaker: BreakerConfig,
     /// Arbiters (threads) for provider actors. Default 2.
     pub arbiters: usize,
-    /// Group-commit workers. Default 3.
+    /// Group-commit workers. Default 4.
     pub commit_workers: usize,
     /// Status writer shards. Default 2.
     pub writer_shards: usize,
@@ -72,7 +72,7 @@ impl Default for EngineConfig {
             retry: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
             arbiters: 2,
-            commit_workers: 3,
+            commit_workers: 4,
             writer_shards: 2,
             scheduler_interval: Duration::from_millis(200),
             message_lifetime: Duration::from_secs(24 * 3600),
