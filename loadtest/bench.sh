@@ -21,7 +21,7 @@ trap 'kill -TERM $engine 2>/dev/null; wait $engine 2>/dev/null; rm -rf "$data"' 
 for _ in $(seq 1 60); do curl -sf http://127.0.0.1:$port/readyz >/dev/null && break; sleep 0.5; done
 token=$(cat "$data/admin-token")
 load() { ./target/release/msgengine-load run --base http://127.0.0.1:$port --admin-token="$token" \
-           --sandbox-latency-ms 5 --org-rate 100000 --org-burst 100000 --drain-timeout 600 "$@"; }
+           --sandbox-latency-ms 5 --org-rate 100000 --org-burst 100000 --drain-timeout 600 --warmup 5 "$@"; }
 rss() { while kill -0 $engine 2>/dev/null; do echo "$(date +%s) $(ps -o rss= -p $engine)"; sleep 10; done; }
 rss >"$out/rss.txt" &
 sampler=$!

@@ -127,6 +127,13 @@ pub struct RunArgs {
     /// and counted as `not_sent_client_saturated`.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_in_flight: u32,
+    /// Seconds of load at the same rate BEFORE the measured `--duration`
+    /// (connections opened, the organization's actors started, caches
+    /// filled). Its messages join the completion check; its latencies are
+    /// not in the report's accept latency (as wrk2 leaves its calibration
+    /// period out).
+    #[arg(long, default_value = "0", value_parser = seconds)]
+    pub warmup: Duration,
 }
 
 /// `send-many` options.
@@ -282,6 +289,23 @@ async fn run(args: RunArgs) -> Result<bool> {
     )
     .await?;
     let auth = Api::bearer(&tenant.api_key).map_err(|e| e.context("API key"))?;
+    let warmup = if args.warmup.is_zero() {
+        None
+    } else {
+        let warm = OpenSchedule::new(args.rate, args.warmup, args.batch_size)?;
+        println!(
+            "warm-up: {:.1} s at {} msg/s ({} requests), not in the latency figures",
+            args.warmup.as_secs_f64(),
+            args.rate,
+            warm.requests
+        );
+        let config = OpenLoopConfig {
+            schedule: warm,
+            channel: common.channel,
+            max_in_flight: args.max_in_flight as usize,
+        };
+        Some(open_loop::run(Arc::clone(&api), auth.clone(), config).await)
+    };
     println!(
         "load: {} {} msg/s for {:.1} s in requests of {} ({:.1} req/s, {} requests), open model, at most {} in flight, against {}",
         common.channel,
@@ -303,10 +327,15 @@ async fn run(args: RunArgs) -> Result<bool> {
         },
     )
     .await;
+    let load = match warmup {
+        Some(warm) => load.after_warmup(warm),
+        None => load,
+    };
     let load_config = json!({
         "model": "open",
         "rate": args.rate,
         "durationSecs": args.duration.as_secs_f64(),
+        "warmupSecs": args.warmup.as_secs_f64(),
         "batchSize": args.batch_size,
         "requestRate": schedule.request_rate(),
         "requests": schedule.requests,
@@ -471,6 +500,7 @@ mod tests {
         assert_eq!(run.duration, Duration::from_secs(5));
         assert_eq!(run.batch_size, 10);
         assert_eq!(run.max_in_flight, 4096);
+        assert_eq!(run.warmup, Duration::ZERO);
         assert_eq!(run.common.channel, Channel::Email);
         assert_eq!(run.common.drain_timeout, Duration::from_secs(120));
         assert!(!expect_all_delivered(

@@ -41,6 +41,23 @@ pub struct LoadOutcome {
     pub started_at: SystemTime,
 }
 
+impl LoadOutcome {
+    /// This (measured) phase preceded by a warm-up phase at the same rate:
+    /// the warm-up's accepted ids join the completion check and the clock
+    /// starts at the warm-up (so end-to-end rates cover every message);
+    /// every latency and rate figure stays this phase's own.
+    pub fn after_warmup(mut self, warmup: LoadOutcome) -> LoadOutcome {
+        self.summary.warmup_messages_accepted = warmup.summary.messages_accepted;
+        let mut ids = warmup.ids;
+        ids.append(&mut self.ids);
+        LoadOutcome {
+            summary: self.summary,
+            ids,
+            started_at: warmup.started_at,
+        }
+    }
+}
+
 /// Runs the schedule against the engine with one API key.
 pub async fn run(api: Arc<Api>, auth: HeaderValue, config: OpenLoopConfig) -> LoadOutcome {
     let schedule = &config.schedule;
@@ -116,5 +133,43 @@ pub async fn run(api: Arc<Api>, auth: HeaderValue, config: OpenLoopConfig) -> Lo
         summary,
         ids,
         started_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Recorder;
+
+    fn outcome(ids: &[&str], started_at: SystemTime) -> LoadOutcome {
+        let mut r = Recorder::new();
+        for _ in ids {
+            r.sent(1);
+        }
+        r.accepted(
+            std::time::Duration::from_millis(3),
+            ids.iter().map(|s| s.to_string()).collect(),
+        );
+        let (summary, ids) = r.finish(std::time::Duration::from_secs(1));
+        LoadOutcome {
+            summary,
+            ids,
+            started_at,
+        }
+    }
+
+    #[test]
+    fn a_warmup_adds_its_ids_and_clock_but_not_its_figures() {
+        let early = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(100);
+        let late = early + std::time::Duration::from_secs(2);
+        let warm = outcome(&["w1", "w2"], early);
+        let measured = outcome(&["m1"], late);
+        let merged = measured.after_warmup(warm);
+        assert_eq!(merged.ids, ["w1", "w2", "m1"]);
+        assert_eq!(merged.started_at, early);
+        assert_eq!(merged.summary.messages_accepted, 1);
+        assert_eq!(merged.summary.messages_sent, 1);
+        assert_eq!(merged.summary.accept_latency.count, 1);
+        assert_eq!(merged.summary.warmup_messages_accepted, 2);
     }
 }

@@ -226,6 +226,13 @@ impl Report {
             l.messages_failed,
             l.messages_not_sent_client_saturated
         );
+        if l.warmup_messages_accepted > 0 {
+            let _ = writeln!(
+                s,
+                "warm-up           {} messages accepted before the measured phase (checked for completion, not in the latency)",
+                l.warmup_messages_accepted
+            );
+        }
         let _ = writeln!(
             s,
             "accept latency    p50 {:.2} ms | p90 {:.2} | p99 {:.2} | p99.9 {:.2} | max {:.2} | mean {:.2} (n={}, from {})",

@@ -139,6 +139,9 @@ pub struct LoadSummary {
     /// Ids of replayed answers that were already recorded, so not recorded
     /// again (0 in a sound run).
     pub replayed_ids_already_recorded: u64,
+    /// Messages accepted during the warm-up before this phase (`--warmup`):
+    /// in the completion check, not in any figure above.
+    pub warmup_messages_accepted: u64,
     /// Second by second.
     pub series: Vec<SecondSample>,
 }
@@ -338,6 +341,7 @@ impl Recorder {
             retries: self.retries,
             idempotent_replays: self.replays,
             replayed_ids_already_recorded: self.replayed_duplicates,
+            warmup_messages_accepted: 0,
             series: self.series.clone(),
         };
         self.seen = None;
