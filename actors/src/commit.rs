@@ -57,8 +57,13 @@ pub struct GroupCommitter {
 }
 
 impl GroupCommitter {
-    /// Starts the workers on the current runtime.
-    pub fn start(pool: Pool, settings: CommitSettings, on_commit: OnCommit) -> Self {
+    /// Starts the workers on `runtime`.
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        pool: Pool,
+        settings: CommitSettings,
+        on_commit: OnCommit,
+    ) -> Self {
         let (tx, rx) = mpsc::channel::<AcceptJob>(16_384);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..settings.workers.max(1) {
@@ -68,7 +73,7 @@ impl GroupCommitter {
                 settings: settings.clone(),
                 on_commit: on_commit.clone(),
             };
-            tokio::spawn(worker.run());
+            runtime.spawn(worker.run());
         }
         Self { tx }
     }

@@ -24,9 +24,10 @@ use msgengine_storage::StoreError;
 use serde_json::{json, Value};
 
 use crate::commit::{CommitOutcome, CommitSettings, GroupCommitter};
+use crate::dbrt::DbRuntime;
 use crate::router::{LoadRoutes, RouterActor};
 use crate::runtime::{EngineConfig, Shared};
-use crate::tenant::{Admission, Admit, Tenants};
+use crate::tenant::{Admission, Tenants};
 use crate::writer::{OutcomeWriter, WriterSettings};
 
 /// Why a send was not accepted.
@@ -72,6 +73,7 @@ pub struct Engine {
     router: Addr<RouterActor>,
     stop: Arc<AtomicBool>,
     system: System,
+    db: Arc<DbRuntime>,
 }
 
 impl Engine {
@@ -82,21 +84,26 @@ impl Engine {
             .name("msgengine-actors".into())
             .spawn(move || {
                 let runner = System::new();
-                let engine = runner.block_on(async move { Self::build(config, pool, ring) });
+                let engine = match DbRuntime::start(config.db_threads) {
+                    Ok(db) => Ok(runner
+                        .block_on(async move { Self::build(config, pool, ring, Arc::new(db)) })),
+                    Err(e) => Err(e),
+                };
                 let _ = tx.send(engine);
                 if let Err(e) = runner.run() {
                     tracing::error!(error = %e, "actor system stopped with an error");
                 }
             })?;
         rx.recv()
-            .map_err(|_| std::io::Error::other("actor system failed to start"))
+            .map_err(|_| std::io::Error::other("actor system failed to start"))?
     }
 
-    fn build(config: EngineConfig, pool: Pool, ring: Arc<KeyRing>) -> Engine {
+    fn build(config: EngineConfig, pool: Pool, ring: Arc<KeyRing>, db: Arc<DbRuntime>) -> Engine {
         let arbiters: Vec<ArbiterHandle> = (0..config.arbiters.max(1))
             .map(|_| Arbiter::new().handle())
             .collect();
         let writer = OutcomeWriter::start(
+            db.handle(),
             pool.clone(),
             WriterSettings {
                 shards: config.writer_shards,
@@ -139,7 +146,7 @@ impl Engine {
                 main.spawn(async move { shared.dispatch(due).await });
             })
         };
-        let committer = GroupCommitter::start(pool, commit, on_commit);
+        let committer = GroupCommitter::start(db.handle(), pool, commit, on_commit);
         let stop = Arc::new(AtomicBool::new(false));
         actix::spawn(crate::scheduler::run(shared.clone(), stop.clone()));
         Engine {
@@ -150,6 +157,7 @@ impl Engine {
             router,
             stop,
             system: System::current(),
+            db,
         }
     }
 
@@ -172,7 +180,7 @@ impl Engine {
         }
         let count = u32::try_from(request.messages.len()).unwrap_or(u32::MAX);
         let tenant = self.tenants.get(&self.shared, &self.main, org);
-        match tenant.send(Admit { count }).await {
+        match tenant.admit(count).await {
             Ok(Admission::Admitted) => {}
             Ok(Admission::RateLimited { retry_after }) => {
                 return Err(AcceptError::RateLimited { retry_after })
@@ -305,6 +313,7 @@ impl Engine {
             Err(e) => tracing::warn!(error = %e, "could not release leases"),
         }
         self.system.stop();
+        self.db.stop();
     }
 }
 
@@ -373,5 +382,6 @@ fn to_outbound(row: NewMessageRow) -> Option<OutboundMessage> {
             Value::Object(map) => Some(map),
             _ => None,
         }),
+        extras: None,
     })
 }

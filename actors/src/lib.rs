@@ -8,11 +8,14 @@
 //!   concurrency cap, circuit breaker, health, retries and failover.
 //! - [`commit::GroupCommitter`]: group commit of accepted messages.
 //! - [`writer::OutcomeWriter`]: batched status writes.
+//! - [`dbrt::DbRuntime`]: the committer's and writer's own multi-threaded
+//!   runtime, off the actor system's thread.
 //! - [`scheduler`]: scheduled messages, database-held retries, crash recovery.
 //!
 //! [`Engine`] ties them together for the HTTP edge.
 
 pub mod commit;
+pub mod dbrt;
 pub mod engine;
 pub mod job;
 pub mod provider;

@@ -48,6 +48,8 @@ pub struct EngineConfig {
     pub arbiters: usize,
     /// Group-commit workers. Default 4.
     pub commit_workers: usize,
+    /// Threads of the committer's and writer's runtime ([`crate::dbrt`]).
+    pub db_threads: usize,
     /// Status writer shards. Default 2.
     pub writer_shards: usize,
     /// How often the scheduler looks for due messages. Default 200 ms.
@@ -73,6 +75,7 @@ impl Default for EngineConfig {
             breaker: BreakerConfig::default(),
             arbiters: 2,
             commit_workers: 4,
+            db_threads: 2,
             writer_shards: 2,
             scheduler_interval: Duration::from_millis(200),
             message_lifetime: Duration::from_secs(24 * 3600),

@@ -106,6 +106,7 @@ pub fn to_outbound(row: &ClaimedMessage) -> Option<OutboundMessage> {
         text: row.body_text.clone().unwrap_or_default(),
         html: row.body_html.clone(),
         metadata: row.metadata.as_ref().and_then(|m| m.as_object().cloned()),
+        extras: None,
     })
 }
 

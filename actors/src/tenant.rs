@@ -3,9 +3,19 @@
 //! limiter (messages per second and burst, from the organization's row or the
 //! engine's default), and is where the content policy and the prepaid-credit
 //! reservation will sit. A restart rebuilds the limiter from the database.
+//!
+//! The limiter itself lives in a [`Gate`] the actor shares with the HTTP
+//! workers: governor's limiter is a lock-free GCRA cell, so a request is
+//! admitted on its own thread with one atomic update instead of a round trip
+//! to the actor's thread. The actor owns the gate's contents: it loads the
+//! organization's limits and installs a new limiter when they change. Until
+//! the first load finished, requests go through the actor (which answers
+//! only after the load), so an organization's first burst is never judged by
+//! the default limits.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -36,6 +46,87 @@ pub enum Admission {
     },
 }
 
+/// An organization's limiter and burst, checked from any thread.
+struct Limits {
+    limiter: DefaultDirectRateLimiter,
+    burst: u32,
+}
+
+impl Limits {
+    fn new(rate: u32, burst: u32) -> Self {
+        let rate = NonZeroU32::new(rate.max(1)).unwrap_or(NonZeroU32::MIN);
+        let burst_nz = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        Self {
+            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst_nz)),
+            burst: burst.max(1),
+        }
+    }
+
+    fn admit(&self, count: u32) -> Admission {
+        let Some(n) = NonZeroU32::new(count) else {
+            return Admission::Admitted;
+        };
+        match self.limiter.check_n(n) {
+            Ok(Ok(())) => Admission::Admitted,
+            Ok(Err(not_until)) => {
+                let clock = governor::clock::DefaultClock::default();
+                Admission::RateLimited {
+                    retry_after: not_until.wait_time_from(governor::clock::Clock::now(&clock)),
+                }
+            }
+            Err(_) => Admission::OverBurst { burst: self.burst },
+        }
+    }
+}
+
+/// The admission state an organization's actor shares with the request
+/// threads.
+pub struct Gate {
+    limits: RwLock<Arc<Limits>>,
+    /// Whether `limits` holds the organization's own limits (loaded once).
+    loaded: AtomicBool,
+    /// Set by every admission; the actor clears it on each idle check and
+    /// stops when it found it clear for long enough.
+    used: AtomicBool,
+}
+
+impl Gate {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            limits: RwLock::new(Arc::new(Limits::new(rate, burst))),
+            loaded: AtomicBool::new(false),
+            used: AtomicBool::new(true),
+        }
+    }
+
+    /// Admits `count` messages on the calling thread, or `None` while the
+    /// organization's limits are not loaded yet (ask the actor).
+    pub fn try_admit(&self, count: u32) -> Option<Admission> {
+        if !self.loaded.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(self.admit(count))
+    }
+
+    fn admit(&self, count: u32) -> Admission {
+        self.used.store(true, Ordering::Relaxed);
+        let limits = match self.limits.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        };
+        limits.admit(count)
+    }
+
+    fn install(&self, limits: Limits) {
+        let limits = Arc::new(limits);
+        match self.limits.write() {
+            Ok(mut guard) => *guard = limits,
+            Err(poisoned) => *poisoned.into_inner() = limits,
+        }
+        self.loaded.store(true, Ordering::Release);
+    }
+}
+
 /// Reload the organization's limits (after an admin change).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -44,21 +135,14 @@ pub struct ReloadLimits;
 pub struct TenantActor {
     shared: Arc<Shared>,
     org: OrganizationId,
-    limiter: DefaultDirectRateLimiter,
-    burst: u32,
+    gate: Arc<Gate>,
     last_used: Instant,
-    registry: Arc<DashMap<OrganizationId, Addr<TenantActor>>>,
+    registry: Arc<DashMap<OrganizationId, Tenant>>,
 }
 
 const IDLE_AFTER: Duration = Duration::from_secs(300);
 
 impl TenantActor {
-    fn limiter(rate: u32, burst: u32) -> DefaultDirectRateLimiter {
-        let rate = NonZeroU32::new(rate.max(1)).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
-        RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
-    }
-
     fn load_limits(&self, ctx: &mut Context<Self>) {
         let shared = self.shared.clone();
         let org = self.org;
@@ -81,8 +165,7 @@ impl TenantActor {
             let burst = burst.map_or(act.shared.config.default_tenant_burst.max(rate), |b| {
                 b.max(1) as u32
             });
-            act.limiter = Self::limiter(rate, burst);
-            act.burst = burst;
+            act.gate.install(Limits::new(rate, burst));
         }));
     }
 }
@@ -94,6 +177,9 @@ impl Actor for TenantActor {
         ctx.set_mailbox_capacity(16_384);
         self.load_limits(ctx);
         ctx.run_interval(Duration::from_secs(30), |act, ctx| {
+            if act.gate.used.swap(false, Ordering::Relaxed) {
+                act.last_used = Instant::now();
+            }
             if act.last_used.elapsed() > IDLE_AFTER {
                 act.registry.remove(&act.org);
                 ctx.stop();
@@ -114,19 +200,7 @@ impl Handler<Admit> for TenantActor {
 
     fn handle(&mut self, msg: Admit, _: &mut Self::Context) -> Self::Result {
         self.last_used = Instant::now();
-        let Some(n) = NonZeroU32::new(msg.count) else {
-            return MessageResult(Admission::Admitted);
-        };
-        MessageResult(match self.limiter.check_n(n) {
-            Ok(Ok(())) => Admission::Admitted,
-            Ok(Err(not_until)) => {
-                let clock = governor::clock::DefaultClock::default();
-                Admission::RateLimited {
-                    retry_after: not_until.wait_time_from(governor::clock::Clock::now(&clock)),
-                }
-            }
-            Err(_) => Admission::OverBurst { burst: self.burst },
-        })
+        MessageResult(self.gate.admit(msg.count))
     }
 }
 
@@ -138,10 +212,28 @@ impl Handler<ReloadLimits> for TenantActor {
     }
 }
 
+/// A running tenant actor and the gate it shares.
+#[derive(Clone)]
+pub struct Tenant {
+    pub addr: Addr<TenantActor>,
+    pub gate: Arc<Gate>,
+}
+
+impl Tenant {
+    /// Admits `count` messages: on the calling thread once the limits are
+    /// loaded, through the actor before.
+    pub async fn admit(&self, count: u32) -> Result<Admission, MailboxError> {
+        match self.gate.try_admit(count) {
+            Some(admission) => Ok(admission),
+            None => self.addr.send(Admit { count }).await,
+        }
+    }
+}
+
 /// The running tenant actors, by organization.
 #[derive(Clone, Default)]
 pub struct Tenants {
-    actors: Arc<DashMap<OrganizationId, Addr<TenantActor>>>,
+    actors: Arc<DashMap<OrganizationId, Tenant>>,
 }
 
 impl Tenants {
@@ -152,14 +244,14 @@ impl Tenants {
         shared: &Arc<Shared>,
         arbiter: &ArbiterHandle,
         org: OrganizationId,
-    ) -> Addr<TenantActor> {
-        if let Some(addr) = self.actors.get(&org) {
-            if addr.connected() {
-                return addr.clone();
+    ) -> Tenant {
+        if let Some(tenant) = self.actors.get(&org) {
+            if tenant.addr.connected() {
+                return tenant.clone();
             }
         }
         // A stopped (idle) actor's address is replaced by a new actor.
-        self.actors.remove_if(&org, |_, addr| !addr.connected());
+        self.actors.remove_if(&org, |_, t| !t.addr.connected());
         let shared = shared.clone();
         let registry = self.actors.clone();
         let cfg_rate = shared.config.default_tenant_rate;
@@ -167,22 +259,26 @@ impl Tenants {
         self.actors
             .entry(org)
             .or_insert_with(|| {
-                Supervisor::start_in_arbiter(arbiter, move |_| TenantActor {
+                // One gate for the actor's whole life, restarts included: a
+                // restarted actor reloads the limits into it.
+                let gate = Arc::new(Gate::new(cfg_rate, cfg_burst));
+                let actor_gate = Arc::clone(&gate);
+                let addr = Supervisor::start_in_arbiter(arbiter, move |_| TenantActor {
                     shared,
                     org,
-                    limiter: TenantActor::limiter(cfg_rate, cfg_burst),
-                    burst: cfg_burst,
+                    gate: actor_gate,
                     last_used: Instant::now(),
                     registry,
-                })
+                });
+                Tenant { addr, gate }
             })
             .clone()
     }
 
     /// Tells a running tenant actor to reload its limits.
     pub fn reload(&self, org: OrganizationId) {
-        if let Some(addr) = self.actors.get(&org) {
-            addr.do_send(ReloadLimits);
+        if let Some(tenant) = self.actors.get(&org) {
+            tenant.addr.do_send(ReloadLimits);
         }
     }
 }

@@ -36,13 +36,13 @@ pub struct OutcomeWriter {
 }
 
 impl OutcomeWriter {
-    /// Starts the writer tasks on the current runtime.
-    pub fn start(pool: Pool, settings: WriterSettings) -> Self {
+    /// Starts the writer tasks on `runtime`.
+    pub fn start(runtime: &tokio::runtime::Handle, pool: Pool, settings: WriterSettings) -> Self {
         let pending = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
         let shards = (0..settings.shards.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(65_536);
-                tokio::spawn(run_shard(
+                runtime.spawn(run_shard(
                     pool.clone(),
                     rx,
                     settings.max_batch,

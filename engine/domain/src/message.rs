@@ -168,6 +168,103 @@ pub struct OutboundMessage {
     /// that carry custom data (Mailgun `v:` variables).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Channel-specific content beyond text (email reply-to, headers, tags,
+    /// attachments; WhatsApp template and media). `None` for plain messages,
+    /// so the common case costs nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extras: Option<Box<MessageExtras>>,
+}
+
+/// Channel-specific content of a message. Every field is optional; the
+/// request validation (`send::parse_send_request`) only lets through the
+/// fields that make sense for the message's channel.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageExtras {
+    /// Email: the Reply-To address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// Email: custom headers (`X-…` names), sent as given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+    /// Email: tags / categories (Mailgun `o:tag`, SendGrid `categories`,
+    /// Mailjet `CustomCampaign`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Email: attachments, carried inline (base64).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+    /// WhatsApp: an approved template instead of free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<WhatsappTemplate>,
+    /// WhatsApp: a media message (the text, if any, is its caption).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<Media>,
+}
+
+/// An email attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    pub filename: String,
+    /// MIME type (`application/pdf`).
+    pub content_type: String,
+    /// The bytes, base64 (standard alphabet, padded).
+    pub content_base64: String,
+}
+
+/// A WhatsApp template reference with its variables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WhatsappTemplate {
+    /// The template's name at the provider (Meta/Gupshup/Interakt), or its
+    /// id where the provider names templates by id (Gupshup `id`), or the
+    /// campaign name (AiSensy).
+    pub name: String,
+    /// Language code (`en`, `en_US`, `pt_BR`).
+    pub language: String,
+    /// Body variables `{{1}}`, `{{2}}`, … in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variables: Vec<String>,
+    /// Optional header media (image/document/video template headers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_media: Option<Media>,
+}
+
+/// The kind of a WhatsApp media message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    Image,
+    Document,
+    Audio,
+    Video,
+}
+
+impl MediaKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Image => "image",
+            MediaKind::Document => "document",
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+        }
+    }
+}
+
+/// A WhatsApp media item: by public `link` or by a provider `mediaId`
+/// (from an upload); exactly one of them is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Media {
+    pub kind: MediaKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_id: Option<String>,
+    /// Document file name shown to the recipient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
 }
 
 /// One entry of a message's history: the state it moved to, when and why.

@@ -123,6 +123,7 @@ mod tests {
             text: "hi".into(),
             html: None,
             metadata: None,
+            extras: None,
         }
     }
 

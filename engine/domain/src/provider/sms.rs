@@ -48,8 +48,15 @@ impl SmsProviderType {
                 ("apiKeySid", false),
                 ("apiKeySecret", false),
             ],
-            Self::Africastalking => &[("username", true), ("apiKey", true)],
-            Self::Termii => &[("apiKey", true)],
+            // webhookToken: Africa's Talking does not sign its delivery
+            // reports; the callback URL carries this token instead.
+            Self::Africastalking => &[
+                ("username", true),
+                ("apiKey", true),
+                ("webhookToken", false),
+            ],
+            // webhookSecret: the key Termii signs its delivery webhooks with.
+            Self::Termii => &[("apiKey", true), ("webhookSecret", false)],
             Self::Sandbox => &[],
         }
     }

@@ -9,7 +9,10 @@
 //!   `appName` = the Gupshup app name (`src.name`).
 //! - AISENSY, INTERAKT: `accessToken` = the API key.
 //!
-//! `webhookVerifyToken` (Meta's GET handshake token) is a secret as well.
+//! `webhookVerifyToken` (Meta's GET handshake token) is a secret as well, and
+//! so is `webhookSecret`: what authenticates the provider's callbacks (Meta's
+//! app secret for `X-Hub-Signature-256`, Interakt's webhook secret; for
+//! Gupshup and AiSensy, which do not sign, a token the callback URL carries).
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +66,8 @@ pub struct WhatsappProviderSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_verify_token: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
@@ -83,7 +88,8 @@ pub struct WhatsappProviderSpec {
 
 impl ProviderSpec for WhatsappProviderSpec {
     const CHANNEL: Channel = Channel::Whatsapp;
-    const SECRET_PATHS: &'static [&'static str] = &["accessToken", "webhookVerifyToken"];
+    const SECRET_PATHS: &'static [&'static str] =
+        &["accessToken", "webhookVerifyToken", "webhookSecret"];
     const OPAQUE_PATHS: &'static [&'static str] = &[];
 
     fn name(&self) -> &str {
@@ -106,6 +112,7 @@ impl ProviderSpec for WhatsappProviderSpec {
         v::text("name", &self.name, 100)?;
         check_secret("accessToken", self.access_token.as_ref())?;
         check_secret("webhookVerifyToken", self.webhook_verify_token.as_ref())?;
+        check_secret("webhookSecret", self.webhook_secret.as_ref())?;
         if let Some(p) = &self.phone_number {
             self.phone_number = Some(v::e164("phoneNumber", p)?);
         }

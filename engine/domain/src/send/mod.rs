@@ -101,6 +101,7 @@ impl NewMessage {
             text: self.text.unwrap_or_default(),
             html: self.html,
             metadata: self.metadata,
+            extras: None,
         }
     }
 }

@@ -41,6 +41,7 @@ pub fn message(channel: Channel, to: &str, text: &str) -> OutboundMessage {
         text: text.into(),
         html: None,
         metadata: None,
+        extras: None,
     }
 }
 
