@@ -27,6 +27,7 @@ use crate::commit::{CommitOutcome, CommitSettings, GroupCommitter};
 use crate::dbrt::DbRuntime;
 use crate::router::{LoadRoutes, RouterActor};
 use crate::runtime::{EngineConfig, Shared};
+use crate::suppress::Suppressions;
 use crate::tenant::{Admission, Tenants};
 use crate::writer::{OutcomeWriter, WriterSettings};
 
@@ -46,6 +47,8 @@ pub enum AcceptError {
     },
     #[error("the Idempotency-Key was used with a different request")]
     IdempotencyConflict,
+    #[error("the recipient is on the organization's suppression list ({reason})")]
+    Suppressed { reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -74,6 +77,7 @@ pub struct Engine {
     stop: Arc<AtomicBool>,
     system: System,
     db: Arc<DbRuntime>,
+    suppressions: Suppressions,
 }
 
 impl Engine {
@@ -158,6 +162,7 @@ impl Engine {
             stop,
             system: System::current(),
             db,
+            suppressions: Suppressions::default(),
         }
     }
 
@@ -202,11 +207,30 @@ impl Engine {
                 });
             }
         }
+        let suppressed = self
+            .suppressions
+            .check(
+                &self.shared.pool,
+                org,
+                request.messages.iter().map(|m| m.to.as_str()),
+            )
+            .await?;
+        if !request.is_batch {
+            if let Some(Some(reason)) = suppressed.first() {
+                return Err(AcceptError::Suppressed {
+                    reason: reason.clone(),
+                });
+            }
+        }
         let now = Utc::now();
         let rows: Vec<NewMessageRow> = request
             .messages
             .into_iter()
-            .map(|m| new_row(org, m, now))
+            .zip(suppressed)
+            .map(|(m, s)| match s {
+                None => new_row(org, m, now),
+                Some(reason) => rejected_row(org, m, now, &reason),
+            })
             .collect();
         let body = response_body(&rows, request.is_batch);
         let idem_row = idempotency.as_ref().map(|k| IdempotencyRow {
@@ -258,6 +282,11 @@ impl Engine {
         {
             tracing::error!(organization = %org, error = %e, "route reload failed");
         }
+    }
+
+    /// The suppression lists this engine checks at accept.
+    pub fn suppressions(&self) -> &Suppressions {
+        &self.suppressions
     }
 
     /// An organization's rate limits changed.
@@ -356,11 +385,62 @@ fn new_row(org: OrganizationId, m: NewMessage, now: DateTime<Utc>) -> NewMessage
         next_attempt_at: m.send_at.filter(|_| scheduled).unwrap_or(now),
         leased: !scheduled,
         events: json!(events),
+        extras: m.extras.and_then(|e| serde_json::to_value(e).ok()),
     }
 }
 
+/// A batch message to a suppressed recipient: stored `rejected` (so its id
+/// and reason can be looked up), never dispatched.
+fn rejected_row(
+    org: OrganizationId,
+    m: NewMessage,
+    now: DateTime<Utc>,
+    reason: &str,
+) -> NewMessageRow {
+    let mut row = new_row(org, m, now);
+    row.state = MessageState::Rejected;
+    row.leased = false;
+    row.events = json!([
+        MessageEvent {
+            state: MessageState::Accepted,
+            at: now,
+            reason: None,
+            provider_id: None,
+            attempt: None,
+        },
+        MessageEvent {
+            state: MessageState::Rejected,
+            at: now,
+            reason: Some(suppressed_reason(reason)),
+            provider_id: None,
+            attempt: None,
+        }
+    ]);
+    row
+}
+
+/// The words a refusal for a suppressed recipient gives.
+pub fn suppressed_reason(reason: &str) -> String {
+    format!(
+        "recipient_suppressed: the recipient is on this organization's suppression list ({reason})"
+    )
+}
+
 fn response_body(rows: &[NewMessageRow], is_batch: bool) -> Value {
-    let item = |r: &NewMessageRow| json!({"id": r.id, "status": r.state});
+    let item = |r: &NewMessageRow| {
+        if r.state == MessageState::Rejected {
+            let reason = r
+                .events
+                .as_array()
+                .and_then(|e| e.last())
+                .and_then(|e| e.get("reason"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            json!({"id": r.id, "status": r.state, "reason": reason})
+        } else {
+            json!({"id": r.id, "status": r.state})
+        }
+    };
     if is_batch {
         json!({"messages": rows.iter().map(item).collect::<Vec<_>>()})
     } else {
@@ -382,6 +462,6 @@ fn to_outbound(row: NewMessageRow) -> Option<OutboundMessage> {
             Value::Object(map) => Some(map),
             _ => None,
         }),
-        extras: None,
+        extras: row.extras.and_then(|e| serde_json::from_value(e).ok()),
     })
 }

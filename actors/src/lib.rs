@@ -10,6 +10,7 @@
 //! - [`writer::OutcomeWriter`]: batched status writes.
 //! - [`dbrt::DbRuntime`]: the committer's and writer's own multi-threaded
 //!   runtime, off the actor system's thread.
+//! - [`suppress::Suppressions`]: the suppression lists, checked at accept.
 //! - [`scheduler`]: scheduled messages, database-held retries, crash recovery.
 //!
 //! [`Engine`] ties them together for the HTTP edge.
@@ -22,6 +23,7 @@ pub mod provider;
 pub mod router;
 pub mod runtime;
 pub mod scheduler;
+pub mod suppress;
 pub mod tenant;
 pub mod writer;
 

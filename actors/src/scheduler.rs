@@ -23,6 +23,7 @@ pub async fn run(shared: Arc<Shared>, stop: Arc<AtomicBool>) {
     let renew_every = shared.config.lease_for / 3;
     let mut last_renew = Instant::now();
     let mut last_sweep = Instant::now();
+    let mut last_match = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let claimed = match claim(&shared).await {
             Ok(n) => n,
@@ -36,6 +37,10 @@ pub async fn run(shared: Arc<Shared>, stop: Arc<AtomicBool>) {
             if let Err(e) = renew(&shared).await {
                 tracing::error!(error = %e, "lease renewal failed");
             }
+        }
+        if last_match.elapsed() >= UNMATCHED_EVERY {
+            last_match = Instant::now();
+            retry_unmatched(&shared).await;
         }
         if last_sweep.elapsed() >= Duration::from_secs(3600) {
             last_sweep = Instant::now();
@@ -81,6 +86,32 @@ async fn renew(shared: &Arc<Shared>) -> Result<u64, msgengine_storage::StoreErro
     messages::renew_leases(&client, shared.config.node_id, lease_until).await
 }
 
+/// How often provider events that named an unknown message are tried again
+/// (a provider's webhook can overtake our own write of its message id).
+const UNMATCHED_EVERY: Duration = Duration::from_secs(2);
+
+/// Applies webhook events whose message has become known.
+async fn retry_unmatched(shared: &Arc<Shared>) {
+    let result = async {
+        let mut client = shared.pool.get().await?;
+        let tx = client.transaction().await?;
+        let n = msgengine_storage::repo::webhook_events::retry_unmatched(
+            &tx,
+            chrono::Duration::days(7),
+            1000,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<usize, msgengine_storage::StoreError>(n)
+    }
+    .await;
+    match result {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(applied = n, "late provider events matched"),
+        Err(e) => tracing::warn!(error = %e, "matching late provider events failed"),
+    }
+}
+
 async fn sweep_idempotency(shared: &Arc<Shared>) {
     let before = Utc::now() - chrono::Duration::hours(24);
     match shared.pool.get().await {
@@ -106,7 +137,10 @@ pub fn to_outbound(row: &ClaimedMessage) -> Option<OutboundMessage> {
         text: row.body_text.clone().unwrap_or_default(),
         html: row.body_html.clone(),
         metadata: row.metadata.as_ref().and_then(|m| m.as_object().cloned()),
-        extras: None,
+        extras: row
+            .extras
+            .as_ref()
+            .and_then(|e| serde_json::from_value(e.clone()).ok()),
     })
 }
 

@@ -94,6 +94,12 @@ fn accept_error(e: AcceptError) -> ApiError {
             "this Idempotency-Key was already used with a different request body",
         )
         .with_field("Idempotency-Key"),
+        AcceptError::Suppressed { reason } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "recipient_suppressed",
+            msgengine_actors::engine::suppressed_reason(&reason),
+        )
+        .with_field("to"),
         AcceptError::Store(e) => e.into(),
     }
 }

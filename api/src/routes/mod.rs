@@ -6,6 +6,8 @@ pub mod audit;
 pub mod health;
 pub mod messaging;
 pub mod providers;
+pub mod suppressions;
+pub mod webhooks;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, Resource};
@@ -49,6 +51,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/audit"),
     ("POST", "/api/messaging/send"),
     ("GET", "/api/messaging/status/{messageId}"),
+    ("GET", "/api/suppressions"),
+    ("POST", "/api/suppressions"),
+    ("GET", "/api/suppressions/{recipient}"),
+    ("DELETE", "/api/suppressions/{recipient}"),
+    ("POST", "/api/webhooks/email/{providerId}"),
+    ("POST", "/api/webhooks/sms/{providerId}"),
+    ("POST", "/api/webhooks/whatsapp/{providerId}"),
+    ("GET", "/api/webhooks/whatsapp/{providerId}"),
 ];
 
 /// The OpenAPI description, served at `/openapi.json`.
@@ -89,6 +99,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/api/messaging/status/{messageId}").route(web::get().to(messaging::status)),
         );
     cfg.service(
+        resource("/api/suppressions")
+            .route(web::get().to(suppressions::list))
+            .route(web::post().to(suppressions::add)),
+    )
+    .service(
+        resource("/api/suppressions/{recipient}")
+            .route(web::get().to(suppressions::get))
+            .route(web::delete().to(suppressions::remove)),
+    )
+    .service(
+        resource("/api/webhooks/whatsapp/{providerId}")
+            .app_data(web::PayloadConfig::new(webhooks::MAX_WEBHOOK_BYTES))
+            .route(web::get().to(webhooks::handshake))
+            .route(web::post().to(whatsapp_webhook)),
+    )
+    .service(
+        resource("/api/webhooks/{channel}/{providerId}")
+            .app_data(web::PayloadConfig::new(webhooks::MAX_WEBHOOK_BYTES))
+            .route(web::post().to(webhooks::receive)),
+    );
+    cfg.service(
         resource("/api/messaging/send")
             .app_data(crate::extract::SendBody)
             .route(web::post().to(messaging::send)),
@@ -112,6 +143,23 @@ fn provider_routes<S: ProviderSpec>(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(providers::delete::<S>)),
     )
     .service(resource(&format!("{base}/{{id}}/test")).route(web::post().to(providers::test::<S>)));
+}
+
+/// POST on the WhatsApp path (its own resource for the GET handshake).
+async fn whatsapp_webhook(
+    state: web::Data<crate::state::AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    webhooks::receive(
+        state,
+        req,
+        web::Path::from(("whatsapp".to_owned(), id)),
+        body,
+    )
+    .await
 }
 
 /// A resource whose unmatched methods answer 405 with the JSON error body.

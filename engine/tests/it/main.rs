@@ -11,4 +11,6 @@ mod openapi;
 mod pipeline;
 mod providers;
 mod startup;
+mod suppressions;
 mod validation;
+mod webhooks;

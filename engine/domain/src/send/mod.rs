@@ -13,6 +13,7 @@
 //! future and at most [`MAX_SEND_AHEAD_DAYS`] away. Time is passed in, so
 //! parsing is deterministic.
 
+mod extras;
 mod paths;
 mod segments;
 #[cfg(test)]
@@ -75,6 +76,9 @@ pub struct NewMessage {
     pub metadata: Option<Map<String, Value>>,
     /// When to send; `None` means now.
     pub send_at: Option<DateTime<Utc>>,
+    /// Channel-specific content (email headers, attachments; WhatsApp
+    /// template, media).
+    pub extras: Option<Box<crate::message::MessageExtras>>,
 }
 
 impl NewMessage {
@@ -101,7 +105,7 @@ impl NewMessage {
             text: self.text.unwrap_or_default(),
             html: self.html,
             metadata: self.metadata,
-            extras: None,
+            extras: self.extras,
         }
     }
 }
@@ -124,6 +128,18 @@ struct RawMessage {
     metadata: Option<Map<String, Value>>,
     #[serde(default)]
     send_at: Option<String>,
+    #[serde(default)]
+    reply_to: Option<String>,
+    #[serde(default)]
+    headers: Option<Map<String, Value>>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    attachments: Option<Vec<extras::RawAttachment>>,
+    #[serde(default)]
+    template: Option<crate::message::WhatsappTemplate>,
+    #[serde(default)]
+    media: Option<crate::message::Media>,
 }
 
 /// Parses and validates a send body (one message or a batch) at time `now`.
@@ -194,6 +210,16 @@ fn parse_message(value: &Value, prefix: &str, now: DateTime<Utc>) -> Valid<NewMe
 /// Applies every rule to one message. Errors name fields relative to the message.
 fn validate_message(raw: RawMessage, now: DateTime<Utc>) -> Valid<NewMessage> {
     let channel = raw.channel;
+    let raw_extras = extras::RawExtras {
+        reply_to: raw.reply_to,
+        headers: raw.headers,
+        tags: raw.tags,
+        attachments: raw.attachments,
+        template: raw.template,
+        media: raw.media,
+    };
+    let rich_whatsapp = channel == Channel::Whatsapp && raw_extras.has_whatsapp_content();
+    let extras = extras::validate(channel, raw_extras)?;
     let to = raw.to.trim();
     let to = match channel {
         Channel::Email => v::email("to", to).map(|()| to.to_owned())?,
@@ -206,6 +232,19 @@ fn validate_message(raw: RawMessage, now: DateTime<Utc>) -> Valid<NewMessage> {
         Channel::Email => validate_email_content(raw.subject, raw.text, raw.html)?,
         Channel::Sms => {
             validate_phone_content(raw.subject, raw.text, raw.html, MAX_SMS_TEXT_CHARS)?
+        }
+        Channel::Whatsapp if rich_whatsapp && non_blank(raw.text.clone()).is_none() => {
+            validate_phone_content(
+                raw.subject,
+                Some("-".into()),
+                raw.html,
+                MAX_WHATSAPP_TEXT_CHARS,
+            )
+            .map(|_| Content {
+                subject: None,
+                text: None,
+                html: None,
+            })?
         }
         Channel::Whatsapp => {
             validate_phone_content(raw.subject, raw.text, raw.html, MAX_WHATSAPP_TEXT_CHARS)?
@@ -228,6 +267,7 @@ fn validate_message(raw: RawMessage, now: DateTime<Utc>) -> Valid<NewMessage> {
         html: content.html,
         metadata: raw.metadata,
         send_at,
+        extras,
     })
 }
 

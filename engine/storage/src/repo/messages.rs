@@ -33,7 +33,8 @@ pub async fn copy_many(
     let sink = tx
         .copy_in(
             "COPY messages (id, organization_id, channel, state, recipient, sender, subject, body_text,
-                            body_html, metadata, send_at, next_attempt_at, lease_owner, lease_until, events)
+                            body_html, metadata, send_at, next_attempt_at, lease_owner, lease_until, events,
+                            extras)
              FROM STDIN BINARY",
         )
         .await?;
@@ -53,6 +54,7 @@ pub async fn copy_many(
         Type::UUID,
         Type::TIMESTAMPTZ,
         Type::JSONB,
+        Type::JSONB,
     ];
     let writer = BinaryCopyInWriter::new(sink, &types);
     futures_util::pin_mut!(writer);
@@ -63,7 +65,7 @@ pub async fn copy_many(
             (None, None)
         };
         let state = r.state.as_str();
-        let values: [&(dyn ToSql + Sync); 15] = [
+        let values: [&(dyn ToSql + Sync); 16] = [
             &r.id,
             &r.organization_id,
             &r.channel,
@@ -79,6 +81,7 @@ pub async fn copy_many(
             &lease_owner,
             &lease,
             &r.events,
+            &r.extras,
         ];
         writer.as_mut().write(&values).await?;
     }
@@ -105,6 +108,8 @@ pub struct NewMessageRow {
     pub leased: bool,
     /// The initial events (a JSON array of MessageEvent).
     pub events: Value,
+    /// MessageExtras as JSON, when the message has any.
+    pub extras: Option<Value>,
 }
 
 /// What one attempt (or a provider report) did to a message.
@@ -203,6 +208,7 @@ pub struct ClaimedMessage {
     /// The attempts so far (JSON array), for failover bookkeeping.
     pub attempts: Value,
     pub created_at: DateTime<Utc>,
+    pub extras: Option<Value>,
 }
 
 /// Claims up to `limit` due messages nobody holds (scheduled ones whose time
@@ -233,7 +239,8 @@ pub async fn claim_due(
                       FOR UPDATE SKIP LOCKED) due
               WHERE m.id = due.id
           RETURNING m.id, m.organization_id, m.channel, m.state, m.recipient, m.sender, m.subject,
-                    m.body_text, m.body_html, m.metadata, m.attempt_count, m.attempts, m.created_at",
+                    m.body_text, m.body_html, m.metadata, m.attempt_count, m.attempts, m.created_at,
+                    m.extras",
         )
         .await?;
     let rows = client.query(&stmt, &[&owner, &lease_until, &limit]).await?;
@@ -256,6 +263,7 @@ pub async fn claim_due(
                 attempt_count: row.try_get("attempt_count")?,
                 attempts: row.try_get("attempts")?,
                 created_at: row.try_get("created_at")?,
+                extras: row.try_get("extras")?,
             })
         })
         .collect()

@@ -7,5 +7,7 @@ pub mod audit;
 pub mod messages;
 pub mod organizations;
 pub mod providers;
+pub mod suppressions;
+pub mod webhook_events;
 
 pub use deadpool_postgres::GenericClient;

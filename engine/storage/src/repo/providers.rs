@@ -165,6 +165,26 @@ pub async fn get<S: ProviderSpec>(
     from_row(ring, &row)
 }
 
+/// A live connection of channel `S` by id alone, whatever its organization:
+/// for inbound webhooks, which carry only the provider id in their URL and
+/// are authenticated afterwards by the connection's own webhook secret.
+pub async fn get_for_webhook<S: ProviderSpec>(
+    client: &impl GenericClient,
+    ring: &KeyRing,
+    id: ProviderId,
+) -> Result<ProviderRecord<S>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM providers
+          WHERE id = $1 AND channel = $2 AND deleted_at IS NULL"
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let row = client
+        .query_opt(&stmt, &[&id.0, &S::CHANNEL.as_str()])
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    from_row(ring, &row)
+}
+
 /// Replaces a connection's configuration with `spec` (already merged and validated).
 pub async fn update<S: ProviderSpec>(
     client: &impl GenericClient,

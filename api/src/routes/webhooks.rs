@@ -1,0 +1,212 @@
+//! Inbound provider webhooks: `POST /api/webhooks/{channel}/{providerId}`
+//! (and Meta's `GET` verify-token handshake on the WhatsApp path).
+//!
+//! The provider id in the URL picks the connection; the connection's own
+//! secret then authenticates the request with the provider's signature
+//! scheme (providers crate, `webhook`). A bad or missing signature is 401 and
+//! writes nothing. Verified events are recorded once (a replay changes
+//! nothing), applied to their message without ever moving it backwards, kept
+//! for later when the message is not known yet, and bounces, complaints and
+//! unsubscribes put the recipient on the organization's suppression list.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use msgengine_actors::suppress::normalize;
+use msgengine_domain::provider::{
+    AnyProviderSpec, EmailProviderSpec, ProviderSpec, SmsProviderSpec, WhatsappProviderSpec,
+};
+use msgengine_domain::{Channel, OrganizationId, ProviderId};
+use msgengine_providers::webhook::{
+    webhook_handler_for, InboundWebhook, WebhookError, WebhookEvent, WebhookReply,
+};
+use msgengine_storage::repo::suppressions;
+use msgengine_storage::repo::webhook_events::{self, EventRow};
+use msgengine_storage::StoreError;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::extract::parse_id;
+use crate::state::AppState;
+
+/// Largest webhook body accepted (SendGrid batches up to ~768 KB).
+pub const MAX_WEBHOOK_BYTES: usize = 2 * 1024 * 1024;
+
+fn channel(segment: &str) -> Result<Channel, ApiError> {
+    segment
+        .parse::<Channel>()
+        .map_err(|_| ApiError::not_found("webhook"))
+}
+
+/// The connection behind a webhook URL, any organization.
+async fn connection(
+    state: &AppState,
+    channel: Channel,
+    id: ProviderId,
+) -> Result<(OrganizationId, AnyProviderSpec), ApiError> {
+    use msgengine_storage::repo::providers::get_for_webhook;
+    let client = state.pool.get().await?;
+    let found = match channel {
+        Channel::Email => get_for_webhook::<EmailProviderSpec>(&client, &state.ring, id)
+            .await
+            .map(|r| (r.organization_id, r.spec.into_any())),
+        Channel::Sms => get_for_webhook::<SmsProviderSpec>(&client, &state.ring, id)
+            .await
+            .map(|r| (r.organization_id, r.spec.into_any())),
+        Channel::Whatsapp => get_for_webhook::<WhatsappProviderSpec>(&client, &state.ring, id)
+            .await
+            .map(|r| (r.organization_id, r.spec.into_any())),
+    };
+    match found {
+        Ok(found) => Ok(found),
+        Err(StoreError::NotFound) => Err(ApiError::not_found("webhook")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The URL as the provider called it (Twilio signs it): scheme and host as
+/// this server was reached (honouring `Forwarded` / `X-Forwarded-*` from a
+/// proxy in front), path and query.
+fn called_url(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}{}", info.scheme(), info.host(), req.uri())
+}
+
+/// The request's headers in the providers crate's (`http` 1) type.
+fn header_map(req: &HttpRequest) -> msgengine_providers::reqwest::header::HeaderMap {
+    use msgengine_providers::reqwest::header::{HeaderName, HeaderValue};
+    let mut out =
+        msgengine_providers::reqwest::header::HeaderMap::with_capacity(req.headers().len());
+    for (name, value) in req.headers() {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            out.append(n, v);
+        }
+    }
+    out
+}
+
+fn refused(e: WebhookError) -> ApiError {
+    tracing::warn!(error = %e, "webhook refused");
+    match e {
+        WebhookError::Unauthorized(m) => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", m)
+        }
+        WebhookError::Stale(m) => ApiError::new(StatusCode::UNAUTHORIZED, "stale_webhook", m),
+        WebhookError::Malformed(m) => ApiError::bad_request("malformed_webhook", m),
+    }
+}
+
+fn event_row(e: WebhookEvent) -> EventRow {
+    EventRow {
+        event_id: e.event_id,
+        provider_message_id: e.provider_message_id,
+        message_id: e
+            .message_id
+            .as_deref()
+            .and_then(|id| uuid::Uuid::parse_str(id).ok()),
+        state: e.state,
+        engagement: e.engagement.map(|k| {
+            serde_json::to_value(k)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        }),
+        raw_status: e.raw_status,
+        recipient: e.recipient,
+        error_code: e.error_code,
+        reason: e.reason,
+        suppress: e.suppress.map(|s| s.as_str().to_owned()),
+        occurred_at: e.occurred_at,
+    }
+}
+
+pub async fn receive(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (channel_segment, id_segment) = path.into_inner();
+    let channel = channel(&channel_segment)?;
+    let provider = ProviderId(parse_id(&id_segment, "webhook")?);
+    let (org, spec) = connection(&state, channel, provider).await?;
+    let handler = webhook_handler_for(&spec)
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "webhooks_unsupported", e.to_string()))?;
+    let url = called_url(&req);
+    let headers = header_map(&req);
+    let inbound = InboundWebhook {
+        method: req.method().as_str(),
+        url: &url,
+        headers: &headers,
+        query: req.query_string(),
+        body: &body,
+    };
+    let now = Utc::now();
+    handler.verify(&inbound, now).map_err(refused)?;
+    let events = handler.parse(&inbound, now).map_err(refused)?;
+    let rows: Vec<EventRow> = events.into_iter().map(event_row).collect();
+    let suppress: Vec<(String, String)> = rows
+        .iter()
+        .filter_map(|e| Some((normalize(e.recipient.as_deref()?), e.suppress.clone()?)))
+        .collect();
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let done = webhook_events::ingest(&tx, org, provider, &rows).await?;
+    for (recipient, reason) in &suppress {
+        suppressions::add(&tx, org, recipient, reason, Some(provider.0), None).await?;
+    }
+    tx.commit().await?;
+    for (recipient, reason) in &suppress {
+        state.engine.suppressions().add(org, recipient, reason);
+    }
+    tracing::debug!(
+        provider = %provider.0,
+        recorded = done.recorded,
+        duplicates = done.duplicates,
+        applied = done.applied,
+        unmatched = done.unmatched,
+        "webhook received"
+    );
+    Ok(HttpResponse::Ok().json(json!({
+        "received": rows.len(),
+        "duplicates": done.duplicates,
+        "applied": done.applied,
+        "pending": done.unmatched,
+    })))
+}
+
+/// Meta's subscription handshake: `hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`.
+pub async fn handshake(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let provider = ProviderId(parse_id(&path, "webhook")?);
+    let (_, spec) = connection(&state, Channel::Whatsapp, provider).await?;
+    let handler = webhook_handler_for(&spec)
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "webhooks_unsupported", e.to_string()))?;
+    let url = called_url(&req);
+    let headers = header_map(&req);
+    let inbound = InboundWebhook {
+        method: "GET",
+        url: &url,
+        headers: &headers,
+        query: req.query_string(),
+        body: &[],
+    };
+    match handler.handshake(&inbound) {
+        Some(Ok(WebhookReply::Challenge(text))) => Ok(HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body(text)),
+        Some(Ok(WebhookReply::Ok)) => Ok(HttpResponse::Ok().json(json!({}))),
+        Some(Err(e)) => Err(refused(e)),
+        None => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this provider has no GET handshake; it posts its webhooks",
+        )),
+    }
+}
