@@ -284,6 +284,11 @@ impl Engine {
         }
     }
 
+    /// The HTTP client provider calls go through (pooled, shared).
+    pub fn http(&self) -> &msgengine_providers::reqwest::Client {
+        &self.shared.http
+    }
+
     /// The suppression lists this engine checks at accept.
     pub fn suppressions(&self) -> &Suppressions {
         &self.suppressions

@@ -58,6 +58,9 @@ pub struct EngineConfig {
     pub message_lifetime: Duration,
     /// Provider HTTP request timeout. Default 30 s.
     pub provider_timeout: Duration,
+    /// Every outbound provider call must go to a loopback host (tests, load
+    /// tests against the simulator). Default false.
+    pub outbound_loopback_only: bool,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +83,7 @@ impl Default for EngineConfig {
             scheduler_interval: Duration::from_millis(200),
             message_lifetime: Duration::from_secs(24 * 3600),
             provider_timeout: Duration::from_secs(30),
+            outbound_loopback_only: false,
         }
     }
 }
@@ -110,7 +114,11 @@ impl Shared {
         writer: OutcomeWriter,
         arbiters: Vec<ArbiterHandle>,
     ) -> Self {
-        let http = msgengine_providers::http_client(config.provider_timeout);
+        let http = if config.outbound_loopback_only {
+            msgengine_providers::http::loopback_only_http_client(config.provider_timeout)
+        } else {
+            msgengine_providers::http_client(config.provider_timeout)
+        };
         Self {
             config,
             pool,

@@ -68,6 +68,9 @@ pub struct EngineSettings {
     pub lease_secs: u64,
     /// On SIGTERM, how long in-flight sends may finish, in seconds. Default 20.
     pub drain_secs: u64,
+    /// Refuse every outbound provider call whose host is not loopback (for
+    /// tests and load tests against the simulator). Default false.
+    pub outbound_loopback_only: bool,
 }
 
 impl Default for EngineSettings {
@@ -80,6 +83,7 @@ impl Default for EngineSettings {
             provider_timeout_ms: 30_000,
             lease_secs: 60,
             drain_secs: 20,
+            outbound_loopback_only: false,
         }
     }
 }

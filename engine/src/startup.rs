@@ -74,7 +74,7 @@ impl Application {
             auth: Arc::new(AuthCache::new(Duration::from_millis(
                 settings.security.auth_cache_ttl_ms,
             ))),
-            registry: Arc::new(ProviderRegistry::new()),
+            registry: Arc::new(ProviderRegistry::live(engine.http())),
             engine: engine.clone(),
             limits: Limits {
                 max_body_bytes: settings.server.max_body_bytes,
@@ -131,6 +131,7 @@ fn engine_config(settings: &Settings) -> EngineConfig {
         provider_concurrency: e.provider_concurrency,
         provider_rate_per_second: e.provider_rate_per_second,
         provider_timeout: Duration::from_millis(e.provider_timeout_ms),
+        outbound_loopback_only: e.outbound_loopback_only,
         ..EngineConfig::default()
     }
 }

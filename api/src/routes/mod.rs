@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod audit;
 pub mod health;
+pub mod manage;
 pub mod messaging;
 pub mod providers;
 pub mod suppressions;
@@ -36,6 +37,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/email/providers/{id}"),
     ("DELETE", "/api/email/providers/{id}"),
     ("POST", "/api/email/providers/{id}/test"),
+    ("POST", "/api/email/providers/{id}/verify-domain"),
+    ("GET", "/api/email/providers/{id}/stats"),
     ("GET", "/api/sms/providers"),
     ("POST", "/api/sms/providers"),
     ("GET", "/api/sms/providers/{id}"),
@@ -48,6 +51,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/whatsapp/providers/{id}"),
     ("DELETE", "/api/whatsapp/providers/{id}"),
     ("POST", "/api/whatsapp/providers/{id}/test"),
+    ("GET", "/api/whatsapp/providers/{id}/templates"),
+    ("POST", "/api/whatsapp/providers/{id}/templates"),
     ("GET", "/api/audit"),
     ("POST", "/api/messaging/send"),
     ("GET", "/api/messaging/status/{messageId}"),
@@ -98,6 +103,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/api/messaging/status/{messageId}").route(web::get().to(messaging::status)),
         );
+    cfg.service(
+        resource("/api/email/providers/{id}/verify-domain")
+            .route(web::post().to(manage::verify_domain)),
+    )
+    .service(resource("/api/email/providers/{id}/stats").route(web::get().to(manage::stats)))
+    .service(
+        resource("/api/whatsapp/providers/{id}/templates")
+            .route(web::get().to(manage::list_templates))
+            .route(web::post().to(manage::create_template)),
+    );
     cfg.service(
         resource("/api/suppressions")
             .route(web::get().to(suppressions::list))

@@ -65,6 +65,49 @@ pub fn http_client(request_timeout: Duration) -> reqwest::Client {
     }
 }
 
+/// Like [`http_client`], but every host name must resolve to loopback
+/// (`localhost`, or any name whose addresses are all loopback): a call to
+/// any other host fails at once with a connect error naming the setting.
+/// Tests and load tests run the engine with it
+/// (`engine.outbound_loopback_only`), so no test can reach a real provider.
+/// IP-literal URLs are not resolved: callers pass loopback literals only.
+pub fn loopback_only_http_client(request_timeout: Duration) -> reqwest::Client {
+    let built = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(request_timeout)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        .tcp_nodelay(true)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(USER_AGENT)
+        .dns_resolver(std::sync::Arc::new(LoopbackOnly))
+        .build();
+    built.unwrap_or_else(|_| reqwest::Client::new())
+}
+
+struct LoopbackOnly;
+
+impl reqwest::dns::Resolve for LoopbackOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map(|addrs| addrs.collect())
+                .unwrap_or_default();
+            if !found.is_empty() && found.iter().all(|a| a.ip().is_loopback()) {
+                let addrs: reqwest::dns::Addrs = Box::new(found.into_iter());
+                return Ok(addrs);
+            }
+            Err(format!(
+                "{host} is not a loopback host and outbound calls are limited to loopback (engine.outbound_loopback_only)"
+            )
+            .into())
+        })
+    }
+}
+
 /// The wait a `Retry-After` header asks for: delay-seconds (`120`) or an
 /// HTTP-date (`Wed, 21 Oct 2015 07:28:00 GMT`, and the obsolete RFC 850 and
 /// asctime forms), measured from `now`. A date in the past means zero.

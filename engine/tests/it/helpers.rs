@@ -50,6 +50,8 @@ impl TestApp {
         settings.database.pool_max_size = 4;
         settings.security.admin_token = Some(Secret::new(ADMIN_TOKEN));
         settings.security.master_keys = Some(Secret::new(key_ring.clone()));
+        // No test may reach a real provider.
+        settings.engine.outbound_loopback_only = true;
         let app = Application::build(settings).await.expect("server builds");
         let base = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
