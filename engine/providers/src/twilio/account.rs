@@ -5,14 +5,10 @@
 //! - create: `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` (form),
 //!   201 with the message resource (`sid`, `status`, `num_segments` as a string);
 //! - fetch: `GET .../Messages/{Sid}.json`, the same resource;
-//! - probe: `GET .../Accounts/{AccountSid}.json` (the Account resource) with
-//!   the Auth Token; with an API key, `GET .../Messages.json?PageSize=1`
-//!   instead, because Twilio's standard API keys may not read Account
-//!   resources (Twilio's API-key documentation, not providers.md: unconfirmed).
+//! - the probe's lookups (in `probe.rs`).
 
-use async_trait::async_trait;
 use msgengine_domain::message::MessageState;
-use msgengine_domain::provider::{AnyProviderSpec, SmsProviderSpec, WhatsappProviderSpec};
+use msgengine_domain::provider::{SmsProviderSpec, WhatsappProviderSpec};
 use msgengine_domain::Secret;
 use reqwest::RequestBuilder;
 use serde::{Deserialize, Serialize};
@@ -26,7 +22,6 @@ use super::{
 use crate::http::{self, IDEMPOTENCY_HEADER};
 use crate::manage::ProviderStatus;
 use crate::send::{FailureKind, ProviderError, SendReceipt};
-use crate::test_registry::{Check, CheckStatus, ConnectionProbe};
 
 /// Which pair authenticates the calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +50,7 @@ const WHATSAPP_FIELDS: FieldNames = FieldNames {
 
 /// One Twilio account's API access.
 pub struct TwilioAccount {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     /// `{baseUrl}/2010-04-01`; `None` when `baseUrl` is not an http(s) URL.
     root: Option<Url>,
     account_sid: Option<Secret>,
@@ -130,7 +125,7 @@ impl TwilioAccount {
 
     /// `.../Accounts/{AccountSid}` followed by `tail`; with no tail, the
     /// Account resource `.../Accounts/{AccountSid}.json`.
-    fn resource(&self, tail: &[&str]) -> Result<Url, ProviderError> {
+    pub(super) fn resource(&self, tail: &[&str]) -> Result<Url, ProviderError> {
         let Some(root) = &self.root else {
             return Err(ProviderError::misconfigured(
                 "TWILIO baseUrl (when set) must be an http(s) URL",
@@ -154,7 +149,7 @@ impl TwilioAccount {
     }
 
     /// The request with Basic auth, or the misconfiguration.
-    fn authed(&self, request: RequestBuilder) -> Result<RequestBuilder, ProviderError> {
+    pub(super) fn authed(&self, request: RequestBuilder) -> Result<RequestBuilder, ProviderError> {
         match &self.auth {
             Some((_, user, password)) => {
                 Ok(request.basic_auth(user.expose(), Some(password.expose())))
@@ -212,86 +207,6 @@ impl TwilioAccount {
                 &answer.body,
             ))),
         }
-    }
-
-    /// A read-only authenticated call that tells whether the credentials work.
-    pub async fn probe(&self) -> Check {
-        let call = match self.auth_kind() {
-            Some(AuthKind::ApiKey) => self.resource(&["Messages.json"]).map(|mut url| {
-                url.query_pairs_mut().append_pair("PageSize", "1");
-                url
-            }),
-            _ => self.resource(&[]),
-        };
-        let request = match call.and_then(|url| self.authed(self.http.get(url))) {
-            Ok(request) => request,
-            Err(e) => return failed(e.message),
-        };
-        let answer = match http::execute(request).await {
-            Ok(answer) => answer,
-            Err(e) => return failed(format!("could not reach Twilio: {}", self.scrub(e).message)),
-        };
-        if answer.status == 200 {
-            return self.passed_probe(&answer.body);
-        }
-        let error = self.scrub(classify_response(
-            answer.status,
-            &answer.headers,
-            &answer.body,
-        ));
-        let said = format!("Twilio said: {}", error.message);
-        failed(match (answer.status, self.auth_kind()) {
-            (401, Some(AuthKind::ApiKey)) => format!(
-                "the API key SID or secret is wrong, or the key belongs to another account ({said})"
-            ),
-            (401, _) => format!("the Account SID or Auth Token is wrong ({said})"),
-            (403, _) => format!("the credentials may not read this account ({said})"),
-            (404, _) => format!("Twilio knows no account with this Account SID ({said})"),
-            (429, _) => format!("Twilio is rate limiting the account: try again shortly ({said})"),
-            (status, _) if error.kind != FailureKind::Permanent => {
-                format!("Twilio could not answer now (HTTP {status}): try again ({said})")
-            }
-            (status, _) => format!("Twilio refused the lookup (HTTP {status}; {said})"),
-        })
-    }
-
-    fn passed_probe(&self, body: &[u8]) -> Check {
-        if self.auth_kind() == Some(AuthKind::ApiKey) {
-            return passed("the API key works for this Account SID".into());
-        }
-        #[derive(Deserialize)]
-        struct Account {
-            #[serde(default)]
-            status: Option<String>,
-        }
-        let status = serde_json::from_slice::<Account>(body)
-            .ok()
-            .and_then(|a| a.status);
-        match status.as_deref() {
-            Some("active") | None => {
-                passed("the Account SID and Auth Token work; the account is active".into())
-            }
-            Some(other) => failed(format!(
-                "the Account SID and Auth Token work, but the account is {}: Twilio will not send",
-                http::bound(other)
-            )),
-        }
-    }
-}
-
-fn passed(message: String) -> Check {
-    Check {
-        name: "connection",
-        status: CheckStatus::Passed,
-        message,
-    }
-}
-
-fn failed(message: String) -> Check {
-    Check {
-        name: "connection",
-        status: CheckStatus::Failed,
-        message,
     }
 }
 
@@ -376,32 +291,6 @@ impl MessageResource {
             error_code,
             reason,
         }
-    }
-}
-
-/// The live check for Twilio connections, SMS and WhatsApp.
-pub struct TwilioProbe {
-    http: reqwest::Client,
-}
-
-impl TwilioProbe {
-    /// A probe calling out through the shared `http` client.
-    pub fn new(http: reqwest::Client) -> Self {
-        Self { http }
-    }
-}
-
-#[async_trait]
-impl ConnectionProbe for TwilioProbe {
-    async fn probe(&self, spec: &AnyProviderSpec) -> Check {
-        let account = match spec {
-            AnyProviderSpec::Sms(s) => TwilioAccount::from_sms(s, self.http.clone()),
-            AnyProviderSpec::Whatsapp(s) => TwilioAccount::from_whatsapp(s, self.http.clone()),
-            AnyProviderSpec::Email(_) => {
-                return failed("not a Twilio SMS or WhatsApp connection".into())
-            }
-        };
-        account.probe().await
     }
 }
 

@@ -5,7 +5,7 @@
 //!
 //! - [`TwilioAccount`]: one account's URLs and Basic auth (`AccountSid:AuthToken`
 //!   or `ApiKeySid:ApiKeySecret`, the Account SID always in the path), the
-//!   message create and fetch calls, and the connection probe.
+//!   message create and fetch calls; [`TwilioProbe`], the connection probe.
 //! - [`classify_response`]: Twilio's `{"code", "message"}` errors as
 //!   [`crate::ProviderError`]s.
 //! - [`signature`]: `X-Twilio-Signature` exactly as §6.3.
@@ -17,13 +17,15 @@
 
 mod account;
 mod errors;
+mod probe;
 pub mod signature;
 mod webhook;
 
 use msgengine_domain::message::MessageState;
 
-pub use account::{AuthKind, TwilioAccount, TwilioProbe};
+pub use account::{AuthKind, TwilioAccount};
 pub use errors::{classify_response, describe_code};
+pub use probe::TwilioProbe;
 pub use webhook::TwilioWebhook;
 
 /// Twilio's API host.
