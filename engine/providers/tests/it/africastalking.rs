@@ -101,6 +101,8 @@ async fn africastalking_send_posts_the_exact_form_with_the_api_key() {
     );
 }
 
+// providers.md §13: whether a successful send answers 201 or 200 is
+// unconfirmed; both are accepted (201 above, 200 here).
 #[tokio::test]
 async fn africastalking_without_a_sender_id_sends_no_from_and_takes_a_full_base_url() {
     let server = server_answering(
@@ -195,6 +197,7 @@ async fn africastalking_http_errors_are_classified() {
     assert_eq!(e.kind, FailureKind::Permanent);
     assert_eq!(e.message, "The supplied authentication is invalid");
 
+    // Africa's Talking documents no rate-limit answer (§13): a 429 is assumed.
     let e = answered(ResponseTemplate::new(429).insert_header("Retry-After", "11")).await;
     assert_eq!(
         (e.kind, e.retry_after),
@@ -372,6 +375,9 @@ async fn africastalking_has_no_status_lookup_and_says_so() {
     assert!(error.message.contains("Delivery Reports"), "{error}");
 }
 
+/// The user lookup `GET /version1/user?username=` and its `UserData.balance`
+/// answer are not in providers.md §10 (Africa's Talking's user-data API):
+/// unconfirmed here.
 async fn probe(response: ResponseTemplate) -> (CheckStatus, String) {
     let server = MockServer::start().await;
     Mock::given(method("GET"))

@@ -342,6 +342,9 @@ async fn twilio_probe_fails_with_words_on_401_404_and_a_suspended_account() {
     assert!(message.contains("the account is suspended"), "{message}");
 }
 
+/// Standard API keys may not read the Account resource (Twilio's API-key
+/// documentation, not providers.md: unconfirmed), so the probe lists one
+/// message instead.
 #[tokio::test]
 async fn twilio_probe_with_an_api_key_lists_one_message() {
     let server = MockServer::start().await;

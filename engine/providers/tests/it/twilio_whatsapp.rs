@@ -338,6 +338,8 @@ fn whatsapp_callback_with_a_wrong_or_missing_signature_is_refused() {
     ));
 }
 
+/// providers.md §6.3 item 6 names the newer scheme but not what it signs:
+/// the same text as the SHA-1 scheme is assumed (unconfirmed).
 #[test]
 fn whatsapp_callback_under_the_hmac_sha256_scheme_uses_the_webhook_secret() {
     use msgengine_providers::reqwest::header::{HeaderMap, HeaderValue};
