@@ -6,7 +6,9 @@
 //! - [`http`]: the shared HTTP client and the helpers every HTTP adapter uses
 //!   (`Retry-After`, status classification, bounded body reads, redaction).
 //! - One folder per adapter: [`sandbox`] (every channel, no network),
-//!   [`mailgun`] (email), [`twilio_sms`] (SMS), [`gupshup`] (WhatsApp).
+//!   [`mailgun`] (email), [`twilio_sms`] and [`africastalking`] (SMS),
+//!   [`gupshup`] and [`twilio_whatsapp`] (WhatsApp); [`twilio`] holds what
+//!   the two Twilio adapters share.
 //! - [`test_registry`]: the connection-test seam behind
 //!   `POST /api/{channel}/providers/{id}/test`.
 //! - [`manage`]: domain verification and stats (email), templates and media
@@ -18,6 +20,7 @@
 //! never appear in a [`ProviderError`], in `Debug` output or in logs; an
 //! adapter scrubs them from provider-supplied text before returning it.
 
+pub mod africastalking;
 pub mod gupshup;
 pub mod http;
 pub mod mailgun;
@@ -25,7 +28,9 @@ pub mod manage;
 pub mod sandbox;
 pub mod send;
 pub mod test_registry;
+pub mod twilio;
 pub mod twilio_sms;
+pub mod twilio_whatsapp;
 pub mod webhook;
 
 pub use http::{http_client, parse_retry_after, try_http_client};

@@ -17,9 +17,11 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use msgengine_domain::message::MessageState;
 use msgengine_domain::provider::AnyProviderSpec;
+use msgengine_domain::provider::{sms::SmsProviderType, whatsapp::WhatsappProviderType};
 use serde::{Deserialize, Serialize};
 
 use crate::send::{FailureKind, ProviderError, UnsupportedProvider};
+use crate::{africastalking, twilio_sms, twilio_whatsapp};
 
 /// The error for an operation this provider does not offer.
 pub fn unsupported(provider: &str, operation: &str) -> ProviderError {
@@ -227,11 +229,15 @@ pub fn whatsapp_admin_for(
     spec: &AnyProviderSpec,
     http: &reqwest::Client,
 ) -> Result<Arc<dyn WhatsappAdmin>, UnsupportedProvider> {
-    let _ = http;
     let admin: Option<Arc<dyn WhatsappAdmin>> = match spec {
         AnyProviderSpec::Email(_) => None,
         AnyProviderSpec::Sms(_) => None,
-        AnyProviderSpec::Whatsapp(_) => None,
+        AnyProviderSpec::Whatsapp(s) => match s.provider_type {
+            WhatsappProviderType::Twilio => Some(Arc::new(
+                twilio_whatsapp::TwilioWhatsappSender::new(s, http.clone()),
+            )),
+            _ => None,
+        },
     };
     admin.ok_or_else(|| unsupported_type(spec))
 }
@@ -241,10 +247,15 @@ pub fn sms_admin_for(
     spec: &AnyProviderSpec,
     http: &reqwest::Client,
 ) -> Result<Arc<dyn SmsAdmin>, UnsupportedProvider> {
-    let _ = http;
     let admin: Option<Arc<dyn SmsAdmin>> = match spec {
         AnyProviderSpec::Email(_) => None,
-        AnyProviderSpec::Sms(_) => None,
+        AnyProviderSpec::Sms(s) => match s.provider_type {
+            SmsProviderType::Twilio => {
+                Some(Arc::new(twilio_sms::TwilioSmsSender::new(s, http.clone())))
+            }
+            SmsProviderType::Africastalking => Some(Arc::new(africastalking::AfricasTalkingAdmin)),
+            _ => None,
+        },
         AnyProviderSpec::Whatsapp(_) => None,
     };
     admin.ok_or_else(|| unsupported_type(spec))

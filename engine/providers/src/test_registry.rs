@@ -13,6 +13,8 @@ use msgengine_domain::provider::{AnyProviderSpec, ProviderSpec};
 use msgengine_domain::Channel;
 use serde::Serialize;
 
+use crate::{africastalking, twilio};
+
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -61,8 +63,22 @@ impl ProviderRegistry {
     /// that has one (one `with_probe` line per type), calling out through
     /// the shared `http` client.
     pub fn live(http: &reqwest::Client) -> Self {
-        let _ = http;
         Self::new()
+            .with_probe(
+                Channel::Sms,
+                "TWILIO",
+                Arc::new(twilio::TwilioProbe::new(http.clone())),
+            )
+            .with_probe(
+                Channel::Whatsapp,
+                "TWILIO",
+                Arc::new(twilio::TwilioProbe::new(http.clone())),
+            )
+            .with_probe(
+                Channel::Sms,
+                "AFRICASTALKING",
+                Arc::new(africastalking::AfricasTalkingProbe::new(http.clone())),
+            )
     }
 
     /// Registers the probe for a channel's provider type (`"MAILGUN"`).

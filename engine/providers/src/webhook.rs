@@ -21,10 +21,12 @@
 use chrono::{DateTime, Utc};
 use msgengine_domain::message::MessageState;
 use msgengine_domain::provider::AnyProviderSpec;
+use msgengine_domain::provider::{sms::SmsProviderType, whatsapp::WhatsappProviderType};
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 
 use crate::send::UnsupportedProvider;
+use crate::{africastalking, twilio};
 
 /// How far a signed timestamp may be from now before the request is refused
 /// as stale (or replayed). Mailgun and SendGrid recommend a few minutes.
@@ -201,8 +203,17 @@ pub fn webhook_handler_for(
     };
     let handler: Option<Box<dyn WebhookHandler>> = match spec {
         AnyProviderSpec::Email(_) => None,
-        AnyProviderSpec::Sms(_) => None,
-        AnyProviderSpec::Whatsapp(_) => None,
+        AnyProviderSpec::Sms(s) => match s.provider_type {
+            SmsProviderType::Twilio => Some(Box::new(twilio::TwilioWebhook::for_sms(s))),
+            SmsProviderType::Africastalking => {
+                Some(Box::new(africastalking::AfricasTalkingWebhook::new(s)))
+            }
+            _ => None,
+        },
+        AnyProviderSpec::Whatsapp(s) => match s.provider_type {
+            WhatsappProviderType::Twilio => Some(Box::new(twilio::TwilioWebhook::for_whatsapp(s))),
+            _ => None,
+        },
     };
     handler.ok_or_else(unsupported)
 }
