@@ -191,3 +191,138 @@ async fn a_webhook_for_an_unknown_connection_or_a_type_without_webhooks_is_404()
         .await;
     assert_eq!(res.status(), 404);
 }
+
+mod twilio {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    use reqwest::Method;
+    use serde_json::{json, Value};
+    use sha1::Sha1;
+    use wiremock::matchers::{method, path_regex};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use crate::helpers::TestApp;
+
+    const SID: &str = "AC0123456789abcdef0123456789abcdef";
+    const TOKEN: &str = "f00dfacef00dfacef00dfacef00dface";
+
+    /// X-Twilio-Signature computed here, independently of the adapter.
+    fn signature(url: &str, params: &[(&str, &str)]) -> String {
+        let mut sorted = params.to_vec();
+        sorted.sort();
+        let mut text = url.to_owned();
+        for (k, v) in sorted {
+            text.push_str(k);
+            text.push_str(v);
+        }
+        let mut mac = Hmac::<Sha1>::new_from_slice(TOKEN.as_bytes()).expect("key");
+        mac.update(text.as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    }
+
+    async fn post(
+        app: &TestApp,
+        path: &str,
+        params: &[(&str, &str)],
+        sig: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = app.http.post(format!("{}{path}", app.base)).form(params);
+        if let Some(sig) = sig {
+            req = req.header("X-Twilio-Signature", sig);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn a_signed_twilio_callback_moves_the_message_forged_ones_are_refused_replays_ignored() {
+        let provider_api = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path_regex(
+                r"^/2010-04-01/Accounts/AC[0-9a-f]{32}/Messages\.json$",
+            ))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+                "sid": "SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "status": "queued", "num_segments": "1"
+            })))
+            .mount(&provider_api)
+            .await;
+        let app = TestApp::spawn().await;
+        let org = app.org("acme").await;
+        let p = app
+            .provider(&org, "sms", json!({"providerType": "TWILIO", "name": "tw", "senderId": "+15005550006",
+                "credentials": {"accountSid": SID, "authToken": TOKEN}, "baseUrl": provider_api.uri()}))
+            .await;
+        let pid = p["id"].as_str().expect("id");
+        let (s, body) = app
+            .send(
+                &org,
+                &json!({"channel": "sms", "to": "+2348031234567", "text": "hi"}),
+            )
+            .await;
+        assert_eq!(s, 202, "{body}");
+        let id = body["id"].as_str().expect("id");
+        app.wait_for(&org, id, &["sent"]).await;
+
+        let path = format!("/api/webhooks/sms/{pid}");
+        let url = format!("{}{path}", app.base);
+        let params = [
+            ("MessageSid", "SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+            ("MessageStatus", "delivered"),
+            ("To", "+2348031234567"),
+            ("AccountSid", SID),
+        ];
+        // Forged: no signature, a signature over other params, a wrong key.
+        let (s, body) = post(&app, &path, &params, None).await;
+        assert_eq!(s, 401, "{body}");
+        let tampered = signature(&url, &[("MessageStatus", "failed")]);
+        let (s, _) = post(&app, &path, &params, Some(&tampered)).await;
+        assert_eq!(s, 401);
+        assert_eq!(
+            app.query_count("SELECT count(*) FROM webhook_events").await,
+            0
+        );
+        let (_, still) = app.status(&org, id).await;
+        assert_eq!(still["status"], "sent");
+
+        let good = signature(&url, &params);
+        let (s, body) = post(&app, &path, &params, Some(&good)).await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(body["applied"], 1);
+        let (_, done) = app.status(&org, id).await;
+        assert_eq!(done["status"], "delivered");
+        // The same callback again: nothing changes.
+        let (s, body) = post(&app, &path, &params, Some(&good)).await;
+        assert_eq!(s, 200);
+        assert_eq!(body["duplicates"], 1);
+        let (_, again) = app.status(&org, id).await;
+        assert_eq!(again["events"], done["events"]);
+
+        // STOP (error 21610) on another message puts the number on the list.
+        let stop = [
+            ("MessageSid", "SMbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"),
+            ("MessageStatus", "failed"),
+            ("ErrorCode", "21610"),
+            ("To", "+2348031234599"),
+            ("AccountSid", SID),
+        ];
+        let (s, body) = post(&app, &path, &stop, Some(&signature(&url, &stop))).await;
+        assert_eq!(s, 200, "{body}");
+        let res = app
+            .call(
+                Method::GET,
+                "/api/suppressions/%2B2348031234599",
+                Some(&org.key),
+                None,
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let (s, body) = app
+            .send(
+                &org,
+                &json!({"channel": "sms", "to": "+2348031234599", "text": "hi"}),
+            )
+            .await;
+        assert_eq!(s, 422, "{body}");
+    }
+}
