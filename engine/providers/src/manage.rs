@@ -16,10 +16,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use msgengine_domain::message::MessageState;
-use msgengine_domain::provider::AnyProviderSpec;
+use msgengine_domain::provider::{
+    sms::SmsProviderType, whatsapp::WhatsappProviderType, AnyProviderSpec,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::send::{FailureKind, ProviderError, UnsupportedProvider};
+use crate::{aisensy, gupshup, termii};
 
 /// The error for an operation this provider does not offer.
 pub fn unsupported(provider: &str, operation: &str) -> ProviderError {
@@ -231,7 +234,13 @@ pub fn whatsapp_admin_for(
     let admin: Option<Arc<dyn WhatsappAdmin>> = match spec {
         AnyProviderSpec::Email(_) => None,
         AnyProviderSpec::Sms(_) => None,
-        AnyProviderSpec::Whatsapp(_) => None,
+        AnyProviderSpec::Whatsapp(s) => match s.provider_type {
+            WhatsappProviderType::Gupshup => {
+                Some(Arc::new(gupshup::GupshupAdmin::new(s, http.clone())))
+            }
+            WhatsappProviderType::Aisensy => Some(Arc::new(aisensy::AisensyAdmin)),
+            _ => None,
+        },
     };
     admin.ok_or_else(|| unsupported_type(spec))
 }
@@ -244,7 +253,10 @@ pub fn sms_admin_for(
     let _ = http;
     let admin: Option<Arc<dyn SmsAdmin>> = match spec {
         AnyProviderSpec::Email(_) => None,
-        AnyProviderSpec::Sms(_) => None,
+        AnyProviderSpec::Sms(s) => match s.provider_type {
+            SmsProviderType::Termii => Some(Arc::new(termii::TermiiAdmin)),
+            _ => None,
+        },
         AnyProviderSpec::Whatsapp(_) => None,
     };
     admin.ok_or_else(|| unsupported_type(spec))

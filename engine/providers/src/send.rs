@@ -18,7 +18,7 @@ use msgengine_domain::provider::{
 };
 use msgengine_domain::Channel;
 
-use crate::{gupshup, mailgun, sandbox, twilio_sms};
+use crate::{aisensy, gupshup, mailgun, sandbox, termii, twilio_sms};
 
 /// What the provider said when it took the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,6 +180,7 @@ pub fn sender_for(
                 &s.sandbox_config.clone().unwrap_or_default(),
             )),
             SmsProviderType::Twilio => Arc::new(twilio_sms::TwilioSmsSender::new(s, http.clone())),
+            SmsProviderType::Termii => Arc::new(termii::TermiiSender::new(s, http.clone())),
             _ => return Err(unsupported()),
         },
         AnyProviderSpec::Whatsapp(s) => match s.provider_type {
@@ -188,6 +189,7 @@ pub fn sender_for(
                 &s.sandbox_config.clone().unwrap_or_default(),
             )),
             WhatsappProviderType::Gupshup => Arc::new(gupshup::GupshupSender::new(s, http.clone())),
+            WhatsappProviderType::Aisensy => Arc::new(aisensy::AisensySender::new(s, http.clone())),
             _ => return Err(unsupported()),
         },
     };

@@ -13,6 +13,8 @@ use msgengine_domain::provider::{AnyProviderSpec, ProviderSpec};
 use msgengine_domain::Channel;
 use serde::Serialize;
 
+use crate::{aisensy, gupshup, termii};
+
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -63,6 +65,21 @@ impl ProviderRegistry {
     pub fn live(http: &reqwest::Client) -> Self {
         let _ = http;
         Self::new()
+            .with_probe(
+                Channel::Whatsapp,
+                "GUPSHUP",
+                Arc::new(gupshup::GupshupProbe::new(http.clone())),
+            )
+            .with_probe(
+                Channel::Whatsapp,
+                "AISENSY",
+                Arc::new(aisensy::AisensyProbe::new(http.clone())),
+            )
+            .with_probe(
+                Channel::Sms,
+                "TERMII",
+                Arc::new(termii::TermiiProbe::new(http.clone())),
+            )
     }
 
     /// Registers the probe for a channel's provider type (`"MAILGUN"`).

@@ -20,11 +20,14 @@
 
 use chrono::{DateTime, Utc};
 use msgengine_domain::message::MessageState;
-use msgengine_domain::provider::AnyProviderSpec;
+use msgengine_domain::provider::{
+    sms::SmsProviderType, whatsapp::WhatsappProviderType, AnyProviderSpec,
+};
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 
 use crate::send::UnsupportedProvider;
+use crate::{aisensy, gupshup, termii};
 
 /// How far a signed timestamp may be from now before the request is refused
 /// as stale (or replayed). Mailgun and SendGrid recommend a few minutes.
@@ -201,8 +204,15 @@ pub fn webhook_handler_for(
     };
     let handler: Option<Box<dyn WebhookHandler>> = match spec {
         AnyProviderSpec::Email(_) => None,
-        AnyProviderSpec::Sms(_) => None,
-        AnyProviderSpec::Whatsapp(_) => None,
+        AnyProviderSpec::Sms(s) => match s.provider_type {
+            SmsProviderType::Termii => Some(Box::new(termii::TermiiWebhook::new(s))),
+            _ => None,
+        },
+        AnyProviderSpec::Whatsapp(s) => match s.provider_type {
+            WhatsappProviderType::Gupshup => Some(Box::new(gupshup::GupshupWebhook::new(s))),
+            WhatsappProviderType::Aisensy => Some(Box::new(aisensy::AisensyWebhook::new(s))),
+            _ => None,
+        },
     };
     handler.ok_or_else(unsupported)
 }
