@@ -77,7 +77,7 @@ impl GupshupAdmin {
             }
         }
         let mut error = classify_response(answer.status, &answer.headers, &answer.body);
-        if error.kind == FailureKind::Transient && (200..300).contains(&answer.status) {
+        if (200..300).contains(&answer.status) && error.message == super::NO_ID_REASON {
             error.message = "Gupshup answered without a template list".into();
         }
         Err(http::scrub(error, &secrets))

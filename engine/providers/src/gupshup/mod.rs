@@ -39,6 +39,9 @@ pub use webhook::{verify_token_param, GupshupWebhook};
 /// Gupshup's API host.
 pub const DEFAULT_BASE_URL: &str = "https://api.gupshup.io";
 
+/// The reason given for a 2xx answer that says nothing usable.
+const NO_ID_REASON: &str = "Gupshup answered without a submitted messageId";
+
 /// A phone number as Gupshup wants it: the digits only (`+234 803…` → `234803…`).
 fn digits(number: &str) -> String {
     number.chars().filter(char::is_ascii_digit).collect()
@@ -94,9 +97,7 @@ pub fn classify_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Provi
     let reason = match answer.and_then(|a| a.message) {
         Some(Value::String(s)) if !s.trim().is_empty() => s,
         Some(other @ (Value::Object(_) | Value::Array(_))) => other.to_string(),
-        _ if (200..300).contains(&status) => {
-            "Gupshup answered without a submitted messageId".to_owned()
-        }
+        _ if (200..300).contains(&status) => NO_ID_REASON.to_owned(),
         _ => http::plain_reason(status, body),
     };
     let kind = if status == 429 || code.as_deref() == Some("4001") || mentions_rate_limit(&reason) {

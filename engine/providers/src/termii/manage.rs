@@ -109,7 +109,7 @@ impl ConnectionProbe for TermiiProbe {
             }
         }
         let mut error = classify_response(answer.status, &answer.headers, &answer.body);
-        if (200..300).contains(&answer.status) {
+        if (200..300).contains(&answer.status) && error.message == super::NO_ID_REASON {
             error.message =
                 "Termii answered without a balance: is baseUrl your account's Termii API host?"
                     .into();

@@ -40,6 +40,8 @@ pub use webhook::TermiiWebhook;
 
 /// Termii's older, documented API host; accounts may have their own.
 pub const DEFAULT_BASE_URL: &str = "https://api.ng.termii.com";
+/// The reason given for a 2xx answer that says nothing usable.
+const NO_ID_REASON: &str = "Termii answered without a message_id";
 /// The route every send takes (see the module docs).
 const CHANNEL: &str = "generic";
 
@@ -179,7 +181,7 @@ pub fn classify_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Provi
     let reason = match refused.and_then(|r| r.message) {
         Some(Value::String(s)) if !s.trim().is_empty() => s,
         Some(other @ (Value::Object(_) | Value::Array(_))) => other.to_string(),
-        _ if (200..300).contains(&status) => "Termii answered without a message_id".into(),
+        _ if (200..300).contains(&status) => NO_ID_REASON.into(),
         _ => http::plain_reason(status, body),
     };
     let lower = reason.to_ascii_lowercase();

@@ -359,6 +359,23 @@ async fn termii_probe_reads_the_balance_and_fails_in_words() {
         );
         assert!(!report.checks[1].message.contains(API_KEY));
     }
+    for (body, words) in [
+        (json!({"message": "Invalid API key"}), "Invalid API key"),
+        (json!({}), "is baseUrl your account's Termii API host?"),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .mount(&server)
+            .await;
+        let report = registry.test(&spec(&server.uri())).await;
+        assert_eq!(report.checks[1].status, CheckStatus::Failed);
+        assert!(
+            report.checks[1].message.contains(words),
+            "{:?}",
+            report.checks[1]
+        );
+    }
     let report = registry.test(&spec(&helpers::refused_base_url())).await;
     assert!(report.checks[1]
         .message
