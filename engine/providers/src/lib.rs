@@ -6,9 +6,9 @@
 //! - [`http`]: the shared HTTP client and the helpers every HTTP adapter uses
 //!   (`Retry-After`, status classification, bounded body reads, redaction).
 //! - One folder per adapter: [`sandbox`] (every channel, no network),
-//!   [`mailgun`] (email), [`twilio_sms`] and [`africastalking`] (SMS),
-//!   [`gupshup`] and [`twilio_whatsapp`] (WhatsApp); [`twilio`] holds what
-//!   the two Twilio adapters share.
+//!   [`mailgun`] (email), [`twilio_sms`], [`africastalking`] and [`termii`]
+//!   (SMS), [`gupshup`], [`aisensy`] and [`twilio_whatsapp`] (WhatsApp);
+//!   [`twilio`] holds what the two Twilio adapters share.
 //! - [`test_registry`]: the connection-test seam behind
 //!   `POST /api/{channel}/providers/{id}/test`.
 //! - [`manage`]: domain verification and stats (email), templates and media
@@ -21,12 +21,14 @@
 //! adapter scrubs them from provider-supplied text before returning it.
 
 pub mod africastalking;
+pub mod aisensy;
 pub mod gupshup;
 pub mod http;
 pub mod mailgun;
 pub mod manage;
 pub mod sandbox;
 pub mod send;
+pub mod termii;
 pub mod test_registry;
 pub mod twilio;
 pub mod twilio_sms;

@@ -16,12 +16,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use msgengine_domain::message::MessageState;
-use msgengine_domain::provider::AnyProviderSpec;
-use msgengine_domain::provider::{sms::SmsProviderType, whatsapp::WhatsappProviderType};
+use msgengine_domain::provider::{
+    sms::SmsProviderType, whatsapp::WhatsappProviderType, AnyProviderSpec,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::send::{FailureKind, ProviderError, UnsupportedProvider};
-use crate::{africastalking, twilio_sms, twilio_whatsapp};
+use crate::{africastalking, aisensy, gupshup, termii, twilio_sms, twilio_whatsapp};
 
 /// The error for an operation this provider does not offer.
 pub fn unsupported(provider: &str, operation: &str) -> ProviderError {
@@ -236,6 +237,10 @@ pub fn whatsapp_admin_for(
             WhatsappProviderType::Twilio => Some(Arc::new(
                 twilio_whatsapp::TwilioWhatsappSender::new(s, http.clone()),
             )),
+            WhatsappProviderType::Gupshup => {
+                Some(Arc::new(gupshup::GupshupAdmin::new(s, http.clone())))
+            }
+            WhatsappProviderType::Aisensy => Some(Arc::new(aisensy::AisensyAdmin)),
             _ => None,
         },
     };
@@ -254,6 +259,7 @@ pub fn sms_admin_for(
                 Some(Arc::new(twilio_sms::TwilioSmsSender::new(s, http.clone())))
             }
             SmsProviderType::Africastalking => Some(Arc::new(africastalking::AfricasTalkingAdmin)),
+            SmsProviderType::Termii => Some(Arc::new(termii::TermiiAdmin)),
             _ => None,
         },
         AnyProviderSpec::Whatsapp(_) => None,

@@ -18,7 +18,9 @@ use msgengine_domain::provider::{
 };
 use msgengine_domain::Channel;
 
-use crate::{africastalking, gupshup, mailgun, sandbox, twilio_sms, twilio_whatsapp};
+use crate::{
+    africastalking, aisensy, gupshup, mailgun, sandbox, termii, twilio_sms, twilio_whatsapp,
+};
 
 /// What the provider said when it took the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,7 +185,7 @@ pub fn sender_for(
             SmsProviderType::Africastalking => {
                 Arc::new(africastalking::AfricasTalkingSender::new(s, http.clone()))
             }
-            _ => return Err(unsupported()),
+            SmsProviderType::Termii => Arc::new(termii::TermiiSender::new(s, http.clone())),
         },
         AnyProviderSpec::Whatsapp(s) => match s.provider_type {
             WhatsappProviderType::Sandbox => Arc::new(sandbox::SandboxSender::new(
@@ -194,6 +196,7 @@ pub fn sender_for(
             WhatsappProviderType::Twilio => {
                 Arc::new(twilio_whatsapp::TwilioWhatsappSender::new(s, http.clone()))
             }
+            WhatsappProviderType::Aisensy => Arc::new(aisensy::AisensySender::new(s, http.clone())),
             _ => return Err(unsupported()),
         },
     };

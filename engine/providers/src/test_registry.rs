@@ -13,7 +13,7 @@ use msgengine_domain::provider::{AnyProviderSpec, ProviderSpec};
 use msgengine_domain::Channel;
 use serde::Serialize;
 
-use crate::{africastalking, twilio};
+use crate::{africastalking, aisensy, gupshup, termii, twilio};
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -78,6 +78,21 @@ impl ProviderRegistry {
                 Channel::Sms,
                 "AFRICASTALKING",
                 Arc::new(africastalking::AfricasTalkingProbe::new(http.clone())),
+            )
+            .with_probe(
+                Channel::Whatsapp,
+                "GUPSHUP",
+                Arc::new(gupshup::GupshupProbe::new(http.clone())),
+            )
+            .with_probe(
+                Channel::Whatsapp,
+                "AISENSY",
+                Arc::new(aisensy::AisensyProbe::new(http.clone())),
+            )
+            .with_probe(
+                Channel::Sms,
+                "TERMII",
+                Arc::new(termii::TermiiProbe::new(http.clone())),
             )
     }
 

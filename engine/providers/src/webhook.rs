@@ -20,13 +20,14 @@
 
 use chrono::{DateTime, Utc};
 use msgengine_domain::message::MessageState;
-use msgengine_domain::provider::AnyProviderSpec;
-use msgengine_domain::provider::{sms::SmsProviderType, whatsapp::WhatsappProviderType};
+use msgengine_domain::provider::{
+    sms::SmsProviderType, whatsapp::WhatsappProviderType, AnyProviderSpec,
+};
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 
 use crate::send::UnsupportedProvider;
-use crate::{africastalking, twilio};
+use crate::{africastalking, aisensy, gupshup, termii, twilio};
 
 /// How far a signed timestamp may be from now before the request is refused
 /// as stale (or replayed). Mailgun and SendGrid recommend a few minutes.
@@ -208,10 +209,13 @@ pub fn webhook_handler_for(
             SmsProviderType::Africastalking => {
                 Some(Box::new(africastalking::AfricasTalkingWebhook::new(s)))
             }
+            SmsProviderType::Termii => Some(Box::new(termii::TermiiWebhook::new(s))),
             _ => None,
         },
         AnyProviderSpec::Whatsapp(s) => match s.provider_type {
             WhatsappProviderType::Twilio => Some(Box::new(twilio::TwilioWebhook::for_whatsapp(s))),
+            WhatsappProviderType::Gupshup => Some(Box::new(gupshup::GupshupWebhook::new(s))),
+            WhatsappProviderType::Aisensy => Some(Box::new(aisensy::AisensyWebhook::new(s))),
             _ => None,
         },
     };

@@ -1,119 +1,61 @@
-//! Gupshup WhatsApp (self-serve API), speaking Gupshup's session-message
-//! endpoint: `POST {baseUrl or https://api.gupshup.io}/wa/api/v1/msg`, header
-//! `apikey: <accessToken>`, form-urlencoded `channel=whatsapp`, `source`,
-//! `destination`, `src.name`, and `message` as a JSON string
-//! (providers.md §7.1). This sends free-form text, which WhatsApp only
-//! delivers inside the 24-hour customer-service window; templates come later.
+//! Gupshup WhatsApp (self-serve API, providers.md §7), header
+//! `apikey: <accessToken>` on every call, all of them against the
+//! connection's `baseUrl` (default `https://api.gupshup.io`):
 //!
-//! Success is HTTP 2xx (commonly 202) `{"status": "submitted", "messageId": "…"}`.
-//! Errors are `{"status": "error", "message": "…"}`, sometimes with HTTP 200
-//! (providers.md §7.2), so the body's `status` decides, not only the HTTP code.
+//! - [`GupshupSender`]: session messages (text, or media by link) through
+//!   `POST /wa/api/v1/msg` (§7.1) and template messages through
+//!   `POST /wa/api/v1/template/msg` (§7.2), form-urlencoded with JSON objects
+//!   embedded as string field values.
+//! - [`GupshupWebhook`]: the app's callbacks (§7.3), which Gupshup does not
+//!   sign: the callback URL carries the connection's `webhookSecret` as a
+//!   `token` query parameter.
+//! - [`GupshupAdmin`] and [`GupshupProbe`]: the template list of the app
+//!   (`GET /sm/api/v1/template/list/{appName}`), which is also the
+//!   connection test. That endpoint is not in providers.md; it is the one
+//!   Gupshup's self-serve API and its client libraries use (unconfirmed here).
 //!
-//! Gupshup documents no idempotency key; `X-Msgengine-Idempotency-Key` is
-//! sent for our simulator.
+//! Gupshup answers `{"status": "submitted", "messageId": "…"}` on success and
+//! `{"status": "error", "message": "…"}` on failure, sometimes with HTTP 200
+//! (§7.2), so the body's `status` decides, not only the HTTP code.
+//!
+//! Gupshup carries no custom data through a send (§7 documents none), so its
+//! callbacks are matched on Gupshup's `messageId` only, never on ours.
 
-use msgengine_domain::message::OutboundMessage;
-use msgengine_domain::provider::WhatsappProviderSpec;
-use msgengine_domain::Secret;
+mod manage;
+mod send;
+mod webhook;
+
 use reqwest::header::HeaderMap;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
-use url::Url;
 
-use crate::http::{self, IDEMPOTENCY_HEADER};
-use crate::send::{FailureKind, ProviderError, SendReceipt, Sender};
+use crate::http;
+use crate::send::{FailureKind, ProviderError};
+
+pub use manage::{GupshupAdmin, GupshupProbe};
+pub use send::GupshupSender;
+pub use webhook::{verify_token_param, GupshupWebhook};
 
 /// Gupshup's API host.
 pub const DEFAULT_BASE_URL: &str = "https://api.gupshup.io";
 
-/// A Gupshup WhatsApp connection.
-pub struct GupshupSender {
-    http: reqwest::Client,
-    /// `None` when `baseUrl` is not an http(s) URL.
-    endpoint: Option<Url>,
-    api_key: Option<Secret>,
-    /// The business number as Gupshup wants it: digits, no `+`.
-    source: Option<String>,
-    app_name: Option<String>,
-}
-
-impl GupshupSender {
-    /// A sender for `spec`; calls go through the shared `http` client.
-    pub fn new(spec: &WhatsappProviderSpec, http: reqwest::Client) -> Self {
-        Self {
-            http,
-            endpoint: http::endpoint(
-                spec.base_url.as_deref(),
-                DEFAULT_BASE_URL,
-                &["wa", "api", "v1", "msg"],
-            ),
-            api_key: spec.access_token.clone(),
-            source: spec.phone_number.as_deref().map(digits),
-            app_name: spec.app_name.clone(),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl Sender for GupshupSender {
-    async fn send(
-        &self,
-        message: &OutboundMessage,
-        idempotency_key: &str,
-    ) -> Result<SendReceipt, ProviderError> {
-        let Some(endpoint) = &self.endpoint else {
-            return Err(ProviderError::misconfigured(
-                "GUPSHUP baseUrl must be an http(s) URL",
-            ));
-        };
-        let (Some(api_key), Some(app_name)) = (&self.api_key, &self.app_name) else {
-            return Err(ProviderError::misconfigured(
-                "GUPSHUP needs accessToken and appName",
-            ));
-        };
-        // A per-message `from` overrides the connection's business number.
-        let Some(source) = message.from.as_deref().map(digits).or(self.source.clone()) else {
-            return Err(ProviderError::misconfigured("GUPSHUP needs phoneNumber"));
-        };
-        let text = serde_json::to_string(&TextMessage {
-            kind: "text",
-            text: &message.text,
-        })
-        .map_err(|_| ProviderError::new(FailureKind::Permanent, "the text cannot be encoded"))?;
-        let destination = digits(&message.to);
-        let form = [
-            ("channel", "whatsapp"),
-            ("source", source.as_str()),
-            ("destination", destination.as_str()),
-            ("src.name", app_name.as_str()),
-            ("message", text.as_str()),
-        ];
-        let secrets = [api_key.expose()];
-        let request = self
-            .http
-            .post(endpoint.clone())
-            .header("apikey", api_key.expose())
-            .header(IDEMPOTENCY_HEADER, idempotency_key)
-            .form(&form);
-        let answer = http::execute(request)
-            .await
-            .map_err(|e| http::scrub(e, &secrets))?;
-        http::sent_or_error(&answer, &secrets, submitted_id, classify_response)
-    }
-}
-
-/// Gupshup's `message` field for a text, serialised in this field order:
-/// `{"type":"text","text":"…"}`.
-#[derive(Serialize)]
-struct TextMessage<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    text: &'a str,
-}
+/// The reason given for a 2xx answer that says nothing usable.
+const NO_ID_REASON: &str = "Gupshup answered without a submitted messageId";
 
 /// A phone number as Gupshup wants it: the digits only (`+234 803…` → `234803…`).
 fn digits(number: &str) -> String {
     number.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// A number Gupshup reports (digits with the country code, no `+`) in the
+/// engine's E.164 form, so suppressions and recipients match ours.
+fn e164(number: &str) -> String {
+    let digits = digits(number);
+    if digits.is_empty() {
+        number.to_owned()
+    } else {
+        format!("+{digits}")
+    }
 }
 
 #[derive(Deserialize)]
@@ -141,8 +83,9 @@ fn submitted_id(body: &[u8]) -> Option<String> {
 /// body's `message`. A `{"status": "error"}` body with HTTP 2xx is
 /// permanent (Gupshup answers validation and auth failures that way), unless
 /// its reason speaks of a rate limit. Gupshup's rate-limit status is not
-/// documented (providers.md §13: "assume 429"), hence that text check;
-/// otherwise the shared status meanings apply.
+/// documented (providers.md §13: "assume 429"), hence that text check, and
+/// its numeric code `4001` ("API rate limited", §7.2) is rate limiting
+/// wherever it appears; otherwise the shared status meanings apply.
 pub fn classify_response(status: u16, headers: &HeaderMap, body: &[u8]) -> ProviderError {
     let answer = serde_json::from_slice::<Answer>(body).ok();
     let code = answer.as_ref().and_then(|a| match &a.code {
@@ -154,12 +97,10 @@ pub fn classify_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Provi
     let reason = match answer.and_then(|a| a.message) {
         Some(Value::String(s)) if !s.trim().is_empty() => s,
         Some(other @ (Value::Object(_) | Value::Array(_))) => other.to_string(),
-        _ if (200..300).contains(&status) => {
-            "Gupshup answered without a submitted messageId".to_owned()
-        }
+        _ if (200..300).contains(&status) => NO_ID_REASON.to_owned(),
         _ => http::plain_reason(status, body),
     };
-    let kind = if status == 429 || mentions_rate_limit(&reason) {
+    let kind = if status == 429 || code.as_deref() == Some("4001") || mentions_rate_limit(&reason) {
         FailureKind::RateLimited
     } else if (200..300).contains(&status) && said_error {
         FailureKind::Permanent
@@ -205,13 +146,18 @@ mod tests {
     }
 
     #[test]
-    fn rate_limits_are_recognised_by_status_or_reason() {
+    fn rate_limits_are_recognised_by_status_code_or_reason() {
         assert_eq!(classify(429, "").kind, FailureKind::RateLimited);
         let e = classify(
             200,
             r#"{"status": "error", "message": "API rate limit exceeded"}"#,
         );
         assert_eq!(e.kind, FailureKind::RateLimited);
+        let e = classify(400, r#"{"status": "error", "code": 4001, "message": "x"}"#);
+        assert_eq!(
+            (e.kind, e.code.as_deref()),
+            (FailureKind::RateLimited, Some("4001"))
+        );
     }
 
     #[test]
@@ -237,7 +183,9 @@ mod tests {
     }
 
     #[test]
-    fn numbers_lose_everything_but_digits() {
+    fn numbers_lose_everything_but_digits_and_come_back_as_e164() {
         assert_eq!(digits("+234 803-123-4567"), "2348031234567");
+        assert_eq!(e164("2348031234567"), "+2348031234567");
+        assert_eq!(e164(""), "");
     }
 }

@@ -2,10 +2,12 @@
 //! against a wiremock server on 127.0.0.1 (never the internet), and the sandbox.
 
 mod africastalking;
+mod aisensy;
 mod classification;
 mod gupshup;
 mod helpers;
 mod mailgun;
 mod sandbox;
+mod termii;
 mod twilio_sms;
 mod twilio_whatsapp;
