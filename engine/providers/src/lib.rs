@@ -6,7 +6,8 @@
 //! - [`http`]: the shared HTTP client and the helpers every HTTP adapter uses
 //!   (`Retry-After`, status classification, bounded body reads, redaction).
 //! - One folder per adapter: [`sandbox`] (every channel, no network),
-//!   [`mailgun`] (email), [`twilio_sms`] (SMS), [`gupshup`] (WhatsApp).
+//!   [`mailgun`] (email), [`twilio_sms`] (SMS), [`gupshup`] and
+//!   [`meta_cloud`] (WhatsApp).
 //! - [`test_registry`]: the connection-test seam behind
 //!   `POST /api/{channel}/providers/{id}/test`.
 //! - [`manage`]: domain verification and stats (email), templates and media
@@ -22,6 +23,7 @@ pub mod gupshup;
 pub mod http;
 pub mod mailgun;
 pub mod manage;
+pub mod meta_cloud;
 pub mod sandbox;
 pub mod send;
 pub mod test_registry;

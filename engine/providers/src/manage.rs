@@ -16,9 +16,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use msgengine_domain::message::MessageState;
+use msgengine_domain::provider::whatsapp::WhatsappProviderType;
 use msgengine_domain::provider::AnyProviderSpec;
 use serde::{Deserialize, Serialize};
 
+use crate::meta_cloud;
 use crate::send::{FailureKind, ProviderError, UnsupportedProvider};
 
 /// The error for an operation this provider does not offer.
@@ -231,7 +233,12 @@ pub fn whatsapp_admin_for(
     let admin: Option<Arc<dyn WhatsappAdmin>> = match spec {
         AnyProviderSpec::Email(_) => None,
         AnyProviderSpec::Sms(_) => None,
-        AnyProviderSpec::Whatsapp(_) => None,
+        AnyProviderSpec::Whatsapp(s) => match s.provider_type {
+            WhatsappProviderType::MetaCloud => {
+                Some(Arc::new(meta_cloud::MetaCloudAdmin::new(s, http.clone())))
+            }
+            _ => None,
+        },
     };
     admin.ok_or_else(|| unsupported_type(spec))
 }

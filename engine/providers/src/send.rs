@@ -18,7 +18,7 @@ use msgengine_domain::provider::{
 };
 use msgengine_domain::Channel;
 
-use crate::{gupshup, mailgun, sandbox, twilio_sms};
+use crate::{gupshup, mailgun, meta_cloud, sandbox, twilio_sms};
 
 /// What the provider said when it took the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +188,9 @@ pub fn sender_for(
                 &s.sandbox_config.clone().unwrap_or_default(),
             )),
             WhatsappProviderType::Gupshup => Arc::new(gupshup::GupshupSender::new(s, http.clone())),
+            WhatsappProviderType::MetaCloud => {
+                Arc::new(meta_cloud::MetaCloudSender::new(s, http.clone()))
+            }
             _ => return Err(unsupported()),
         },
     };

@@ -20,10 +20,12 @@
 
 use chrono::{DateTime, Utc};
 use msgengine_domain::message::MessageState;
+use msgengine_domain::provider::whatsapp::WhatsappProviderType;
 use msgengine_domain::provider::AnyProviderSpec;
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 
+use crate::meta_cloud;
 use crate::send::UnsupportedProvider;
 
 /// How far a signed timestamp may be from now before the request is refused
@@ -202,7 +204,10 @@ pub fn webhook_handler_for(
     let handler: Option<Box<dyn WebhookHandler>> = match spec {
         AnyProviderSpec::Email(_) => None,
         AnyProviderSpec::Sms(_) => None,
-        AnyProviderSpec::Whatsapp(_) => None,
+        AnyProviderSpec::Whatsapp(s) => match s.provider_type {
+            WhatsappProviderType::MetaCloud => Some(Box::new(meta_cloud::MetaCloudWebhook::new(s))),
+            _ => None,
+        },
     };
     handler.ok_or_else(unsupported)
 }
