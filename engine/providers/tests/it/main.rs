@@ -5,5 +5,6 @@ mod classification;
 mod gupshup;
 mod helpers;
 mod mailgun;
+mod meta_cloud;
 mod sandbox;
 mod twilio_sms;
