@@ -6,8 +6,8 @@
 //! - [`http`]: the shared HTTP client and the helpers every HTTP adapter uses
 //!   (`Retry-After`, status classification, bounded body reads, redaction).
 //! - One folder per adapter: [`sandbox`] (every channel, no network),
-//!   [`mailgun`] (email), [`twilio_sms`] (SMS), [`gupshup`] and
-//!   [`meta_cloud`] (WhatsApp).
+//!   [`mailgun`] (email), [`twilio_sms`] (SMS), [`gupshup`], [`meta_cloud`]
+//!   and [`interakt`] (WhatsApp).
 //! - [`test_registry`]: the connection-test seam behind
 //!   `POST /api/{channel}/providers/{id}/test`.
 //! - [`manage`]: domain verification and stats (email), templates and media
@@ -21,6 +21,7 @@
 
 pub mod gupshup;
 pub mod http;
+pub mod interakt;
 pub mod mailgun;
 pub mod manage;
 pub mod meta_cloud;

@@ -20,8 +20,8 @@ use msgengine_domain::provider::whatsapp::WhatsappProviderType;
 use msgengine_domain::provider::AnyProviderSpec;
 use serde::{Deserialize, Serialize};
 
-use crate::meta_cloud;
 use crate::send::{FailureKind, ProviderError, UnsupportedProvider};
+use crate::{interakt, meta_cloud};
 
 /// The error for an operation this provider does not offer.
 pub fn unsupported(provider: &str, operation: &str) -> ProviderError {
@@ -237,6 +237,7 @@ pub fn whatsapp_admin_for(
             WhatsappProviderType::MetaCloud => {
                 Some(Arc::new(meta_cloud::MetaCloudAdmin::new(s, http.clone())))
             }
+            WhatsappProviderType::Interakt => Some(Arc::new(interakt::InteraktAdmin)),
             _ => None,
         },
     };

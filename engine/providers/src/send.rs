@@ -18,7 +18,7 @@ use msgengine_domain::provider::{
 };
 use msgengine_domain::Channel;
 
-use crate::{gupshup, mailgun, meta_cloud, sandbox, twilio_sms};
+use crate::{gupshup, interakt, mailgun, meta_cloud, sandbox, twilio_sms};
 
 /// What the provider said when it took the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +190,9 @@ pub fn sender_for(
             WhatsappProviderType::Gupshup => Arc::new(gupshup::GupshupSender::new(s, http.clone())),
             WhatsappProviderType::MetaCloud => {
                 Arc::new(meta_cloud::MetaCloudSender::new(s, http.clone()))
+            }
+            WhatsappProviderType::Interakt => {
+                Arc::new(interakt::InteraktSender::new(s, http.clone()))
             }
             _ => return Err(unsupported()),
         },

@@ -62,11 +62,17 @@ impl ProviderRegistry {
     /// the shared `http` client.
     pub fn live(http: &reqwest::Client) -> Self {
         let _ = http;
-        Self::new().with_probe(
-            Channel::Whatsapp,
-            "META_CLOUD",
-            Arc::new(crate::meta_cloud::MetaCloudProbe::new(http.clone())),
-        )
+        Self::new()
+            .with_probe(
+                Channel::Whatsapp,
+                "META_CLOUD",
+                Arc::new(crate::meta_cloud::MetaCloudProbe::new(http.clone())),
+            )
+            .with_probe(
+                Channel::Whatsapp,
+                "INTERAKT",
+                Arc::new(crate::interakt::InteraktProbe::new(http.clone())),
+            )
     }
 
     /// Registers the probe for a channel's provider type (`"MAILGUN"`).

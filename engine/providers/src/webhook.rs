@@ -25,8 +25,8 @@ use msgengine_domain::provider::AnyProviderSpec;
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 
-use crate::meta_cloud;
 use crate::send::UnsupportedProvider;
+use crate::{interakt, meta_cloud};
 
 /// How far a signed timestamp may be from now before the request is refused
 /// as stale (or replayed). Mailgun and SendGrid recommend a few minutes.
@@ -206,6 +206,7 @@ pub fn webhook_handler_for(
         AnyProviderSpec::Sms(_) => None,
         AnyProviderSpec::Whatsapp(s) => match s.provider_type {
             WhatsappProviderType::MetaCloud => Some(Box::new(meta_cloud::MetaCloudWebhook::new(s))),
+            WhatsappProviderType::Interakt => Some(Box::new(interakt::InteraktWebhook::new(s))),
             _ => None,
         },
     };
