@@ -4,6 +4,7 @@
 mod classification;
 mod gupshup;
 mod helpers;
+mod interakt;
 mod mailgun;
 mod meta_cloud;
 mod sandbox;
