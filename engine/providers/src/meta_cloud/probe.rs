@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{graph_error, Connection, RATE_LIMITED_CODES};
 use crate::http::{self, Answer};
-use crate::send::ProviderError;
+use crate::send::{FailureKind, ProviderError};
 use crate::test_registry::{Check, CheckStatus, ConnectionProbe};
 
 /// The live check of META_CLOUD connections.
@@ -98,8 +98,9 @@ async fn lookup(c: &Connection, node: &str, fields: &str) -> Result<Answer, Stri
     if (200..300).contains(&answer.status) {
         return Ok(answer);
     }
+    // Wrapped in an error only to reuse the connection's scrubbing.
     Err(words(ProviderError::new(
-        crate::send::FailureKind::Permanent,
+        FailureKind::Permanent,
         explain(node, &answer),
     )))
 }
