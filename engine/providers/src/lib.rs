@@ -7,8 +7,9 @@
 //!   (`Retry-After`, status classification, bounded body reads, redaction).
 //! - One folder per adapter: [`sandbox`] (every channel, no network),
 //!   [`mailgun`] (email), [`twilio_sms`], [`africastalking`] and [`termii`]
-//!   (SMS), [`gupshup`], [`aisensy`] and [`twilio_whatsapp`] (WhatsApp);
-//!   [`twilio`] holds what the two Twilio adapters share.
+//!   (SMS), [`gupshup`], [`aisensy`], [`meta_cloud`], [`interakt`] and
+//!   [`twilio_whatsapp`] (WhatsApp); [`twilio`] holds what the two Twilio
+//!   adapters share.
 //! - [`test_registry`]: the connection-test seam behind
 //!   `POST /api/{channel}/providers/{id}/test`.
 //! - [`manage`]: domain verification and stats (email), templates and media
@@ -24,8 +25,10 @@ pub mod africastalking;
 pub mod aisensy;
 pub mod gupshup;
 pub mod http;
+pub mod interakt;
 pub mod mailgun;
 pub mod manage;
+pub mod meta_cloud;
 pub mod sandbox;
 pub mod send;
 pub mod termii;

@@ -22,7 +22,9 @@ use msgengine_domain::provider::{
 use serde::{Deserialize, Serialize};
 
 use crate::send::{FailureKind, ProviderError, UnsupportedProvider};
-use crate::{africastalking, aisensy, gupshup, termii, twilio_sms, twilio_whatsapp};
+use crate::{
+    africastalking, aisensy, gupshup, interakt, meta_cloud, termii, twilio_sms, twilio_whatsapp,
+};
 
 /// The error for an operation this provider does not offer.
 pub fn unsupported(provider: &str, operation: &str) -> ProviderError {
@@ -241,6 +243,10 @@ pub fn whatsapp_admin_for(
                 Some(Arc::new(gupshup::GupshupAdmin::new(s, http.clone())))
             }
             WhatsappProviderType::Aisensy => Some(Arc::new(aisensy::AisensyAdmin)),
+            WhatsappProviderType::MetaCloud => {
+                Some(Arc::new(meta_cloud::MetaCloudAdmin::new(s, http.clone())))
+            }
+            WhatsappProviderType::Interakt => Some(Arc::new(interakt::InteraktAdmin)),
             _ => None,
         },
     };

@@ -19,7 +19,8 @@ use msgengine_domain::provider::{
 use msgengine_domain::Channel;
 
 use crate::{
-    africastalking, aisensy, gupshup, mailgun, sandbox, termii, twilio_sms, twilio_whatsapp,
+    africastalking, aisensy, gupshup, interakt, mailgun, meta_cloud, sandbox, termii, twilio_sms,
+    twilio_whatsapp,
 };
 
 /// What the provider said when it took the message.
@@ -197,7 +198,12 @@ pub fn sender_for(
                 Arc::new(twilio_whatsapp::TwilioWhatsappSender::new(s, http.clone()))
             }
             WhatsappProviderType::Aisensy => Arc::new(aisensy::AisensySender::new(s, http.clone())),
-            _ => return Err(unsupported()),
+            WhatsappProviderType::MetaCloud => {
+                Arc::new(meta_cloud::MetaCloudSender::new(s, http.clone()))
+            }
+            WhatsappProviderType::Interakt => {
+                Arc::new(interakt::InteraktSender::new(s, http.clone()))
+            }
         },
     };
     Ok(sender)

@@ -94,6 +94,16 @@ impl ProviderRegistry {
                 "TERMII",
                 Arc::new(termii::TermiiProbe::new(http.clone())),
             )
+            .with_probe(
+                Channel::Whatsapp,
+                "META_CLOUD",
+                Arc::new(crate::meta_cloud::MetaCloudProbe::new(http.clone())),
+            )
+            .with_probe(
+                Channel::Whatsapp,
+                "INTERAKT",
+                Arc::new(crate::interakt::InteraktProbe::new(http.clone())),
+            )
     }
 
     /// Registers the probe for a channel's provider type (`"MAILGUN"`).

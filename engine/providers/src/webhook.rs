@@ -27,7 +27,7 @@ use reqwest::header::HeaderMap;
 use serde::Serialize;
 
 use crate::send::UnsupportedProvider;
-use crate::{africastalking, aisensy, gupshup, termii, twilio};
+use crate::{africastalking, aisensy, gupshup, interakt, meta_cloud, termii, twilio};
 
 /// How far a signed timestamp may be from now before the request is refused
 /// as stale (or replayed). Mailgun and SendGrid recommend a few minutes.
@@ -216,6 +216,8 @@ pub fn webhook_handler_for(
             WhatsappProviderType::Twilio => Some(Box::new(twilio::TwilioWebhook::for_whatsapp(s))),
             WhatsappProviderType::Gupshup => Some(Box::new(gupshup::GupshupWebhook::new(s))),
             WhatsappProviderType::Aisensy => Some(Box::new(aisensy::AisensyWebhook::new(s))),
+            WhatsappProviderType::MetaCloud => Some(Box::new(meta_cloud::MetaCloudWebhook::new(s))),
+            WhatsappProviderType::Interakt => Some(Box::new(interakt::InteraktWebhook::new(s))),
             _ => None,
         },
     };
