@@ -6,7 +6,8 @@
 //! - [`http`]: the shared HTTP client and the helpers every HTTP adapter uses
 //!   (`Retry-After`, status classification, bounded body reads, redaction).
 //! - One folder per adapter: [`sandbox`] (every channel, no network),
-//!   [`mailgun`] (email), [`twilio_sms`] (SMS), [`gupshup`] (WhatsApp).
+//!   [`mailgun`], [`sendgrid`], [`mailjet`] (email, sharing [`esp`]),
+//!   [`twilio_sms`] (SMS), [`gupshup`] (WhatsApp).
 //! - [`test_registry`]: the connection-test seam behind
 //!   `POST /api/{channel}/providers/{id}/test`.
 //! - [`manage`]: domain verification and stats (email), templates and media
@@ -18,12 +19,15 @@
 //! never appear in a [`ProviderError`], in `Debug` output or in logs; an
 //! adapter scrubs them from provider-supplied text before returning it.
 
+pub mod esp;
 pub mod gupshup;
 pub mod http;
 pub mod mailgun;
+pub mod mailjet;
 pub mod manage;
 pub mod sandbox;
 pub mod send;
+pub mod sendgrid;
 pub mod test_registry;
 pub mod twilio_sms;
 pub mod webhook;

@@ -16,10 +16,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use msgengine_domain::message::MessageState;
+use msgengine_domain::provider::email::EmailProviderType;
 use msgengine_domain::provider::AnyProviderSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::send::{FailureKind, ProviderError, UnsupportedProvider};
+use crate::{mailgun, mailjet, sendgrid};
 
 /// The error for an operation this provider does not offer.
 pub fn unsupported(provider: &str, operation: &str) -> ProviderError {
@@ -215,7 +217,18 @@ pub fn email_admin_for(
 ) -> Result<Arc<dyn EmailAdmin>, UnsupportedProvider> {
     let _ = http;
     let admin: Option<Arc<dyn EmailAdmin>> = match spec {
-        AnyProviderSpec::Email(_) => None,
+        AnyProviderSpec::Email(s) => match s.provider_type {
+            EmailProviderType::Mailgun => {
+                Some(Arc::new(mailgun::MailgunAdmin::new(s, http.clone())))
+            }
+            EmailProviderType::Sendgrid => {
+                Some(Arc::new(sendgrid::SendgridAdmin::new(s, http.clone())))
+            }
+            EmailProviderType::Mailjet => {
+                Some(Arc::new(mailjet::MailjetAdmin::new(s, http.clone())))
+            }
+            _ => None,
+        },
         AnyProviderSpec::Sms(_) => None,
         AnyProviderSpec::Whatsapp(_) => None,
     };

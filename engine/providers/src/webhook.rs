@@ -20,11 +20,13 @@
 
 use chrono::{DateTime, Utc};
 use msgengine_domain::message::MessageState;
+use msgengine_domain::provider::email::EmailProviderType;
 use msgengine_domain::provider::AnyProviderSpec;
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 
 use crate::send::UnsupportedProvider;
+use crate::{mailgun, mailjet, sendgrid};
 
 /// How far a signed timestamp may be from now before the request is refused
 /// as stale (or replayed). Mailgun and SendGrid recommend a few minutes.
@@ -200,7 +202,12 @@ pub fn webhook_handler_for(
         provider_type: spec.provider_type(),
     };
     let handler: Option<Box<dyn WebhookHandler>> = match spec {
-        AnyProviderSpec::Email(_) => None,
+        AnyProviderSpec::Email(s) => match s.provider_type {
+            EmailProviderType::Mailgun => Some(Box::new(mailgun::MailgunWebhook::new(s))),
+            EmailProviderType::Sendgrid => Some(Box::new(sendgrid::SendgridWebhook::new(s))),
+            EmailProviderType::Mailjet => Some(Box::new(mailjet::MailjetWebhook::new(s))),
+            _ => None,
+        },
         AnyProviderSpec::Sms(_) => None,
         AnyProviderSpec::Whatsapp(_) => None,
     };
