@@ -10,8 +10,8 @@
 //! no signed timestamp, so nothing can be checked for staleness; replays
 //! are harmless because event ids are stable.
 //!
-//! Events carry no id: [`WebhookEvent::event_id`] is derived from
-//! `MessageID`, `event`, `time`, `email` (and `url` for clicks).
+//! Events carry no id: [`WebhookEvent::event_id`] is derived from the
+//! event object itself (a hash of `MessageID`, `event` and all its fields).
 //!
 //! Mapping (§12): `sent` (accepted by the recipient's server) → delivered,
 //! `open`/`click` → engagement (implying delivered), `bounce` with
@@ -125,17 +125,16 @@ fn parse_event(
     let raw = text(data, "event")
         .ok_or_else(|| WebhookError::Malformed("a Mailjet event has no event".into()))?;
     let provider_message_id = data.get("MessageID").and_then(esp::text_of);
-    let time = data.get("time").and_then(esp::text_of).unwrap_or_default();
     let recipient = text(data, "email").map(str::to_owned);
+    // Mailjet gives events no id: the whole event object identifies it (a
+    // retried delivery repeats it byte for byte; two bounces of one message
+    // in the same second still differ in their fields). Keys are sorted so
+    // the id does not depend on the order Mailjet wrote them in.
+    let sorted: std::collections::BTreeMap<&String, &Value> = data.iter().collect();
+    let whole = serde_json::to_string(&sorted).unwrap_or_default();
     let event_id = esp::derived_event_id(
         "mailjet",
-        &[
-            provider_message_id.as_deref().unwrap_or(""),
-            raw,
-            &time,
-            recipient.as_deref().unwrap_or(""),
-            text(data, "url").unwrap_or(""),
-        ],
+        &[provider_message_id.as_deref().unwrap_or(""), raw, &whole],
     );
     let at = data.get("time").and_then(esp::unix_time_of).unwrap_or(now);
     let mut event = WebhookEvent::new(event_id, raw, at);
