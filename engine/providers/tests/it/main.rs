@@ -5,5 +5,7 @@ mod classification;
 mod gupshup;
 mod helpers;
 mod mailgun;
+mod mailjet;
 mod sandbox;
+mod sendgrid;
 mod twilio_sms;
