@@ -6,10 +6,10 @@
 //! - [`http`]: the shared HTTP client and the helpers every HTTP adapter uses
 //!   (`Retry-After`, status classification, bounded body reads, redaction).
 //! - One folder per adapter: [`sandbox`] (every channel, no network),
-//!   [`mailgun`] (email), [`twilio_sms`], [`africastalking`] and [`termii`]
-//!   (SMS), [`gupshup`], [`aisensy`], [`meta_cloud`], [`interakt`] and
-//!   [`twilio_whatsapp`] (WhatsApp); [`twilio`] holds what the two Twilio
-//!   adapters share.
+//!   [`mailgun`], [`sendgrid`], [`mailjet`] (email, sharing [`esp`]),
+//!   [`twilio_sms`], [`africastalking`] and [`termii`] (SMS), [`gupshup`],
+//!   [`aisensy`], [`meta_cloud`], [`interakt`] and [`twilio_whatsapp`]
+//!   (WhatsApp); [`twilio`] holds what the two Twilio adapters share.
 //! - [`test_registry`]: the connection-test seam behind
 //!   `POST /api/{channel}/providers/{id}/test`.
 //! - [`manage`]: domain verification and stats (email), templates and media
@@ -23,14 +23,17 @@
 
 pub mod africastalking;
 pub mod aisensy;
+pub mod esp;
 pub mod gupshup;
 pub mod http;
 pub mod interakt;
 pub mod mailgun;
+pub mod mailjet;
 pub mod manage;
 pub mod meta_cloud;
 pub mod sandbox;
 pub mod send;
+pub mod sendgrid;
 pub mod termii;
 pub mod test_registry;
 pub mod twilio;

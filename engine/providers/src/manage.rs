@@ -17,13 +17,14 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use msgengine_domain::message::MessageState;
 use msgengine_domain::provider::{
-    sms::SmsProviderType, whatsapp::WhatsappProviderType, AnyProviderSpec,
+    email::EmailProviderType, sms::SmsProviderType, whatsapp::WhatsappProviderType, AnyProviderSpec,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::send::{FailureKind, ProviderError, UnsupportedProvider};
 use crate::{
-    africastalking, aisensy, gupshup, interakt, meta_cloud, termii, twilio_sms, twilio_whatsapp,
+    africastalking, aisensy, gupshup, interakt, mailgun, mailjet, meta_cloud, sendgrid, termii,
+    twilio_sms, twilio_whatsapp,
 };
 
 /// The error for an operation this provider does not offer.
@@ -220,7 +221,18 @@ pub fn email_admin_for(
 ) -> Result<Arc<dyn EmailAdmin>, UnsupportedProvider> {
     let _ = http;
     let admin: Option<Arc<dyn EmailAdmin>> = match spec {
-        AnyProviderSpec::Email(_) => None,
+        AnyProviderSpec::Email(s) => match s.provider_type {
+            EmailProviderType::Mailgun => {
+                Some(Arc::new(mailgun::MailgunAdmin::new(s, http.clone())))
+            }
+            EmailProviderType::Sendgrid => {
+                Some(Arc::new(sendgrid::SendgridAdmin::new(s, http.clone())))
+            }
+            EmailProviderType::Mailjet => {
+                Some(Arc::new(mailjet::MailjetAdmin::new(s, http.clone())))
+            }
+            _ => None,
+        },
         AnyProviderSpec::Sms(_) => None,
         AnyProviderSpec::Whatsapp(_) => None,
     };

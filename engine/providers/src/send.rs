@@ -19,8 +19,8 @@ use msgengine_domain::provider::{
 use msgengine_domain::Channel;
 
 use crate::{
-    africastalking, aisensy, gupshup, interakt, mailgun, meta_cloud, sandbox, termii, twilio_sms,
-    twilio_whatsapp,
+    africastalking, aisensy, gupshup, interakt, mailgun, mailjet, meta_cloud, sandbox, sendgrid,
+    termii, twilio_sms, twilio_whatsapp,
 };
 
 /// What the provider said when it took the message.
@@ -175,6 +175,8 @@ pub fn sender_for(
                 &s.sandbox_config.clone().unwrap_or_default(),
             )),
             EmailProviderType::Mailgun => Arc::new(mailgun::MailgunSender::new(s, http.clone())),
+            EmailProviderType::Sendgrid => Arc::new(sendgrid::SendgridSender::new(s, http.clone())),
+            EmailProviderType::Mailjet => Arc::new(mailjet::MailjetSender::new(s, http.clone())),
             _ => return Err(unsupported()),
         },
         AnyProviderSpec::Sms(s) => match s.provider_type {

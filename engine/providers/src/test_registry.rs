@@ -104,6 +104,21 @@ impl ProviderRegistry {
                 "INTERAKT",
                 Arc::new(crate::interakt::InteraktProbe::new(http.clone())),
             )
+            .with_probe(
+                Channel::Email,
+                "MAILGUN",
+                Arc::new(crate::mailgun::MailgunProbe::new(http.clone())),
+            )
+            .with_probe(
+                Channel::Email,
+                "SENDGRID",
+                Arc::new(crate::sendgrid::SendgridProbe::new(http.clone())),
+            )
+            .with_probe(
+                Channel::Email,
+                "MAILJET",
+                Arc::new(crate::mailjet::MailjetProbe::new(http.clone())),
+            )
     }
 
     /// Registers the probe for a channel's provider type (`"MAILGUN"`).

@@ -21,13 +21,16 @@
 use chrono::{DateTime, Utc};
 use msgengine_domain::message::MessageState;
 use msgengine_domain::provider::{
-    sms::SmsProviderType, whatsapp::WhatsappProviderType, AnyProviderSpec,
+    email::EmailProviderType, sms::SmsProviderType, whatsapp::WhatsappProviderType, AnyProviderSpec,
 };
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 
 use crate::send::UnsupportedProvider;
-use crate::{africastalking, aisensy, gupshup, interakt, meta_cloud, termii, twilio};
+use crate::{
+    africastalking, aisensy, gupshup, interakt, mailgun, mailjet, meta_cloud, sendgrid, termii,
+    twilio,
+};
 
 /// How far a signed timestamp may be from now before the request is refused
 /// as stale (or replayed). Mailgun and SendGrid recommend a few minutes.
@@ -203,7 +206,12 @@ pub fn webhook_handler_for(
         provider_type: spec.provider_type(),
     };
     let handler: Option<Box<dyn WebhookHandler>> = match spec {
-        AnyProviderSpec::Email(_) => None,
+        AnyProviderSpec::Email(s) => match s.provider_type {
+            EmailProviderType::Mailgun => Some(Box::new(mailgun::MailgunWebhook::new(s))),
+            EmailProviderType::Sendgrid => Some(Box::new(sendgrid::SendgridWebhook::new(s))),
+            EmailProviderType::Mailjet => Some(Box::new(mailjet::MailjetWebhook::new(s))),
+            _ => None,
+        },
         AnyProviderSpec::Sms(s) => match s.provider_type {
             SmsProviderType::Twilio => Some(Box::new(twilio::TwilioWebhook::for_sms(s))),
             SmsProviderType::Africastalking => {

@@ -87,19 +87,19 @@ async fn sandbox_waits_its_latency_before_answering() {
 fn types_without_an_adapter_are_refused_by_name() {
     let spec = helpers::spec(
         Channel::Email,
-        json!({"providerType": "SENDGRID", "name": "sg", "apiKey": "SG.0123456789abcdef",
-               "fromEmail": "ops@example.com"}),
+        json!({"providerType": "SMTP", "name": "relay", "fromEmail": "ops@example.com",
+               "smtpConfig": {"host": "smtp.example.com", "port": 587, "tls": "starttls"}}),
     );
     let refused = sender_for(&spec, &helpers::client()).err();
     assert_eq!(
         refused,
         Some(UnsupportedProvider {
             channel: Channel::Email,
-            provider_type: "SENDGRID",
+            provider_type: "SMTP",
         })
     );
     assert_eq!(
         refused.map(|e| e.to_string()).as_deref(),
-        Some("sending through SENDGRID on email is not supported yet")
+        Some("sending through SMTP on email is not supported yet")
     );
 }
