@@ -6,7 +6,8 @@
 //! - [`http`]: the shared HTTP client and the helpers every HTTP adapter uses
 //!   (`Retry-After`, status classification, bounded body reads, redaction).
 //! - One folder per adapter: [`sandbox`] (every channel, no network),
-//!   [`mailgun`] (email), [`twilio_sms`] (SMS), [`gupshup`] (WhatsApp).
+//!   [`mailgun`] (email), [`smtp`] (email, SMTP submission), [`twilio_sms`]
+//!   (SMS), [`gupshup`] (WhatsApp).
 //! - [`test_registry`]: the connection-test seam behind
 //!   `POST /api/{channel}/providers/{id}/test`.
 //! - [`manage`]: domain verification and stats (email), templates and media
@@ -24,6 +25,7 @@ pub mod mailgun;
 pub mod manage;
 pub mod sandbox;
 pub mod send;
+pub mod smtp;
 pub mod test_registry;
 pub mod twilio_sms;
 pub mod webhook;

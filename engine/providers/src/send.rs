@@ -18,7 +18,7 @@ use msgengine_domain::provider::{
 };
 use msgengine_domain::Channel;
 
-use crate::{gupshup, mailgun, sandbox, twilio_sms};
+use crate::{gupshup, mailgun, sandbox, smtp, twilio_sms};
 
 /// What the provider said when it took the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +172,7 @@ pub fn sender_for(
                 &s.sandbox_config.clone().unwrap_or_default(),
             )),
             EmailProviderType::Mailgun => Arc::new(mailgun::MailgunSender::new(s, http.clone())),
+            EmailProviderType::Smtp => Arc::new(smtp::SmtpSender::new(s)),
             _ => return Err(unsupported()),
         },
         AnyProviderSpec::Sms(s) => match s.provider_type {

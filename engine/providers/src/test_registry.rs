@@ -62,7 +62,11 @@ impl ProviderRegistry {
     /// the shared `http` client.
     pub fn live(http: &reqwest::Client) -> Self {
         let _ = http;
-        Self::new()
+        Self::new().with_probe(
+            Channel::Email,
+            "SMTP",
+            Arc::new(crate::smtp::SmtpProbe::new()),
+        )
     }
 
     /// Registers the probe for a channel's provider type (`"MAILGUN"`).
