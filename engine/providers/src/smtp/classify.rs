@@ -105,9 +105,14 @@ fn from_transport(error: &SmtpError, target: &Target) -> ProviderError {
             http::bound(&client_refusal(&detail, target)),
         );
     }
+    let why = if detail.is_empty() {
+        error.to_string()
+    } else {
+        detail
+    };
     ProviderError::new(
         FailureKind::Transient,
-        http::bound(&format!("SMTP connection to {address} failed: {error}")),
+        http::bound(&format!("SMTP connection to {address} failed: {why}")),
     )
 }
 
