@@ -13,6 +13,10 @@
 //!   relay", so the receipt's state is `Sent` (providers.md §4.1). Later
 //!   failures arrive as bounce emails, matched by Message-ID or by our
 //!   `X-Msgengine-Message-Id` header.
+//! - The receipt's `provider_message_id` is the Message-ID we set, without
+//!   angle brackets (`<message id>@<sender domain>`), followed by
+//!   ` queue-id=<id>` when the server's `250` names its queue id (Postfix,
+//!   SendGrid, Exim). A Message-ID holds no space, so the first word is it.
 //! - SMTP has no idempotency key (providers.md §13); the Message-ID is
 //!   derived from our message id, so a duplicate after a timed-out attempt
 //!   carries the same Message-ID and the same `X-Msgengine-Idempotency-Key`.
@@ -134,6 +138,23 @@ impl SmtpSender {
     }
 }
 
+impl Drop for SmtpSender {
+    /// lettre's pool spawns a cleanup task when dropped, and `tokio::spawn`
+    /// panics outside a runtime. A sender dropped outside one (a runtime
+    /// already gone at process exit) leaks its pool instead: the idle sockets
+    /// close with the process.
+    fn drop(&mut self) {
+        let pool = self
+            .transport
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if tokio::runtime::Handle::try_current().is_err() {
+            std::mem::forget(pool);
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Sender for SmtpSender {
     async fn send(
@@ -244,6 +265,22 @@ mod tests {
             .lock()
             .map(|t| t.is_some())
             .unwrap_or(false));
+    }
+
+    #[test]
+    fn dropped_after_its_runtime_is_gone_it_does_not_panic() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let sender = runtime.block_on(async { SmtpSender::new(&spec(SmtpTls::None, "::1")) });
+        assert!(sender
+            .transport
+            .lock()
+            .map(|t| t.is_some())
+            .unwrap_or(false));
+        drop(runtime);
+        drop(sender);
     }
 
     #[tokio::test]

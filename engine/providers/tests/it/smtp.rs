@@ -333,7 +333,7 @@ async fn a_server_slower_than_the_bound_is_a_timeout_and_the_pool_is_replaced() 
     bounded(async {
         let server = SmtpServer::start(Mode::Plain);
         let options = SmtpOptions {
-            send_timeout: Duration::from_millis(700),
+            send_timeout: Duration::from_millis(1500),
             ..server.options()
         };
         let sender = sender_with(&server.spec(USER, PASSWORD), options);
