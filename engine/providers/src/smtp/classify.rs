@@ -39,8 +39,11 @@ pub(crate) fn from_reply(code: u16, text: &str, target: &Target) -> ProviderErro
     let (kind, message) = match code {
         530 => (
             FailureKind::Permanent,
+            // 530 is also what some servers (Gmail) answer when STARTTLS
+            // was expected first.
             format!(
-                "the server requires authentication: set smtpConfig.username and password ({reply})"
+                "authentication failed: the server requires AUTH (or STARTTLS) before mail; \
+                 set smtpConfig.username and password, or check smtpConfig.tls ({reply})"
             ),
         ),
         534 | 535 => (
@@ -249,6 +252,8 @@ mod tests {
         assert!(e.message.starts_with("authentication failed"), "{e}");
         assert!(e.message.contains("\"ops\""), "{e}");
         assert!(!format!("{e} {e:?}").contains("hunter2"));
+        let e = from_reply(530, "5.7.0 Authentication required", &target());
+        assert!(e.message.starts_with("authentication failed"), "{e}");
     }
 
     #[test]

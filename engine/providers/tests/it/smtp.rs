@@ -246,6 +246,37 @@ async fn wrong_password_is_permanent_with_words_and_no_password() {
 }
 
 #[tokio::test]
+async fn without_credentials_the_servers_530_is_permanent_and_the_probe_says_so() {
+    bounded(async {
+        let server = SmtpServer::start(Mode::Starttls);
+        let spec = helpers::spec(
+            Channel::Email,
+            serde_json::json!({"providerType": "SMTP", "name": "relay",
+                "fromEmail": "ops@example.com",
+                "smtpConfig": {"host": "localhost", "port": server.port, "tls": "starttls"}}),
+        );
+
+        let result = sender(&server, &spec)
+            .send(&message("ada@example.org"), "k")
+            .await;
+
+        let e = refused(&result);
+        assert_eq!(e.kind, FailureKind::Permanent, "{e}");
+        assert_eq!(e.code.as_deref(), Some("530"));
+        assert!(e.message.starts_with("authentication failed"), "{e}");
+        let probe = SmtpProbe::with_options(server.options());
+        let registry = ProviderRegistry::new().with_probe(Channel::Email, "SMTP", Arc::new(probe));
+        let report = registry.test(&spec).await;
+        assert!(report.ok, "{report:?}");
+        assert!(
+            report.checks[1].message.contains("no username configured"),
+            "{report:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn deferrals_are_transient_with_the_servers_reply() {
     bounded(async {
         let server = SmtpServer::start(Mode::Starttls);
