@@ -6,10 +6,11 @@
 //! - [`http`]: the shared HTTP client and the helpers every HTTP adapter uses
 //!   (`Retry-After`, status classification, bounded body reads, redaction).
 //! - One folder per adapter: [`sandbox`] (every channel, no network),
-//!   [`mailgun`], [`sendgrid`], [`mailjet`] (email, sharing [`esp`]),
-//!   [`twilio_sms`], [`africastalking`] and [`termii`] (SMS), [`gupshup`],
-//!   [`aisensy`], [`meta_cloud`], [`interakt`] and [`twilio_whatsapp`]
-//!   (WhatsApp); [`twilio`] holds what the two Twilio adapters share.
+//!   [`mailgun`], [`sendgrid`], [`mailjet`] (email, sharing [`esp`]) and
+//!   [`smtp`] (SMTP submission); [`twilio_sms`], [`africastalking`] and
+//!   [`termii`] (SMS); [`gupshup`], [`aisensy`], [`meta_cloud`], [`interakt`]
+//!   and [`twilio_whatsapp`] (WhatsApp); [`twilio`] holds what the two
+//!   Twilio adapters share.
 //! - [`test_registry`]: the connection-test seam behind
 //!   `POST /api/{channel}/providers/{id}/test`.
 //! - [`manage`]: domain verification and stats (email), templates and media
@@ -34,6 +35,7 @@ pub mod meta_cloud;
 pub mod sandbox;
 pub mod send;
 pub mod sendgrid;
+pub mod smtp;
 pub mod termii;
 pub mod test_registry;
 pub mod twilio;

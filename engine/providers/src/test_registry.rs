@@ -119,6 +119,11 @@ impl ProviderRegistry {
                 "MAILJET",
                 Arc::new(crate::mailjet::MailjetProbe::new(http.clone())),
             )
+            .with_probe(
+                Channel::Email,
+                "SMTP",
+                Arc::new(crate::smtp::SmtpProbe::new()),
+            )
     }
 
     /// Registers the probe for a channel's provider type (`"MAILGUN"`).

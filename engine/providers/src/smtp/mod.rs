@@ -1,0 +1,329 @@
+//! SMTP submission (email), speaking RFC 5321/6409 through lettre's async
+//! Tokio transport (providers.md §4): `smtpConfig` names the host, port, TLS
+//! mode (STARTTLS required before AUTH, implicit TLS, or none on loopback
+//! only) and optional username/password (AUTH PLAIN or LOGIN, RFC 4954).
+//!
+//! Invariants:
+//! - One pooled transport per connection, built once and reused across
+//!   sends; replaced (never reused) after a timeout, because a connection cut
+//!   off mid-transaction is in an unknown protocol state.
+//! - Every attempt is bounded by [`SmtpOptions::send_timeout`].
+//! - The password never appears in an error, `Debug` output or a message.
+//! - SMTP has no delivery receipts: a `250` after DATA means "accepted for
+//!   relay", so the receipt's state is `Sent` (providers.md §4.1). Later
+//!   failures arrive as bounce emails, matched by Message-ID or by our
+//!   `X-Msgengine-Message-Id` header.
+//! - The receipt's `provider_message_id` is the Message-ID we set, without
+//!   angle brackets (`<message id>@<sender domain>`), followed by
+//!   ` queue-id=<id>` when the server's `250` names its queue id (Postfix,
+//!   SendGrid, Exim). A Message-ID holds no space, so the first word is it.
+//! - SMTP has no idempotency key (providers.md §13); the Message-ID is
+//!   derived from our message id, so a duplicate after a timed-out attempt
+//!   carries the same Message-ID and the same `X-Msgengine-Idempotency-Key`.
+
+mod classify;
+mod compose;
+mod connect;
+mod probe;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use base64::Engine as _;
+use lettre::message::Mailbox;
+use lettre::AsyncTransport as _;
+use msgengine_domain::message::{MessageState, OutboundMessage};
+use msgengine_domain::provider::EmailProviderSpec;
+
+use classify::queue_id;
+pub use compose::MESSAGE_ID_HEADER;
+pub use probe::SmtpProbe;
+
+use crate::send::{FailureKind, ProviderError, SendReceipt, Sender};
+use connect::{Target, Transport};
+
+/// How an SMTP sender or probe behaves beyond the connection's spec.
+#[derive(Debug, Clone)]
+pub struct SmtpOptions {
+    /// Bound on one attempt: connect, TLS, EHLO, AUTH and the whole mail
+    /// transaction (or the whole probe). Default 30 s.
+    pub send_timeout: Duration,
+    /// PEM root certificates trusted beside the compiled-in Mozilla roots
+    /// (`webpki-roots`): a private CA, or a test CA. Default none.
+    pub extra_root_certificates_pem: Vec<Vec<u8>>,
+    /// Most idle connections the pool keeps open to the server. Default 4.
+    pub pool_max_size: u32,
+    /// An idle pooled connection is closed after this long. Default 60 s.
+    pub pool_idle_timeout: Duration,
+}
+
+impl Default for SmtpOptions {
+    fn default() -> Self {
+        Self {
+            send_timeout: Duration::from_secs(30),
+            extra_root_certificates_pem: Vec::new(),
+            pool_max_size: 4,
+            pool_idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// An SMTP connection.
+pub struct SmtpSender {
+    /// The checked configuration, or why it cannot send.
+    target: Result<Arc<Target>, ProviderError>,
+    /// The pooled transport: built in [`SmtpSender::new`] when called on a
+    /// Tokio runtime (as the engine does), otherwise at the first send;
+    /// emptied after a timeout so the next attempt starts a fresh pool.
+    transport: Mutex<Option<Transport>>,
+    /// `fromName <fromEmail>`, or why it is missing.
+    default_from: Result<Mailbox, ProviderError>,
+    options: SmtpOptions,
+    /// The password and its AUTH PLAIN/LOGIN encodings, scrubbed from errors.
+    secrets: Vec<String>,
+}
+
+impl SmtpSender {
+    /// A sender for `spec` with the default options.
+    pub fn new(spec: &EmailProviderSpec) -> Self {
+        Self::with_options(spec, SmtpOptions::default())
+    }
+
+    /// A sender for `spec` with `options` (tests trust their own CA here).
+    pub fn with_options(spec: &EmailProviderSpec, options: SmtpOptions) -> Self {
+        let target = match &spec.smtp_config {
+            Some(config) => Target::prepare(config, &options).map(Arc::new),
+            None => Err(ProviderError::misconfigured("SMTP needs smtpConfig")),
+        };
+        let transport = match (&target, tokio::runtime::Handle::try_current()) {
+            (Ok(target), Ok(_)) => Some(target.transport(&options)),
+            _ => None,
+        };
+        Self {
+            secrets: spec
+                .smtp_config
+                .as_ref()
+                .map(secret_forms)
+                .unwrap_or_default(),
+            target,
+            transport: Mutex::new(transport),
+            default_from: default_from(spec),
+            options,
+        }
+    }
+
+    /// The pool to send through (built now if it is not yet).
+    fn transport(&self, target: &Target) -> Transport {
+        let mut slot = self
+            .transport
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        slot.get_or_insert_with(|| target.transport(&self.options))
+            .clone()
+    }
+
+    /// Drops the pool after a timeout: its connection may be mid-transaction.
+    /// Sends already holding it finish on it; the next one builds a new pool.
+    fn discard_transport(&self) {
+        let old = self
+            .transport
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(old);
+    }
+
+    fn secrets(&self) -> Vec<&str> {
+        self.secrets.iter().map(String::as_str).collect()
+    }
+}
+
+impl Drop for SmtpSender {
+    /// lettre's pool spawns a cleanup task when dropped, and `tokio::spawn`
+    /// panics outside a runtime. A sender dropped outside one (a runtime
+    /// already gone at process exit) leaks its pool instead: the idle sockets
+    /// close with the process.
+    fn drop(&mut self) {
+        let pool = self
+            .transport
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if tokio::runtime::Handle::try_current().is_err() {
+            std::mem::forget(pool);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Sender for SmtpSender {
+    async fn send(
+        &self,
+        message: &OutboundMessage,
+        idempotency_key: &str,
+    ) -> Result<SendReceipt, ProviderError> {
+        let target = self.target.as_ref().map_err(Clone::clone)?;
+        let from = match &message.from {
+            Some(from) => compose::parse_mailbox("from", from)?,
+            None => self.default_from.clone()?,
+        };
+        let composed = compose::compose(message, from, idempotency_key)?;
+        let transport = self.transport(target);
+        let sent = tokio::time::timeout(self.options.send_timeout, transport.send(composed.email));
+        match sent.await {
+            Ok(Ok(response)) => {
+                let provider_message_id = match queue_id(&response) {
+                    Some(queue) => format!("{} queue-id={queue}", composed.message_id),
+                    None => composed.message_id,
+                };
+                Ok(SendReceipt {
+                    provider_message_id,
+                    state: MessageState::Sent,
+                    segments: None,
+                })
+            }
+            Ok(Err(e)) => Err(classify::classify_error(&e, target, &self.secrets())),
+            Err(_) => {
+                self.discard_transport();
+                Err(ProviderError::new(
+                    FailureKind::Timeout,
+                    format!(
+                        "{} did not finish the SMTP exchange within {} ms; the server may \
+                         have accepted the message",
+                        target.address(),
+                        self.options.send_timeout.as_millis()
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// The connection's sender: `fromName <fromEmail>`.
+fn default_from(spec: &EmailProviderSpec) -> Result<Mailbox, ProviderError> {
+    let Some(email) = spec.from_email.as_deref() else {
+        return Err(ProviderError::misconfigured("SMTP needs fromEmail"));
+    };
+    let address = email.trim().parse().map_err(|e| {
+        ProviderError::misconfigured(format!("fromEmail {email:?} is not an email address: {e}"))
+    })?;
+    let name = spec
+        .from_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned);
+    Ok(Mailbox::new(name, address))
+}
+
+/// The password as typed and as it travels in AUTH PLAIN (`\0user\0pass`)
+/// and AUTH LOGIN (`pass`) base64, in case a server echoes any of them.
+fn secret_forms(config: &msgengine_domain::provider::email::SmtpConfig) -> Vec<String> {
+    let Some(password) = &config.password else {
+        return Vec::new();
+    };
+    let password = password.expose();
+    let user = config.username.as_deref().unwrap_or("");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    vec![
+        password.to_owned(),
+        b64.encode(format!("\0{user}\0{password}")),
+        b64.encode(password),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use msgengine_domain::provider::email::{SmtpConfig, SmtpTls};
+    use msgengine_domain::Secret;
+
+    use super::*;
+
+    fn spec(tls: SmtpTls, host: &str) -> EmailProviderSpec {
+        let json = serde_json::json!({"providerType": "SMTP", "name": "relay",
+            "fromEmail": "ops@example.com", "fromName": "Acme Ops",
+            "smtpConfig": {"host": host, "port": 2525, "tls": tls}});
+        serde_json::from_value(json).expect("valid spec")
+    }
+
+    #[test]
+    fn built_outside_a_runtime_the_pool_waits_for_the_first_send() {
+        let sender = SmtpSender::new(&spec(SmtpTls::None, "127.0.0.1"));
+        assert!(sender.target.is_ok());
+        assert!(sender
+            .transport
+            .lock()
+            .map(|t| t.is_none())
+            .unwrap_or(false));
+    }
+
+    #[tokio::test]
+    async fn built_on_a_runtime_the_pool_exists_at_once() {
+        let sender = SmtpSender::new(&spec(SmtpTls::None, "127.0.0.1"));
+        assert!(sender
+            .transport
+            .lock()
+            .map(|t| t.is_some())
+            .unwrap_or(false));
+    }
+
+    #[test]
+    fn dropped_after_its_runtime_is_gone_it_does_not_panic() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let sender = runtime.block_on(async { SmtpSender::new(&spec(SmtpTls::None, "::1")) });
+        assert!(sender
+            .transport
+            .lock()
+            .map(|t| t.is_some())
+            .unwrap_or(false));
+        drop(runtime);
+        drop(sender);
+    }
+
+    #[tokio::test]
+    async fn clear_text_to_a_remote_host_is_refused_before_any_connection() {
+        let sender = SmtpSender::new(&spec(SmtpTls::None, "smtp.example.com"));
+        let message = OutboundMessage {
+            id: msgengine_domain::MessageId::new(),
+            organization_id: msgengine_domain::OrganizationId::new(),
+            channel: msgengine_domain::Channel::Email,
+            to: "ada@example.org".into(),
+            from: None,
+            subject: None,
+            text: "hi".into(),
+            html: None,
+            metadata: None,
+            extras: None,
+        };
+        let e = sender.send(&message, "k").await.err();
+        assert!(
+            e.as_ref().is_some_and(|e| e.kind == FailureKind::Permanent
+                && e.message.contains("only allowed for a loopback host")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn default_from_uses_the_display_name() {
+        let from = default_from(&spec(SmtpTls::Starttls, "smtp.example.com"));
+        assert_eq!(
+            from.map(|m| m.to_string()).ok().as_deref(),
+            Some("Acme Ops <ops@example.com>")
+        );
+    }
+
+    #[test]
+    fn secret_forms_cover_plain_and_login_encodings() {
+        let config = SmtpConfig {
+            host: "h".into(),
+            port: 1,
+            tls: SmtpTls::Starttls,
+            username: Some("u".into()),
+            password: Some(Secret::new("pw")),
+        };
+        assert_eq!(secret_forms(&config), ["pw", "AHUAcHc=", "cHc="]);
+    }
+}
