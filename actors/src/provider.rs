@@ -31,7 +31,8 @@ use msgengine_domain::resilience::breaker::CircuitBreaker;
 use msgengine_domain::resilience::health::HealthStats;
 use msgengine_domain::{MessageId, OrganizationId, ProviderId};
 use msgengine_providers::{
-    sender_for, FailureKind, ProviderError, SendReceipt, Sender, UnsupportedProvider,
+    sender_for_connection, FailureKind, ProviderError, SendReceipt, Sender, SenderContext,
+    UnsupportedProvider,
 };
 use msgengine_storage::repo::messages::OutcomeRow;
 use serde_json::json;
@@ -68,6 +69,21 @@ pub struct Load;
 #[rtype(result = "()")]
 pub struct PanicOnNextSend;
 
+/// What this connection's sender needs beyond its spec: the status-callback
+/// URL when the engine knows its public URL.
+fn context(shared: &Shared, id: ProviderId, spec: &AnyProviderSpec) -> SenderContext {
+    let status_callback = shared.config.public_url.as_deref().and_then(|base| {
+        url::Url::parse(&format!(
+            "{}/api/webhooks/{}/{}",
+            base.trim_end_matches('/'),
+            spec.channel().as_str(),
+            id.0
+        ))
+        .ok()
+    });
+    SenderContext { status_callback }
+}
+
 /// Starts a provider's actor, supervised, on one of the engine's arbiters.
 pub fn start(
     shared: Arc<Shared>,
@@ -75,7 +91,7 @@ pub fn start(
     id: ProviderId,
     spec: AnyProviderSpec,
 ) -> Result<ProviderHandle, UnsupportedProvider> {
-    let sender = sender_for(&spec, &shared.http)?;
+    let sender = sender_for_connection(&spec, &shared.http, &context(&shared, id, &spec))?;
     let circuit_open = Arc::new(AtomicBool::new(false));
     let flag = circuit_open.clone();
     let arbiter = shared.next_arbiter();
@@ -141,7 +157,11 @@ impl Supervised for ProviderActor {
         for job in lost.into_iter().rev() {
             self.queue.push_front(job);
         }
-        if let Ok(sender) = sender_for(&self.spec, &self.shared.http) {
+        if let Ok(sender) = sender_for_connection(
+            &self.spec,
+            &self.shared.http,
+            &context(&self.shared, self.id, &self.spec),
+        ) {
             self.sender = sender;
         }
         self.breaker = CircuitBreaker::new(self.shared.config.breaker);
@@ -164,7 +184,11 @@ impl Handler<Reconfigure> for ProviderActor {
     type Result = ();
 
     fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
-        match sender_for(&msg.spec, &self.shared.http) {
+        match sender_for_connection(
+            &msg.spec,
+            &self.shared.http,
+            &context(&self.shared, self.id, &msg.spec),
+        ) {
             Ok(sender) => {
                 self.sender = sender;
                 self.limiter = limiter_for(&self.shared, &msg.spec);

@@ -61,6 +61,9 @@ pub struct EngineConfig {
     /// Every outbound provider call must go to a loopback host (tests, load
     /// tests against the simulator). Default false.
     pub outbound_loopback_only: bool,
+    /// The public base URL of this engine (`https://msg.example.com`), for
+    /// providers that take a status-callback URL per message. Default none.
+    pub public_url: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -84,6 +87,7 @@ impl Default for EngineConfig {
             message_lifetime: Duration::from_secs(24 * 3600),
             provider_timeout: Duration::from_secs(30),
             outbound_loopback_only: false,
+            public_url: None,
         }
     }
 }

@@ -100,6 +100,9 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Graceful shutdown: how long in-flight requests may finish, in seconds. Default 30.
     pub shutdown_timeout_secs: u64,
+    /// The URL providers reach this server at (`https://msg.example.com`),
+    /// used for per-message status callbacks (Twilio). Default none.
+    pub public_url: Option<String>,
 }
 
 /// Database settings.
@@ -154,6 +157,7 @@ impl Default for ServerSettings {
             workers: None,
             max_body_bytes: 256 * 1024,
             shutdown_timeout_secs: 30,
+            public_url: None,
         }
     }
 }

@@ -132,6 +132,7 @@ fn engine_config(settings: &Settings) -> EngineConfig {
         provider_rate_per_second: e.provider_rate_per_second,
         provider_timeout: Duration::from_millis(e.provider_timeout_ms),
         outbound_loopback_only: e.outbound_loopback_only,
+        public_url: settings.server.public_url.clone(),
         ..EngineConfig::default()
     }
 }

@@ -45,5 +45,8 @@ pub mod webhook;
 
 pub use http::{http_client, parse_retry_after, try_http_client};
 pub use reqwest;
-pub use send::{sender_for, FailureKind, ProviderError, SendReceipt, Sender, UnsupportedProvider};
+pub use send::{
+    sender_for, sender_for_connection, FailureKind, ProviderError, SendReceipt, Sender,
+    SenderContext, UnsupportedProvider,
+};
 pub use test_registry::{Check, CheckStatus, ConnectionProbe, ProviderRegistry, TestReport};

@@ -155,6 +155,42 @@ pub struct UnsupportedProvider {
     pub provider_type: &'static str,
 }
 
+/// What a connection's sender may need beyond its spec.
+#[derive(Debug, Clone, Default)]
+pub struct SenderContext {
+    /// msgengine's public webhook URL for this connection
+    /// (`{public_url}/api/webhooks/{channel}/{id}`), for providers that take a
+    /// status-callback URL with each message (Twilio). `None`: the provider's
+    /// console setting applies.
+    pub status_callback: Option<url::Url>,
+}
+
+/// [`sender_for`] with a [`SenderContext`].
+pub fn sender_for_connection(
+    spec: &AnyProviderSpec,
+    http: &reqwest::Client,
+    context: &SenderContext,
+) -> Result<Arc<dyn Sender>, UnsupportedProvider> {
+    if let Some(url) = &context.status_callback {
+        match spec {
+            AnyProviderSpec::Sms(s) if s.provider_type == SmsProviderType::Twilio => {
+                return Ok(Arc::new(
+                    twilio_sms::TwilioSmsSender::new(s, http.clone())
+                        .with_status_callback(url.clone()),
+                ));
+            }
+            AnyProviderSpec::Whatsapp(s) if s.provider_type == WhatsappProviderType::Twilio => {
+                return Ok(Arc::new(
+                    twilio_whatsapp::TwilioWhatsappSender::new(s, http.clone())
+                        .with_status_callback(url.clone()),
+                ));
+            }
+            _ => {}
+        }
+    }
+    sender_for(spec, http)
+}
+
 /// Builds the sender for a connection. `http` is shared (connection pooling).
 ///
 /// Missing or malformed credentials do not fail here (specs are validated

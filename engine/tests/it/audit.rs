@@ -86,7 +86,9 @@ async fn provider_changes_tests_and_key_events_are_audited_without_values() {
     assert_eq!(update["targetType"], "provider");
     assert_eq!(update["targetId"], mg["id"]);
     assert_eq!(update["details"]["providerType"], "MAILGUN");
-    assert_eq!(entries[3]["details"]["ok"], true);
+    // The Mailgun fixture has no baseUrl: the test engine refuses calls to
+    // non-loopback hosts, so the live check fails (and is audited as such).
+    assert_eq!(entries[3]["details"]["ok"], false);
     assert_eq!(entries[0]["actorType"], "admin");
     let created_fields = entries[5]["changedFields"].as_array().expect("fields");
     assert!(created_fields.contains(&json!("apiKey")) && created_fields.contains(&json!("domain")));

@@ -190,25 +190,94 @@ async fn delete_hides_the_provider_wipes_its_secrets_and_frees_its_name() {
 }
 
 #[tokio::test]
-async fn test_endpoint_checks_configuration_and_reports_the_live_check_honestly() {
+async fn test_endpoint_checks_configuration_then_calls_the_provider_and_reports_in_words() {
+    use wiremock::matchers::{method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let termii_api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/get-balance"))
+        .and(query_param("api_key", crate::helpers::TERMII_KEY))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"user": "Example Ltd", "balance": 12.5, "currency": "NGN"})),
+        )
+        .mount(&termii_api)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/get-balance"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(json!({"message": "Invalid api key"})),
+        )
+        .mount(&termii_api)
+        .await;
     let app = TestApp::spawn().await;
     let org = app.org("acme").await;
-    let tm = app.provider(&org, "sms", termii()).await;
-    let path = format!("/api/sms/providers/{}/test", tm["id"].as_str().expect("id"));
+    let mut body = termii();
+    body["baseUrl"] = json!(termii_api.uri());
+    let tm = app.provider(&org, "sms", body).await;
+    let id = tm["id"].as_str().expect("id");
+    let path = format!("/api/sms/providers/{id}/test");
     let (status, report) =
         status_json(app.call(Method::POST, &path, Some(&org.key), None).await).await;
     assert_eq!(status, 200, "{report}");
-    assert_eq!(report["ok"], true);
+    assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["checks"][0]["name"], "configuration");
     assert_eq!(report["checks"][0]["status"], "passed");
     assert_eq!(report["checks"][1]["name"], "connection");
-    assert_eq!(report["checks"][1]["status"], "skipped");
+    assert_eq!(report["checks"][1]["status"], "passed");
+    assert_eq!(
+        termii_api.received_requests().await.map_or(0, |r| r.len()),
+        1
+    );
+
+    // A wrong key: the live check fails, in words, without the key.
+    let res = app
+        .call(
+            Method::PUT,
+            &format!("/api/sms/providers/{id}"),
+            Some(&org.key),
+            Some(&json!({"credentials": {"apiKey": "TLwrong-key-0000000000000000"}})),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let (_, report) = status_json(app.call(Method::POST, &path, Some(&org.key), None).await).await;
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(report["checks"][1]["status"], "failed");
+    let words = report["checks"][1]["message"].as_str().unwrap_or("");
+    assert!(
+        !words.is_empty() && !words.contains("TLwrong-key"),
+        "{words}"
+    );
+
+    // A connection to a non-loopback host is refused by the test engine
+    // (engine.outbound_loopback_only): the check fails, nothing leaves the box.
+    let far = app
+        .provider(
+            &org,
+            "sms",
+            json!({"providerType": "TERMII", "name": "far", "senderId": "Example",
+        "credentials": {"apiKey": crate::helpers::TERMII_KEY}}),
+        )
+        .await;
+    let (_, report) = status_json(
+        app.call(
+            Method::POST,
+            &format!(
+                "/api/sms/providers/{}/test",
+                far["id"].as_str().expect("id")
+            ),
+            Some(&org.key),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(report["ok"], false, "{report}");
 
     // A stored configuration that no longer validates fails the test, in words.
     app.query_count(&format!(
         "WITH u AS (UPDATE providers SET settings = jsonb_set(settings, '{{senderId}}', '\"!\"') \
-         WHERE id = '{}' RETURNING 1) SELECT count(*) FROM u",
-        tm["id"].as_str().expect("id")
+         WHERE id = '{id}' RETURNING 1) SELECT count(*) FROM u"
     ))
     .await;
     let (_, report) = status_json(app.call(Method::POST, &path, Some(&org.key), None).await).await;

@@ -641,3 +641,52 @@ fn twilio_callbacks_of_an_api_key_connection_are_refused_in_words() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_connection_context_with_a_callback_url_gives_twilio_a_status_callback() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(PATH))
+        .respond_with(created("queued", "1"))
+        .mount(&server)
+        .await;
+    let message = helpers::message(Channel::Sms, "+2348031234567", "Hi");
+    let context = msgengine_providers::SenderContext {
+        status_callback: Some(
+            Url::parse("https://msg.example.com/api/webhooks/sms/p1").expect("url"),
+        ),
+    };
+    let sender = msgengine_providers::sender_for_connection(
+        &spec(&server.uri()),
+        &helpers::client(),
+        &context,
+    )
+    .expect("sender");
+    sender.send(&message, "k").await.expect("sent");
+    let request = only_request(&server).await;
+    let callback = form(&request)
+        .into_iter()
+        .find(|(k, _)| k == "StatusCallback")
+        .map(|(_, v)| v);
+    assert_eq!(
+        callback.as_deref(),
+        Some(
+            format!(
+                "https://msg.example.com/api/webhooks/sms/p1?msgengineMessageId={}",
+                message.id
+            )
+            .as_str()
+        )
+    );
+    // Without a callback URL, none is sent.
+    let plain = msgengine_providers::sender_for_connection(
+        &spec(&server.uri()),
+        &helpers::client(),
+        &msgengine_providers::SenderContext::default(),
+    )
+    .expect("sender");
+    plain.send(&message, "k2").await.expect("sent");
+    let requests = server.received_requests().await.unwrap_or_default();
+    let last = requests.last().expect("a second request");
+    assert!(!String::from_utf8_lossy(&last.body).contains("StatusCallback"));
+}
