@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use msgengine_domain::message::MessageState;
 use msgengine_domain::Channel;
-use msgengine_providers::{sender_for, FailureKind, Sender, UnsupportedProvider};
+use msgengine_providers::{sender_for, FailureKind, Sender};
 use serde_json::json;
 
 use crate::helpers;
@@ -84,22 +84,70 @@ async fn sandbox_waits_its_latency_before_answering() {
 }
 
 #[test]
-fn types_without_an_adapter_are_refused_by_name() {
-    let spec = helpers::spec(
-        Channel::Email,
-        json!({"providerType": "SMTP", "name": "relay", "fromEmail": "ops@example.com",
-               "smtpConfig": {"host": "smtp.example.com", "port": 587, "tls": "starttls"}}),
-    );
-    let refused = sender_for(&spec, &helpers::client()).err();
-    assert_eq!(
-        refused,
-        Some(UnsupportedProvider {
-            channel: Channel::Email,
-            provider_type: "SMTP",
-        })
-    );
-    assert_eq!(
-        refused.map(|e| e.to_string()).as_deref(),
-        Some("sending through SMTP on email is not supported yet")
-    );
+fn every_provider_type_of_every_channel_has_an_adapter() {
+    let sid = "AC0123456789abcdef0123456789abcdef";
+    let cases = [
+        (
+            Channel::Email,
+            json!({"providerType": "MAILGUN", "name": "mg", "apiKey": "key-x", "domain": "mg.example.com", "fromEmail": "a@example.com"}),
+        ),
+        (
+            Channel::Email,
+            json!({"providerType": "MAILJET", "name": "mj", "apiKey": "public:private", "fromEmail": "a@example.com"}),
+        ),
+        (
+            Channel::Email,
+            json!({"providerType": "SENDGRID", "name": "sg", "apiKey": "SG.abc", "fromEmail": "a@example.com"}),
+        ),
+        (
+            Channel::Email,
+            json!({"providerType": "SMTP", "name": "relay", "fromEmail": "ops@example.com",
+                                "smtpConfig": {"host": "smtp.example.com", "port": 587, "tls": "starttls"}}),
+        ),
+        (
+            Channel::Sms,
+            json!({"providerType": "TWILIO", "name": "tw", "senderId": "+14155238886", "credentials": {"accountSid": sid, "authToken": "t"}}),
+        ),
+        (
+            Channel::Sms,
+            json!({"providerType": "AFRICASTALKING", "name": "at", "credentials": {"username": "sandbox", "apiKey": "k"}}),
+        ),
+        (
+            Channel::Sms,
+            json!({"providerType": "TERMII", "name": "tm", "senderId": "Example", "credentials": {"apiKey": "k"}}),
+        ),
+        (
+            Channel::Whatsapp,
+            json!({"providerType": "META_CLOUD", "name": "meta", "accessToken": "EAAG", "phoneNumberId": "1234567890"}),
+        ),
+        (
+            Channel::Whatsapp,
+            json!({"providerType": "TWILIO", "name": "tw", "accessToken": "tok", "businessAccountId": sid, "phoneNumber": "+14155238886"}),
+        ),
+        (
+            Channel::Whatsapp,
+            json!({"providerType": "GUPSHUP", "name": "gs", "accessToken": "k", "phoneNumber": "+14155238886", "appName": "app"}),
+        ),
+        (
+            Channel::Whatsapp,
+            json!({"providerType": "AISENSY", "name": "ai", "accessToken": "k"}),
+        ),
+        (
+            Channel::Whatsapp,
+            json!({"providerType": "INTERAKT", "name": "in", "accessToken": "k"}),
+        ),
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // The SMTP sender builds its pool on a runtime.
+    let _guard = runtime.enter();
+    for (channel, body) in cases {
+        let spec = helpers::spec(channel, body.clone());
+        assert!(
+            sender_for(&spec, &helpers::client()).is_ok(),
+            "no adapter for {body}"
+        );
+    }
 }
