@@ -32,5 +32,6 @@ pub mod progress;
 pub mod report;
 pub mod schedule;
 pub mod setup;
+pub mod sim;
 pub mod stats;
 pub mod target;

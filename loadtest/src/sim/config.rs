@@ -1,0 +1,243 @@
+//! The simulator's configuration: one entry per simulated provider account,
+//! each with its credentials, its behaviour (latency, error and 429 rates,
+//! delivery outcome mix) and where its status webhooks go.
+//!
+//! JSON, camelCase (see loadtest/README.md for a full example):
+//!
+//! ```json
+//! {"providers": [
+//!   {"type": "twilio", "accountSid": "AC…", "authToken": "…",
+//!    "webhookUrl": "http://127.0.0.1:8080/api/webhooks/sms/<id>",
+//!    "latencyMs": 20, "errorRate": 0.01, "rateLimitRate": 0.01,
+//!    "outcomes": {"delivered": 95, "failed": 5}}
+//! ]}
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SimConfig {
+    /// The simulated accounts. Several of one type are told apart by their
+    /// credentials and path (Twilio Account SID, Meta phone number id,
+    /// Mailgun domain).
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+}
+
+impl SimConfig {
+    /// Reads and checks a JSON configuration file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::from_json(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Parses and checks a JSON configuration.
+    pub fn from_json(text: &str) -> anyhow::Result<Self> {
+        let config: SimConfig = serde_json::from_str(text).context("invalid simulator config")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Refuses rates outside 0..=1, outcome mixes without weight and
+    /// duplicate names.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut names = std::collections::HashSet::new();
+        for p in &self.providers {
+            let b = &p.behaviour;
+            for (what, rate) in [
+                ("errorRate", b.error_rate),
+                ("rateLimitRate", b.rate_limit_rate),
+            ] {
+                if !(0.0..=1.0).contains(&rate) {
+                    bail!("{}: {what} must be between 0 and 1", p.name());
+                }
+            }
+            if !b.outcomes.is_empty() && b.outcomes.values().all(|w| *w == 0) {
+                bail!("{}: outcomes has no positive weight", p.name());
+            }
+            if !names.insert(p.name()) {
+                bail!("two providers are named {}: set distinct names", p.name());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One simulated provider account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderConfig {
+    /// The name used in `/_sim/stats` (default: the type name).
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(flatten)]
+    pub kind: ProviderKind,
+    #[serde(flatten)]
+    pub behaviour: Behaviour,
+}
+
+impl ProviderConfig {
+    /// The stats name.
+    pub fn name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.kind.type_name().to_owned())
+    }
+}
+
+/// The provider type and its credentials (what the simulator checks on
+/// sends and signs webhooks with).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ProviderKind {
+    /// Twilio Programmable Messaging, SMS and WhatsApp (providers.md §6).
+    #[serde(rename_all = "camelCase")]
+    Twilio {
+        /// The `AC…` SID in the path and the Basic-auth user.
+        account_sid: String,
+        /// The Basic-auth password and the `X-Twilio-Signature` key.
+        auth_token: String,
+        /// Optional API key pair also accepted as Basic auth.
+        #[serde(default)]
+        api_key_sid: Option<String>,
+        #[serde(default)]
+        api_key_secret: Option<String>,
+        /// Where WhatsApp (`whatsapp:`) callbacks go when the send carries
+        /// no `StatusCallback` (default: `webhookUrl`).
+        #[serde(default)]
+        whatsapp_webhook_url: Option<String>,
+    },
+    /// Meta WhatsApp Cloud API (providers.md §5).
+    #[serde(rename_all = "camelCase")]
+    MetaCloud {
+        /// The Bearer token sends must carry.
+        access_token: String,
+        /// The app secret `X-Hub-Signature-256` is keyed with.
+        app_secret: String,
+        /// Only this phone number id is served (any when absent).
+        #[serde(default)]
+        phone_number_id: Option<String>,
+        /// `entry[].id` of the webhooks (the WABA id).
+        #[serde(default)]
+        business_account_id: Option<String>,
+        /// `metadata.display_phone_number` of the webhooks.
+        #[serde(default)]
+        display_phone_number: Option<String>,
+    },
+    /// Mailgun (providers.md §1).
+    #[serde(rename_all = "camelCase")]
+    Mailgun {
+        /// The Basic-auth password (user `api`).
+        api_key: String,
+        /// The HTTP webhook signing key.
+        signing_key: String,
+        /// Only this domain is served (any when absent; another answers 404).
+        #[serde(default)]
+        domain: Option<String>,
+    },
+}
+
+impl ProviderKind {
+    /// `twilio`, `metaCloud`, `mailgun`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ProviderKind::Twilio { .. } => "twilio",
+            ProviderKind::MetaCloud { .. } => "metaCloud",
+            ProviderKind::Mailgun { .. } => "mailgun",
+        }
+    }
+}
+
+/// How an account behaves; every field has a default (instant, no errors,
+/// everything delivered, no webhooks).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Behaviour {
+    /// Added before every API answer.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Share of authenticated sends answered with a 5xx (0..=1).
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Share of authenticated sends answered with a 429 (0..=1).
+    #[serde(default)]
+    pub rate_limit_rate: f64,
+    /// `Retry-After` on 429s (seconds); `null` sends none (Meta and Mailgun
+    /// document none; adapters must cope either way).
+    #[serde(default = "default_retry_after")]
+    pub retry_after_secs: Option<u64>,
+    /// Outcome weights of accepted sends: `delivered`, `read`, `failed`,
+    /// `undelivered`, `bounced`, `none` (no webhook). Default: all delivered.
+    #[serde(default)]
+    pub outcomes: BTreeMap<Outcome, u32>,
+    /// Where status webhooks go (the engine's
+    /// `/api/webhooks/{channel}/{providerId}`); none: no webhooks (Twilio
+    /// still uses a send's `StatusCallback`).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// Wait before the first webhook of a message, and between its steps.
+    #[serde(default = "default_webhook_delay")]
+    pub webhook_delay_ms: u64,
+    /// Extra attempts of a webhook the engine answers non-2xx (or not at all).
+    #[serde(default = "default_webhook_retries")]
+    pub webhook_retries: u32,
+    /// Wait before the first retry; doubles for each further one.
+    #[serde(default = "default_webhook_retry_delay")]
+    pub webhook_retry_delay_ms: u64,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            latency_ms: 0,
+            error_rate: 0.0,
+            rate_limit_rate: 0.0,
+            retry_after_secs: default_retry_after(),
+            outcomes: BTreeMap::new(),
+            webhook_url: None,
+            webhook_delay_ms: default_webhook_delay(),
+            webhook_retries: default_webhook_retries(),
+            webhook_retry_delay_ms: default_webhook_retry_delay(),
+        }
+    }
+}
+
+fn default_retry_after() -> Option<u64> {
+    Some(1)
+}
+fn default_webhook_delay() -> u64 {
+    50
+}
+fn default_webhook_retries() -> u32 {
+    3
+}
+fn default_webhook_retry_delay() -> u64 {
+    200
+}
+
+/// What finally happens to an accepted message, told to the engine by
+/// status webhooks in the provider's own words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    /// Twilio `sent`, `delivered`; Meta `sent`, `delivered`; Mailgun `delivered`.
+    Delivered,
+    /// As delivered, then Twilio/Meta `read`, Mailgun `opened`.
+    Read,
+    /// Twilio `failed` (30008); Meta `failed` (131026); Mailgun `failed`
+    /// permanent, reason `generic`.
+    Failed,
+    /// Twilio `sent`, `undelivered` (30003); elsewhere as `failed`.
+    Undelivered,
+    /// Mailgun `failed` permanent, reason `bounce`; elsewhere as `failed`.
+    Bounced,
+    /// No webhook at all (the message stays `sent` at the engine).
+    None,
+}
