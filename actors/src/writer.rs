@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use msgengine_storage::driver::deadpool_postgres::Pool;
 use msgengine_storage::repo::messages::{self, OutcomeRow};
+use msgengine_storage::repo::org_webhooks;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -128,7 +129,7 @@ async fn run_shard(
         let mut delay = Duration::from_millis(50);
         loop {
             let result = match pool.get().await {
-                Ok(client) => messages::apply_outcomes(&client, &rows).await,
+                Ok(client) => apply(&client, &rows).await,
                 Err(e) => Err(e.into()),
             };
             match result {
@@ -142,6 +143,23 @@ async fn run_shard(
         }
         pending.fetch_sub(taken, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// Writes a batch, then queues its events for organizations with an enabled
+/// outbound webhook endpoint (one statement, next to nothing when none is).
+/// Not one transaction: a crash between the two loses those events'
+/// notifications, never a status.
+async fn apply(
+    client: &msgengine_storage::driver::deadpool_postgres::Object,
+    rows: &[OutcomeRow],
+) -> Result<u64, msgengine_storage::StoreError> {
+    let written = messages::apply_outcomes(client, rows).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let events: Vec<&Value> = rows.iter().map(|r| &r.events).collect();
+    if let Err(e) = org_webhooks::enqueue_outcomes(client, &ids, &events).await {
+        tracing::warn!(error = %e, rows = rows.len(), "outbound webhook events not queued");
+    }
+    Ok(written)
 }
 
 /// Merges outcomes of the same message, keeping their order.
