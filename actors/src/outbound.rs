@@ -126,7 +126,9 @@ async fn deliver(pool: &Pool, http: &Client, d: ClaimedDelivery) {
     let retry_at = match &result {
         Ok(_) => None,
         Err(_) => {
-            let age = (chrono::Utc::now() - d.created_at).to_std().unwrap_or_default();
+            let age = (chrono::Utc::now() - d.created_at)
+                .to_std()
+                .unwrap_or_default();
             let wait = backoff(d.attempts, rand::thread_rng().gen_range(-1.0..=1.0));
             (d.attempts < MAX_ATTEMPTS && age + wait < MAX_AGE)
                 .then(|| chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default())

@@ -144,8 +144,8 @@ pub async fn put(
     };
     audit::append(&tx, &audit_entry(&tenant, action)).await?;
     tx.commit().await?;
-    let mut view = serde_json::to_value(EndpointView::from(stored))
-        .map_err(|_| ApiError::internal())?;
+    let mut view =
+        serde_json::to_value(EndpointView::from(stored)).map_err(|_| ApiError::internal())?;
     if let (Some(secret), Some(obj)) = (generated, view.as_object_mut()) {
         // Shown this once; only its last four characters are ever shown again.
         obj.insert("signingSecret".into(), json!(secret));

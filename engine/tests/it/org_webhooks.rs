@@ -15,8 +15,13 @@ use crate::helpers::{assert_error, sandbox, status_json, Org, TestApp};
 
 async fn put_endpoint(app: &TestApp, org: &Org, body: Value) -> (u16, Value) {
     status_json(
-        app.call(Method::PUT, "/api/webhook-endpoint", Some(&org.key), Some(&body))
-            .await,
+        app.call(
+            Method::PUT,
+            "/api/webhook-endpoint",
+            Some(&org.key),
+            Some(&body),
+        )
+        .await,
     )
     .await
 }
@@ -34,13 +39,19 @@ fn verified(request: &Request, secret: &str) -> Value {
         .and_then(|(t, v)| Some((t.strip_prefix("t=")?, v.strip_prefix("v1=")?)))
         .expect("t=<unix>,v1=<hex>");
     let t: i64 = t.parse().expect("unix time");
-    assert!((chrono::Utc::now().timestamp() - t).abs() < 120, "fresh timestamp");
+    assert!(
+        (chrono::Utc::now().timestamp() - t).abs() < 120,
+        "fresh timestamp"
+    );
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
     mac.update(format!("{t}.").as_bytes());
     mac.update(&request.body);
     assert_eq!(v1, hex::encode(mac.finalize().into_bytes()), "signature");
     assert_eq!(
-        request.headers.get("content-type").and_then(|v| v.to_str().ok()),
+        request
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
         Some("application/json")
     );
     let body: Value = serde_json::from_slice(&request.body).expect("json body");
@@ -63,7 +74,11 @@ async fn received_until(server: &MockServer, done: impl Fn(&[Request]) -> bool) 
         if done(&got) {
             return got;
         }
-        assert!(Instant::now() < deadline, "receiver got {} requests", got.len());
+        assert!(
+            Instant::now() < deadline,
+            "receiver got {} requests",
+            got.len()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -81,14 +96,19 @@ async fn status_events_reach_the_endpoint_signed_with_its_generated_secret() {
     let (status, created) =
         put_endpoint(&app, &org, json!({"url": format!("{}/hook", server.uri())})).await;
     assert_eq!(status, 201, "{created}");
-    let secret = created["signingSecret"].as_str().expect("secret shown once");
+    let secret = created["signingSecret"]
+        .as_str()
+        .expect("secret shown once");
     assert!(secret.starts_with("whsec_") && secret.len() > 40);
     assert_eq!(created["secret"]["last4"], secret[secret.len() - 4..]);
 
     app.provider(&org, "sms", sandbox("sbx", 0, 0.0, 0.0)).await;
     let (status, sent) = app
-        .send(&org, &json!({"channel": "sms", "to": "+2348031234567", "text": "hi",
-                            "metadata": {"orderId": "A-17"}}))
+        .send(
+            &org,
+            &json!({"channel": "sms", "to": "+2348031234567", "text": "hi",
+                            "metadata": {"orderId": "A-17"}}),
+        )
         .await;
     assert_eq!(status, 202, "{sent}");
     let id = sent["id"].as_str().expect("id").to_owned();
@@ -146,10 +166,18 @@ async fn a_failed_delivery_is_retried_with_backoff_and_the_same_event_id() {
     )
     .await;
     assert_eq!(status, 201, "{created}");
-    assert!(created.get("signingSecret").is_none(), "a given secret is not echoed");
+    assert!(
+        created.get("signingSecret").is_none(),
+        "a given secret is not echoed"
+    );
     let (status, queued) = status_json(
-        app.call(Method::POST, "/api/webhook-endpoint/test", Some(&org.key), None)
-            .await,
+        app.call(
+            Method::POST,
+            "/api/webhook-endpoint/test",
+            Some(&org.key),
+            None,
+        )
+        .await,
     )
     .await;
     assert_eq!(status, 202, "{queued}");
@@ -163,7 +191,10 @@ async fn a_failed_delivery_is_retried_with_backoff_and_the_same_event_id() {
             AND next_attempt_at > now() + interval '5 seconds'"
     );
     while app.query_count(&check).await == 0 {
-        assert!(Instant::now() < deadline, "the failure is recorded with a backoff");
+        assert!(
+            Instant::now() < deadline,
+            "the failure is recorded with a backoff"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Skip the backoff wait.
@@ -178,7 +209,10 @@ async fn a_failed_delivery_is_retried_with_backoff_and_the_same_event_id() {
     let got = received_until(&server, |r| r.len() >= 2).await;
     let bodies: Vec<Value> = got.iter().map(|r| verified(r, secret)).collect();
     assert_eq!(bodies[0]["id"], event_id);
-    assert_eq!(bodies[1]["id"], event_id, "a retry carries the same event id");
+    assert_eq!(
+        bodies[1]["id"], event_id,
+        "a retry carries the same event id"
+    );
     assert_eq!(bodies[1]["type"], "test");
     let deadline = Instant::now() + Duration::from_secs(10);
     let done = format!(
@@ -251,13 +285,22 @@ async fn the_secret_is_never_read_back_and_other_organizations_cannot_touch_the_
     assert_eq!(status, 422);
     assert_error(&body, "invalid_url");
     assert_eq!(body["error"]["field"], "url");
-    let (status, body) =
-        put_endpoint(&app, &acme, json!({"url": "https://x.example", "events": ["nope"]})).await;
+    let (status, body) = put_endpoint(
+        &app,
+        &acme,
+        json!({"url": "https://x.example", "events": ["nope"]}),
+    )
+    .await;
     assert_eq!(status, 422);
     assert_eq!(body["error"]["field"], "events[0]");
 
     let res = app
-        .call(Method::DELETE, "/api/webhook-endpoint", Some(&acme.key), None)
+        .call(
+            Method::DELETE,
+            "/api/webhook-endpoint",
+            Some(&acme.key),
+            None,
+        )
         .await;
     assert_eq!(res.status(), 204);
     let res = app

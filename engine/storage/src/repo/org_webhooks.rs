@@ -49,8 +49,7 @@ pub struct EndpointChange<'a> {
     pub events: Option<&'a [String]>,
 }
 
-const ENDPOINT_COLUMNS: &str =
-    "id, url, secret_last4, enabled, events, created_at, updated_at";
+const ENDPOINT_COLUMNS: &str = "id, url, secret_last4, enabled, events, created_at, updated_at";
 
 fn endpoint(row: &Row) -> Result<Endpoint, StoreError> {
     Ok(Endpoint {
@@ -103,21 +102,25 @@ pub async fn put(
         .map(|s| ring.seal(s.as_bytes(), &binding(org.0, id)))
         .transpose()?;
     let last4 = change.secret.map(last4);
-    let stmt = client
-        .prepare_cached(&format!(
+    let sql = if existing.is_some() {
+        format!(
+            "UPDATE org_webhook_endpoints SET
+                 url = $3, secret = COALESCE($4, secret), secret_last4 = COALESCE($5, secret_last4),
+                 enabled = $6, events = $7, updated_at = now()
+              WHERE id = $1 AND organization_id = $2
+          RETURNING {ENDPOINT_COLUMNS}"
+        )
+    } else if sealed.is_some() {
+        // Two concurrent first PUTs: the unique organization_id makes one a conflict.
+        format!(
             "INSERT INTO org_webhook_endpoints (id, organization_id, url, secret, secret_last4, enabled, events)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (organization_id) DO UPDATE SET
-                 url = EXCLUDED.url,
-                 secret = COALESCE($4, org_webhook_endpoints.secret),
-                 secret_last4 = COALESCE($5, org_webhook_endpoints.secret_last4),
-                 enabled = EXCLUDED.enabled, events = EXCLUDED.events, updated_at = now()
              RETURNING {ENDPOINT_COLUMNS}"
-        ))
-        .await?;
-    if existing.is_none() && sealed.is_none() {
+        )
+    } else {
         return Err(StoreError::NotFound);
-    }
+    };
+    let stmt = client.prepare_cached(&sql).await?;
     let row = client
         .query_one(
             &stmt,
