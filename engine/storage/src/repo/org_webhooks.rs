@@ -164,6 +164,15 @@ pub async fn enqueue(
     Ok(client.execute(&stmt, &[&event_id, &org.0, payload]).await? > 0)
 }
 
+/// Whether any organization has an enabled endpoint (the status writer asks
+/// this about once a second, so that without endpoints a batch costs nothing more).
+pub async fn any_enabled(client: &impl GenericClient) -> Result<bool, StoreError> {
+    let stmt = client
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM org_webhook_endpoints WHERE enabled)")
+        .await?;
+    Ok(client.query_one(&stmt, &[]).await?.try_get(0)?)
+}
+
 /// Turns a status batch (message ids with the JSON arrays of events just
 /// appended to them) into one `message.status` delivery per event, for
 /// messages whose organization has an enabled endpoint whose filter admits
