@@ -153,6 +153,13 @@ impl Engine {
         let committer = GroupCommitter::start(db.handle(), pool, commit, on_commit);
         let stop = Arc::new(AtomicBool::new(false));
         actix::spawn(crate::scheduler::run(shared.clone(), stop.clone()));
+        crate::outbound::start(
+            db.handle(),
+            shared.pool.clone(),
+            shared.ring.clone(),
+            shared.http.clone(),
+            stop.clone(),
+        );
         Engine {
             shared,
             committer,

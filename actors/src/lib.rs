@@ -11,6 +11,7 @@
 //! - [`dbrt::DbRuntime`]: the committer's and writer's own multi-threaded
 //!   runtime, off the actor system's thread.
 //! - [`suppress::Suppressions`]: the suppression lists, checked at accept.
+//! - [`outbound`]: delivers status events to organizations' own webhook endpoints.
 //! - [`scheduler`]: scheduled messages, database-held retries, crash recovery.
 //!
 //! [`Engine`] ties them together for the HTTP edge.
@@ -19,6 +20,7 @@ pub mod commit;
 pub mod dbrt;
 pub mod engine;
 pub mod job;
+pub mod outbound;
 pub mod provider;
 pub mod router;
 pub mod runtime;

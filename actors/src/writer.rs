@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use msgengine_storage::driver::deadpool_postgres::Pool;
 use msgengine_storage::repo::messages::{self, OutcomeRow};
+use msgengine_storage::repo::org_webhooks;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -115,6 +116,7 @@ async fn run_shard(
     pending: std::sync::Arc<std::sync::atomic::AtomicI64>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
+    let mut outbound = OutboundGate::default();
     while let Some(first) = rx.recv().await {
         batch.push(first);
         while batch.len() < max_batch {
@@ -128,7 +130,7 @@ async fn run_shard(
         let mut delay = Duration::from_millis(50);
         loop {
             let result = match pool.get().await {
-                Ok(client) => messages::apply_outcomes(&client, &rows).await,
+                Ok(client) => apply(&client, &rows, &mut outbound).await,
                 Err(e) => Err(e.into()),
             };
             match result {
@@ -142,6 +144,53 @@ async fn run_shard(
         }
         pending.fetch_sub(taken, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// Whether any organization has an enabled outbound webhook endpoint, asked
+/// at most once per [`OutboundGate::RECHECK`]: while none has, a status batch
+/// costs no extra statement (a new endpoint gets events within that delay).
+#[derive(Default)]
+struct OutboundGate {
+    checked: Option<(tokio::time::Instant, bool)>,
+}
+
+impl OutboundGate {
+    const RECHECK: Duration = Duration::from_secs(1);
+
+    async fn is_open(
+        &mut self,
+        client: &msgengine_storage::driver::deadpool_postgres::Object,
+    ) -> bool {
+        if let Some((at, open)) = self.checked {
+            if at.elapsed() < Self::RECHECK {
+                return open;
+            }
+        }
+        // On error, try to queue: the statement checks again itself.
+        let open = org_webhooks::any_enabled(client).await.unwrap_or(true);
+        self.checked = Some((tokio::time::Instant::now(), open));
+        open
+    }
+}
+
+/// Writes a batch, then queues its events for organizations with an enabled
+/// outbound webhook endpoint (one statement). Not one transaction: a crash
+/// between the two loses those events' notifications, never a status.
+async fn apply(
+    client: &msgengine_storage::driver::deadpool_postgres::Object,
+    rows: &[OutcomeRow],
+    outbound: &mut OutboundGate,
+) -> Result<u64, msgengine_storage::StoreError> {
+    let written = messages::apply_outcomes(client, rows).await?;
+    if !outbound.is_open(client).await {
+        return Ok(written);
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let events: Vec<&Value> = rows.iter().map(|r| &r.events).collect();
+    if let Err(e) = org_webhooks::enqueue_outcomes(client, &ids, &events).await {
+        tracing::warn!(error = %e, rows = rows.len(), "outbound webhook events not queued");
+    }
+    Ok(written)
 }
 
 /// Merges outcomes of the same message, keeping their order.

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod health;
 pub mod manage;
 pub mod messaging;
+pub mod org_webhooks;
 pub mod providers;
 pub mod suppressions;
 pub mod webhooks;
@@ -64,6 +65,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/webhooks/sms/{providerId}"),
     ("POST", "/api/webhooks/whatsapp/{providerId}"),
     ("GET", "/api/webhooks/whatsapp/{providerId}"),
+    ("PUT", "/api/webhook-endpoint"),
+    ("GET", "/api/webhook-endpoint"),
+    ("DELETE", "/api/webhook-endpoint"),
+    ("POST", "/api/webhook-endpoint/test"),
 ];
 
 /// The OpenAPI description, served at `/openapi.json`.
@@ -134,6 +139,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .app_data(web::PayloadConfig::new(webhooks::MAX_WEBHOOK_BYTES))
             .route(web::post().to(webhooks::receive)),
     );
+    cfg.service(
+        resource("/api/webhook-endpoint")
+            .route(web::put().to(org_webhooks::put))
+            .route(web::get().to(org_webhooks::get))
+            .route(web::delete().to(org_webhooks::delete)),
+    )
+    .service(resource("/api/webhook-endpoint/test").route(web::post().to(org_webhooks::test)));
     cfg.service(
         resource("/api/messaging/send")
             .app_data(crate::extract::SendBody)

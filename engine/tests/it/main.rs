@@ -8,6 +8,7 @@ mod encryption;
 mod helpers;
 mod isolation;
 mod openapi;
+mod org_webhooks;
 mod pipeline;
 mod providers;
 mod startup;

@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod messages;
+pub mod org_webhooks;
 pub mod organizations;
 pub mod providers;
 pub mod suppressions;

@@ -186,6 +186,7 @@ async fn apply(
             let matched: Uuid = row.try_get(0)?;
             let ids: Vec<&str> = group.iter().map(|e| e.event_id.as_str()).collect();
             tx.execute(&mark, &[&provider.0, &ids, &matched]).await?;
+            crate::repo::org_webhooks::enqueue_outcomes(tx, &[matched], &[&history]).await?;
             applied += group.len();
         }
     }
@@ -202,6 +203,7 @@ async fn apply(
             let matched: Uuid = row.try_get(0)?;
             let ids: Vec<&str> = group.iter().map(|e| e.event_id.as_str()).collect();
             tx.execute(&mark, &[&provider.0, &ids, &matched]).await?;
+            crate::repo::org_webhooks::enqueue_outcomes(tx, &[matched], &[&history]).await?;
             applied += group.len();
         }
     }
