@@ -562,3 +562,32 @@ async fn webhooks_are_retried_when_the_engine_fails() {
     assert_eq!(counters.webhooks_delivered, 1);
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_are_each_recorded_once() {
+    let sim = simulator(None, json!({"latencyMs": 5})).await;
+    let sender = std::sync::Arc::new(
+        sender_for(&twilio_spec(&sim.base_url(), AUTH_TOKEN), &client()).expect("sender"),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let sender = sender.clone();
+        tasks.push(tokio::spawn(async move {
+            let to = format!("+23480300{:05}", i % 100);
+            sender
+                .send(&message(Channel::Sms, &to), &format!("key-{i}"))
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("joined").expect("sent");
+    }
+    let s = sim.snapshot();
+    assert_eq!(s.providers["twilio"].accepted, 400);
+    assert_eq!(s.idempotency_keys.distinct, 400);
+    assert_eq!(s.idempotency_keys.accepted_more_than_once, 0);
+    assert_eq!(s.recipients.distinct, 100);
+    assert_eq!(s.recipients.accepted, 400);
+    assert_eq!(sim.stats().recipient("+2348030000007").accepted, 4);
+    sim.stop().await;
+}
