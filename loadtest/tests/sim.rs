@@ -591,3 +591,28 @@ async fn concurrent_sends_are_each_recorded_once() {
     assert_eq!(sim.stats().recipient("+2348030000007").accepted, 4);
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_probes_pass_against_the_simulator_and_fail_on_bad_credentials() {
+    use msgengine_providers::{CheckStatus, ProviderRegistry};
+    let sim = simulator(None, json!({})).await;
+    let registry = ProviderRegistry::live(&client());
+    let base = sim.base_url();
+    for (spec, good) in [
+        (twilio_spec(&base, AUTH_TOKEN), true),
+        (twilio_spec(&base, "wrong"), false),
+        (meta_spec(&base, META_TOKEN), true),
+        (meta_spec(&base, "wrong"), false),
+        (mailgun_spec(&base, MAILGUN_KEY), true),
+        (mailgun_spec(&base, "wrong"), false),
+    ] {
+        let report = registry.test(&spec).await;
+        let passed = report.ok
+            && report
+                .checks
+                .iter()
+                .all(|c| c.status != CheckStatus::Failed);
+        assert_eq!(passed, good, "{}: {report:?}", spec.provider_type());
+    }
+    sim.stop().await;
+}
