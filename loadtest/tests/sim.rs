@@ -616,3 +616,41 @@ async fn the_engine_probes_pass_against_the_simulator_and_fail_on_bad_credential
     }
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_whatsapp_sends_and_read_callbacks_go_to_the_whatsapp_url() {
+    let engine = engine().await;
+    let whatsapp_hook = format!("{}/api/webhooks/whatsapp/p-twilio-wa", engine.uri());
+    let sim = simulator(
+        Some(&engine),
+        json!({"outcomes": {"read": 1}, "whatsappWebhookUrl": whatsapp_hook}),
+    )
+    .await;
+    let spec = spec(
+        Channel::Whatsapp,
+        json!({"providerType": "TWILIO", "name": "tw-wa", "businessAccountId": ACCOUNT_SID,
+               "accessToken": AUTH_TOKEN, "phoneNumber": "+15005550006",
+               "baseUrl": sim.base_url()}),
+    );
+    let sender = sender_for(&spec, &client()).expect("sender");
+    let receipt = sender
+        .send(&message(Channel::Whatsapp, "+2348031234567"), "idem-wa")
+        .await
+        .expect("accepted");
+    let received = webhooks(&engine, 3).await;
+    let mut states = Vec::new();
+    for request in &received {
+        assert_eq!(request.url.path(), "/api/webhooks/whatsapp/p-twilio-wa");
+        let events = verify_and_parse(&spec, request);
+        assert_eq!(
+            events[0].provider_message_id.as_deref(),
+            Some(receipt.provider_message_id.as_str())
+        );
+        assert_eq!(events[0].recipient.as_deref(), Some("+2348031234567"));
+        states.push(events[0].state);
+    }
+    assert!(states.contains(&Some(MessageState::Read)), "{states:?}");
+    // Recorded without the `whatsapp:` prefix.
+    assert_eq!(sim.stats().recipient("+2348031234567").accepted, 1);
+    sim.stop().await;
+}

@@ -241,3 +241,36 @@ pub enum Outcome {
     /// No webhook at all (the message stays `sent` at the engine).
     None,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_entry_takes_the_defaults() {
+        let c = SimConfig::from_json(
+            r#"{"providers": [{"type": "mailgun", "apiKey": "k", "signingKey": "s"}]}"#,
+        )
+        .expect("valid");
+        let p = &c.providers[0];
+        assert_eq!(p.name(), "mailgun");
+        assert_eq!(p.behaviour.retry_after_secs, Some(1));
+        assert_eq!(p.behaviour.webhook_retries, 3);
+        assert!(p.behaviour.outcomes.is_empty());
+    }
+
+    #[test]
+    fn bad_rates_weights_names_and_types_are_refused() {
+        for bad in [
+            r#"{"providers": [{"type": "mailgun", "apiKey": "k", "signingKey": "s", "errorRate": 1.5}]}"#,
+            r#"{"providers": [{"type": "mailgun", "apiKey": "k", "signingKey": "s", "outcomes": {"delivered": 0}}]}"#,
+            r#"{"providers": [{"type": "mailgun", "apiKey": "k", "signingKey": "s"},
+                              {"type": "mailgun", "apiKey": "k", "signingKey": "s"}]}"#,
+            r#"{"providers": [{"type": "pigeon"}]}"#,
+            r#"{"providers": [{"type": "twilio", "accountSid": "AC1"}]}"#,
+            r#"{"providers": [{"type": "mailgun", "apiKey": "k", "signingKey": "s", "outcomes": {"lost": 1}}]}"#,
+        ] {
+            assert!(SimConfig::from_json(bad).is_err(), "{bad}");
+        }
+    }
+}
