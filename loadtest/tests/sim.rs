@@ -96,7 +96,10 @@ async fn simulator(engine: Option<&MockServer>, behaviour: Value) -> SimHandle {
     let hook = |path: &str| engine.map(|e| format!("{}{path}", e.uri()));
     let with = |mut entry: Value, path: &str| {
         for (k, v) in behaviour.as_object().expect("behaviour object") {
-            entry[k] = v.clone();
+            // Twilio's own field only on the Twilio entry.
+            if k != "whatsappWebhookUrl" || entry["type"] == "twilio" {
+                entry[k] = v.clone();
+            }
         }
         entry["webhookUrl"] = json!(hook(path));
         entry["webhookDelayMs"] = json!(0);
