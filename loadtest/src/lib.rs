@@ -21,6 +21,11 @@
 //! machine: one HTTP/1.1 keep-alive client with a large pool ([`http`]),
 //! request bodies written straight into bytes ([`payload`]), one tokio
 //! worker thread by default.
+//!
+//! [`sim`] is the provider simulator behind the second binary,
+//! `msgengine-sim`: providers' send APIs on loopback (Twilio, Meta Cloud
+//! API, Mailgun), their signed status webhooks posted back to the engine,
+//! and per-recipient / per-idempotency-key counts for exactly-once checks.
 
 pub mod cli;
 pub mod closed_loop;

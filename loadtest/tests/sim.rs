@@ -96,7 +96,10 @@ async fn simulator(engine: Option<&MockServer>, behaviour: Value) -> SimHandle {
     let hook = |path: &str| engine.map(|e| format!("{}{path}", e.uri()));
     let with = |mut entry: Value, path: &str| {
         for (k, v) in behaviour.as_object().expect("behaviour object") {
-            entry[k] = v.clone();
+            // Twilio's own field only on the Twilio entry.
+            if k != "whatsappWebhookUrl" || entry["type"] == "twilio" {
+                entry[k] = v.clone();
+            }
         }
         entry["webhookUrl"] = json!(hook(path));
         entry["webhookDelayMs"] = json!(0);
@@ -560,5 +563,97 @@ async fn webhooks_are_retried_when_the_engine_fails() {
     let counters = &sim.snapshot().providers["mailgun"];
     assert_eq!(counters.webhook_retries, 1);
     assert_eq!(counters.webhooks_delivered, 1);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_are_each_recorded_once() {
+    let sim = simulator(None, json!({"latencyMs": 5})).await;
+    let sender = std::sync::Arc::new(
+        sender_for(&twilio_spec(&sim.base_url(), AUTH_TOKEN), &client()).expect("sender"),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let sender = sender.clone();
+        tasks.push(tokio::spawn(async move {
+            let to = format!("+23480300{:05}", i % 100);
+            sender
+                .send(&message(Channel::Sms, &to), &format!("key-{i}"))
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("joined").expect("sent");
+    }
+    let s = sim.snapshot();
+    assert_eq!(s.providers["twilio"].accepted, 400);
+    assert_eq!(s.idempotency_keys.distinct, 400);
+    assert_eq!(s.idempotency_keys.accepted_more_than_once, 0);
+    assert_eq!(s.recipients.distinct, 100);
+    assert_eq!(s.recipients.accepted, 400);
+    assert_eq!(sim.stats().recipient("+2348030000007").accepted, 4);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_probes_pass_against_the_simulator_and_fail_on_bad_credentials() {
+    use msgengine_providers::{CheckStatus, ProviderRegistry};
+    let sim = simulator(None, json!({})).await;
+    let registry = ProviderRegistry::live(&client());
+    let base = sim.base_url();
+    for (spec, good) in [
+        (twilio_spec(&base, AUTH_TOKEN), true),
+        (twilio_spec(&base, "wrong"), false),
+        (meta_spec(&base, META_TOKEN), true),
+        (meta_spec(&base, "wrong"), false),
+        (mailgun_spec(&base, MAILGUN_KEY), true),
+        (mailgun_spec(&base, "wrong"), false),
+    ] {
+        let report = registry.test(&spec).await;
+        let passed = report.ok
+            && report
+                .checks
+                .iter()
+                .all(|c| c.status != CheckStatus::Failed);
+        assert_eq!(passed, good, "{}: {report:?}", spec.provider_type());
+    }
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_whatsapp_sends_and_read_callbacks_go_to_the_whatsapp_url() {
+    let engine = engine().await;
+    let whatsapp_hook = format!("{}/api/webhooks/whatsapp/p-twilio-wa", engine.uri());
+    let sim = simulator(
+        Some(&engine),
+        json!({"outcomes": {"read": 1}, "whatsappWebhookUrl": whatsapp_hook}),
+    )
+    .await;
+    let spec = spec(
+        Channel::Whatsapp,
+        json!({"providerType": "TWILIO", "name": "tw-wa", "businessAccountId": ACCOUNT_SID,
+               "accessToken": AUTH_TOKEN, "phoneNumber": "+15005550006",
+               "baseUrl": sim.base_url()}),
+    );
+    let sender = sender_for(&spec, &client()).expect("sender");
+    let receipt = sender
+        .send(&message(Channel::Whatsapp, "+2348031234567"), "idem-wa")
+        .await
+        .expect("accepted");
+    let received = webhooks(&engine, 3).await;
+    let mut states = Vec::new();
+    for request in &received {
+        assert_eq!(request.url.path(), "/api/webhooks/whatsapp/p-twilio-wa");
+        let events = verify_and_parse(&spec, request);
+        assert_eq!(
+            events[0].provider_message_id.as_deref(),
+            Some(receipt.provider_message_id.as_str())
+        );
+        assert_eq!(events[0].recipient.as_deref(), Some("+2348031234567"));
+        states.push(events[0].state);
+    }
+    assert!(states.contains(&Some(MessageState::Read)), "{states:?}");
+    // Recorded without the `whatsapp:` prefix.
+    assert_eq!(sim.stats().recipient("+2348031234567").accepted, 1);
     sim.stop().await;
 }

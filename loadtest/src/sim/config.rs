@@ -40,7 +40,10 @@ impl SimConfig {
 
     /// Parses and checks a JSON configuration.
     pub fn from_json(text: &str) -> anyhow::Result<Self> {
-        let config: SimConfig = serde_json::from_str(text).context("invalid simulator config")?;
+        let raw: serde_json::Value =
+            serde_json::from_str(text).context("the simulator config is not JSON")?;
+        check_field_names(&raw)?;
+        let config: SimConfig = serde_json::from_value(raw).context("invalid simulator config")?;
         config.validate()?;
         Ok(config)
     }
@@ -68,6 +71,62 @@ impl SimConfig {
         }
         Ok(())
     }
+}
+
+/// Fields every entry may have.
+const COMMON_FIELDS: [&str; 11] = [
+    "type",
+    "name",
+    "latencyMs",
+    "errorRate",
+    "rateLimitRate",
+    "retryAfterSecs",
+    "outcomes",
+    "webhookUrl",
+    "webhookDelayMs",
+    "webhookRetries",
+    "webhookRetryDelayMs",
+];
+
+/// Refuses a field an entry's type does not know (a typo such as
+/// `latencyMS` would otherwise be ignored silently: serde's
+/// `deny_unknown_fields` does not work with the flattened entry).
+fn check_field_names(raw: &serde_json::Value) -> anyhow::Result<()> {
+    let entries = raw
+        .get("providers")
+        .and_then(serde_json::Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    for (i, entry) in entries.iter().enumerate() {
+        let Some(object) = entry.as_object() else {
+            bail!("providers[{i}] is not an object");
+        };
+        let specific: &[&str] = match object.get("type").and_then(serde_json::Value::as_str) {
+            Some("twilio") => &[
+                "accountSid",
+                "authToken",
+                "apiKeySid",
+                "apiKeySecret",
+                "whatsappWebhookUrl",
+            ],
+            Some("metaCloud") => &[
+                "accessToken",
+                "appSecret",
+                "phoneNumberId",
+                "businessAccountId",
+                "displayPhoneNumber",
+            ],
+            Some("mailgun") => &["apiKey", "signingKey", "domain"],
+            // serde names the unknown type.
+            _ => continue,
+        };
+        for name in object.keys() {
+            if !COMMON_FIELDS.contains(&name.as_str()) && !specific.contains(&name.as_str()) {
+                bail!("providers[{i}]: unknown field {name}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One simulated provider account.
@@ -240,4 +299,39 @@ pub enum Outcome {
     Bounced,
     /// No webhook at all (the message stays `sent` at the engine).
     None,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_entry_takes_the_defaults() {
+        let c = SimConfig::from_json(
+            r#"{"providers": [{"type": "mailgun", "apiKey": "k", "signingKey": "s"}]}"#,
+        )
+        .expect("valid");
+        let p = &c.providers[0];
+        assert_eq!(p.name(), "mailgun");
+        assert_eq!(p.behaviour.retry_after_secs, Some(1));
+        assert_eq!(p.behaviour.webhook_retries, 3);
+        assert!(p.behaviour.outcomes.is_empty());
+    }
+
+    #[test]
+    fn bad_rates_weights_names_and_types_are_refused() {
+        for bad in [
+            r#"{"providers": [{"type": "mailgun", "apiKey": "k", "signingKey": "s", "errorRate": 1.5}]}"#,
+            r#"{"providers": [{"type": "mailgun", "apiKey": "k", "signingKey": "s", "outcomes": {"delivered": 0}}]}"#,
+            r#"{"providers": [{"type": "mailgun", "apiKey": "k", "signingKey": "s"},
+                              {"type": "mailgun", "apiKey": "k", "signingKey": "s"}]}"#,
+            r#"{"providers": [{"type": "pigeon"}]}"#,
+            r#"{"providers": [{"type": "mailgun", "apiKey": "k", "signingKey": "s", "latencyMS": 5}]}"#,
+            r#"{"providers": [{"type": "mailgun", "apiKey": "k", "signingKey": "s", "accessToken": "t"}]}"#,
+            r#"{"providers": [{"type": "twilio", "accountSid": "AC1"}]}"#,
+            r#"{"providers": [{"type": "mailgun", "apiKey": "k", "signingKey": "s", "outcomes": {"lost": 1}}]}"#,
+        ] {
+            assert!(SimConfig::from_json(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -19,8 +19,10 @@
 //!   `generic` (`failed`, `undelivered`); `user-variables` echo the send's
 //!   `v:` fields, `tags` its `o:tag`s.
 //!
-//! Not simulated yet: `messages.mime`, domains, events, suppressions,
-//! webhooks management, the domain lookup of the engine's probe.
+//! - `GET /v4/domains/{domain}` (the engine's probe): `state` `active`.
+//!
+//! Not simulated yet: `messages.mime`, domain management, events,
+//! suppressions, webhooks management.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -36,7 +38,42 @@ use super::webhooks::Step;
 use super::{basic_auth, form_pairs, idempotency_key, random_hex, same_secret, Fate, Shared};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v3/{domain}/messages", web::post().to(send_message));
+    cfg.route("/v3/{domain}/messages", web::post().to(send_message))
+        .route("/v4/domains/{domain}", web::get().to(get_domain));
+}
+
+/// `GET /v4/domains/{domain}` (the engine's probe): the domain, `active`.
+async fn get_domain(
+    shared: web::Data<Shared>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let domain = path.into_inner();
+    let Some(account) = shared.of_type("mailgun").find(|a| {
+        matches!(a.kind(), ProviderKind::Mailgun { domain: d, .. }
+            if d.as_deref().is_none_or(|d| d == domain))
+    }) else {
+        return message(StatusCode::NOT_FOUND, "Domain not found");
+    };
+    let ProviderKind::Mailgun { api_key, .. } = account.kind() else {
+        return message(StatusCode::NOT_FOUND, "Domain not found");
+    };
+    let authorized = basic_auth(&request)
+        .is_some_and(|(user, password)| user == "api" && same_secret(&password, api_key));
+    if !authorized {
+        return HttpResponse::Unauthorized()
+            .content_type("text/plain; charset=utf-8")
+            .body("Forbidden");
+    }
+    HttpResponse::Ok().json(json!({
+        "domain": {"name": domain, "id": random_hex(12), "state": "active",
+                   "created_at": Utc::now().to_rfc2822(), "type": "custom",
+                   "smtp_login": format!("postmaster@{domain}"), "spam_action": "disabled",
+                   "wildcard": false, "require_tls": false, "skip_verification": false,
+                   "is_disabled": false, "web_prefix": "email", "web_scheme": "https"},
+        "receiving_dns_records": [],
+        "sending_dns_records": [],
+    }))
 }
 
 fn message(status: StatusCode, text: &str) -> HttpResponse {

@@ -18,8 +18,9 @@
 //!   (HMAC-SHA256 of the raw body with the app secret) and the older
 //!   `X-Hub-Signature: sha1=<hex>`.
 //!
-//! Not simulated yet: templates, media, the phone number lookup of the
-//! engine's probe, inbound messages.
+//! - `GET /{version}/{phoneNumberId|wabaId}` (the engine's probe).
+//!
+//! Not simulated yet: templates, media, inbound messages.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -38,7 +39,61 @@ use super::{bearer, idempotency_key, random_hex, same_secret, Fate, Shared};
 pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/{version}/{phone}/messages", web::post().to(send_message));
+    cfg.route("/{version}/{phone}/messages", web::post().to(send_message))
+        .route("/{version}/{node}", web::get().to(lookup));
+}
+
+/// `GET /{version}/{node}?fields=…` (the engine's probe): the phone number
+/// (`display_phone_number`, `verified_name`) or the WhatsApp Business
+/// Account (`id`, `name`).
+async fn lookup(
+    shared: web::Data<Shared>,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let (version, node) = path.into_inner();
+    let token = bearer(&request);
+    let mut authorized = false;
+    for account in shared.of_type("metaCloud") {
+        let ProviderKind::MetaCloud {
+            access_token,
+            phone_number_id,
+            business_account_id,
+            display_phone_number,
+            ..
+        } = account.kind()
+        else {
+            continue;
+        };
+        if !token.is_some_and(|t| same_secret(t, access_token)) {
+            continue;
+        }
+        authorized = true;
+        if !is_version(&version) {
+            break;
+        }
+        if phone_number_id.as_deref().is_none_or(|id| id == node) {
+            return HttpResponse::Ok().json(json!({
+                "id": node,
+                "display_phone_number": display_phone_number.as_deref().unwrap_or("15550001111"),
+                "verified_name": "msgengine-sim",
+            }));
+        }
+        if business_account_id.as_deref() == Some(node.as_str()) {
+            return HttpResponse::Ok().json(json!({"id": node, "name": "msgengine-sim WABA"}));
+        }
+    }
+    if !authorized {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            190,
+            "Invalid OAuth access token - Cannot parse access token",
+        );
+    }
+    invalid(&format!(
+        "Unsupported get request. Object with ID '{node}' does not exist, cannot be loaded due \
+         to missing permissions, or does not support this operation."
+    ))
 }
 
 /// A Graph error answer.

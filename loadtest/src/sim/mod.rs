@@ -349,10 +349,9 @@ mod subtle_free {
 
 /// `n` random bytes as lowercase hex.
 pub(crate) fn random_hex(bytes: usize) -> String {
-    let mut rng = rand::thread_rng();
-    (0..bytes)
-        .map(|_| format!("{:02x}", rng.gen::<u8>()))
-        .collect()
+    let mut raw = vec![0u8; bytes];
+    rand::thread_rng().fill(raw.as_mut_slice());
+    hex::encode(raw)
 }
 
 /// The form body's pairs.

@@ -19,8 +19,11 @@
 //!   (§6.3: HMAC-SHA1 with the Auth Token over the URL followed by every
 //!   parameter's name and value, names sorted, base64).
 //!
+//! - `GET /2010-04-01/Accounts/{Sid}.json` (the engine's probe): the
+//!   Account resource, `status` `active`.
+//!
 //! Not simulated yet: message fetch/list (`GET …/Messages/{Sid}.json`),
-//! the account lookup the engine's probe makes, the HMAC-SHA256 scheme.
+//! the API-key probe (`Messages.json?PageSize=1`), the HMAC-SHA256 scheme.
 
 use std::collections::BTreeMap;
 
@@ -46,7 +49,49 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
         "/2010-04-01/Accounts/{sid}/Messages.json",
         web::post().to(create_message),
-    );
+    )
+    .route("/2010-04-01/Accounts/{file}", web::get().to(fetch_account));
+}
+
+/// `GET /2010-04-01/Accounts/{Sid}.json` (the engine's connection probe):
+/// the Account resource, `status` `active`.
+async fn fetch_account(
+    shared: web::Data<Shared>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let file = path.into_inner();
+    let Some(sid) = file.strip_suffix(".json") else {
+        return error(404, 20404, "The requested resource was not found");
+    };
+    let Some(account) = shared.of_type("twilio").find(
+        |a| matches!(a.kind(), ProviderKind::Twilio { account_sid, .. } if account_sid == sid),
+    ) else {
+        return unauthorized();
+    };
+    let ProviderKind::Twilio {
+        account_sid,
+        auth_token,
+        ..
+    } = account.kind()
+    else {
+        return unauthorized();
+    };
+    let authorized = basic_auth(&request).is_some_and(|(user, password)| {
+        same_secret(&user, account_sid) && same_secret(&password, auth_token)
+    });
+    if !authorized {
+        return unauthorized();
+    }
+    HttpResponse::Ok().json(json!({
+        "sid": account_sid,
+        "owner_account_sid": account_sid,
+        "friendly_name": "msgengine-sim account",
+        "status": "active",
+        "type": "Full",
+        "date_created": Utc::now().to_rfc2822(),
+        "uri": format!("/{API_VERSION}/Accounts/{account_sid}.json"),
+    }))
 }
 
 /// A Twilio error answer.
