@@ -223,22 +223,29 @@ impl Engine {
             )
             .await?;
         if !request.is_batch {
-            if let Some(Some(reason)) = suppressed.first() {
+            if let Some(Some(reason)) = suppressed.as_ref().and_then(|s| s.first()) {
                 return Err(AcceptError::Suppressed {
                     reason: reason.clone(),
                 });
             }
         }
         let now = Utc::now();
-        let rows: Vec<NewMessageRow> = request
-            .messages
-            .into_iter()
-            .zip(suppressed)
-            .map(|(m, s)| match s {
-                None => new_row(org, m, now),
-                Some(reason) => rejected_row(org, m, now, &reason),
-            })
-            .collect();
+        let rows: Vec<NewMessageRow> = match suppressed {
+            None => request
+                .messages
+                .into_iter()
+                .map(|m| new_row(org, m, now))
+                .collect(),
+            Some(reasons) => request
+                .messages
+                .into_iter()
+                .zip(reasons)
+                .map(|(m, s)| match s {
+                    None => new_row(org, m, now),
+                    Some(reason) => rejected_row(org, m, now, &reason),
+                })
+                .collect(),
+        };
         let body = response_body(&rows, request.is_batch);
         let idem_row = idempotency.as_ref().map(|k| IdempotencyRow {
             organization_id: org.0,

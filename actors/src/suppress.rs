@@ -28,7 +28,6 @@ pub fn normalize(recipient: &str) -> String {
         return r.to_lowercase();
     }
     let digits: String = r.chars().filter(char::is_ascii_digit).collect();
-    let r = r.strip_prefix("whatsapp:").unwrap_or(r);
     if digits.is_empty() {
         return r.to_owned();
     }
@@ -77,24 +76,27 @@ impl Suppressions {
     }
 
     /// The reason each of `recipients` is suppressed (`None` when it is not),
-    /// in order.
+    /// in order; `None` at all (nothing allocated) when the organization's
+    /// list is empty, the common case.
     pub async fn check(
         &self,
         pool: &Pool,
         org: OrganizationId,
         recipients: impl Iterator<Item = &str>,
-    ) -> Result<Vec<Option<String>>, StoreError> {
+    ) -> Result<Option<Vec<Option<String>>>, StoreError> {
         let list = self.list(pool, org).await?;
         let reasons = match list.reasons.read() {
             Ok(r) => r,
             Err(poisoned) => poisoned.into_inner(),
         };
         if reasons.is_empty() {
-            return Ok(recipients.map(|_| None).collect());
+            return Ok(None);
         }
-        Ok(recipients
-            .map(|r| reasons.get(&normalize(r)).cloned())
-            .collect())
+        Ok(Some(
+            recipients
+                .map(|r| reasons.get(&normalize(r)).cloned())
+                .collect(),
+        ))
     }
 
     /// Records a suppression made on this node (already stored).

@@ -108,12 +108,7 @@ fn event_row(e: WebhookEvent) -> EventRow {
             .as_deref()
             .and_then(|id| uuid::Uuid::parse_str(id).ok()),
         state: e.state,
-        engagement: e.engagement.map(|k| {
-            serde_json::to_value(k)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        }),
+        engagement: e.engagement.map(|k| k.as_str().to_owned()),
         raw_status: e.raw_status,
         recipient: e.recipient,
         error_code: e.error_code,

@@ -219,7 +219,6 @@ pub fn email_admin_for(
     spec: &AnyProviderSpec,
     http: &reqwest::Client,
 ) -> Result<Arc<dyn EmailAdmin>, UnsupportedProvider> {
-    let _ = http;
     let admin: Option<Arc<dyn EmailAdmin>> = match spec {
         AnyProviderSpec::Email(s) => match s.provider_type {
             EmailProviderType::Mailgun => {

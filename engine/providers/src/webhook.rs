@@ -107,6 +107,19 @@ pub enum Engagement {
     Deferred,
 }
 
+impl Engagement {
+    /// The lower-case name stored with the event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engagement::Opened => "opened",
+            Engagement::Clicked => "clicked",
+            Engagement::Complained => "complained",
+            Engagement::Unsubscribed => "unsubscribed",
+            Engagement::Deferred => "deferred",
+        }
+    }
+}
+
 /// One provider event about one message, in the engine's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookEvent {

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, sandbox, status_json, Org, TestApp};
+use crate::helpers::{assert_error, sandbox, Org, TestApp};
 
 async fn call(
     app: &TestApp,
@@ -221,7 +221,6 @@ async fn a_send_to_a_suppressed_recipient_is_refused_and_a_batch_sends_the_rest(
         )
         .await;
     assert_eq!(s, 202);
-    let _ = status_json;
 }
 
 #[tokio::test]

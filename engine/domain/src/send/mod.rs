@@ -234,17 +234,12 @@ fn validate_message(raw: RawMessage, now: DateTime<Utc>) -> Valid<NewMessage> {
             validate_phone_content(raw.subject, raw.text, raw.html, MAX_SMS_TEXT_CHARS)?
         }
         Channel::Whatsapp if rich_whatsapp && non_blank(raw.text.clone()).is_none() => {
-            validate_phone_content(
-                raw.subject,
-                Some("-".into()),
-                raw.html,
-                MAX_WHATSAPP_TEXT_CHARS,
-            )
-            .map(|_| Content {
+            refuse_email_fields(&raw.subject, &raw.html)?;
+            Content {
                 subject: None,
                 text: None,
                 html: None,
-            })?
+            }
         }
         Channel::Whatsapp => {
             validate_phone_content(raw.subject, raw.text, raw.html, MAX_WHATSAPP_TEXT_CHARS)?
@@ -338,13 +333,9 @@ fn validate_email_content(
     })
 }
 
-fn validate_phone_content(
-    subject: Option<String>,
-    text: Option<String>,
-    html: Option<String>,
-    max_chars: usize,
-) -> Valid<Content> {
-    for (field, value) in [("subject", &subject), ("html", &html)] {
+/// `subject` and `html` are email fields.
+fn refuse_email_fields(subject: &Option<String>, html: &Option<String>) -> Valid<()> {
+    for (field, value) in [("subject", subject), ("html", html)] {
         if value.is_some() {
             return Err(ValidationError::new(
                 field,
@@ -353,6 +344,16 @@ fn validate_phone_content(
             ));
         }
     }
+    Ok(())
+}
+
+fn validate_phone_content(
+    subject: Option<String>,
+    text: Option<String>,
+    html: Option<String>,
+    max_chars: usize,
+) -> Valid<Content> {
+    refuse_email_fields(&subject, &html)?;
     let Some(text) = non_blank(text) else {
         return Err(ValidationError::new(
             "text",
