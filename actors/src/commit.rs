@@ -145,6 +145,11 @@ impl Worker {
         let keys: Vec<Option<&IdempotencyRow>> = waiting.iter().map(|(k, _)| k.as_ref()).collect();
         match self.write_group(&rows, &spans, &keys).await {
             Ok(outcomes) => {
+                crate::metrics::record_batch(
+                    "accept",
+                    rows_written(&spans, &outcomes),
+                    started.elapsed(),
+                );
                 let all_committed = outcomes.iter().all(|o| *o == CommitOutcome::Committed);
                 let committed = if all_committed {
                     rows
@@ -179,7 +184,9 @@ impl Worker {
         spans: &[std::ops::Range<usize>],
         keys: &[Option<&IdempotencyRow>],
     ) -> Result<Vec<CommitOutcome>, StoreError> {
+        let waited = std::time::Instant::now();
         let mut client = self.pool.get().await?;
+        crate::metrics::record_pool_wait(waited.elapsed());
         let tx = client.transaction().await?;
         let mut outcomes = vec![CommitOutcome::Committed; spans.len()];
         let keyed: Vec<(usize, IdempotencyRow)> = keys
@@ -211,6 +218,16 @@ impl Worker {
         tx.commit().await?;
         Ok(outcomes)
     }
+}
+
+/// How many rows a group wrote (jobs whose key existed wrote none).
+fn rows_written(spans: &[std::ops::Range<usize>], outcomes: &[CommitOutcome]) -> usize {
+    spans
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, o)| **o == CommitOutcome::Committed)
+        .map(|(span, _)| span.len())
+        .sum()
 }
 
 /// The rows of the jobs that committed (the rare case where some job's

@@ -153,11 +153,17 @@ impl Engine {
         let committer = GroupCommitter::start(db.handle(), pool, commit, on_commit);
         let stop = Arc::new(AtomicBool::new(false));
         actix::spawn(crate::scheduler::run(shared.clone(), stop.clone()));
+        crate::gauges::start(
+            db.handle(),
+            shared.pool.clone(),
+            shared.config.queue_poll,
+            stop.clone(),
+        );
         crate::outbound::start(
             db.handle(),
             shared.pool.clone(),
             shared.ring.clone(),
-            shared.http.clone(),
+            shared.config.webhook_targets(),
             stop.clone(),
         );
         Engine {
@@ -191,13 +197,20 @@ impl Engine {
             }
         }
         let count = u32::try_from(request.messages.len()).unwrap_or(u32::MAX);
+        let requested = count_by_channel(request.messages.iter().map(|m| (m.channel, true)));
         let tenant = self.tenants.get(&self.shared, &self.main, org);
         match tenant.admit(count).await {
             Ok(Admission::Admitted) => {}
             Ok(Admission::RateLimited { retry_after }) => {
-                return Err(AcceptError::RateLimited { retry_after })
+                record_refused(&requested, "rate_limited");
+                metrics::counter!(crate::metrics::RATE_LIMITED, "scope" => "tenant").increment(1);
+                self.shared.tenant_metrics.of(org).rate_limited.increment(1);
+                return Err(AcceptError::RateLimited { retry_after });
             }
-            Ok(Admission::OverBurst { burst }) => return Err(AcceptError::OverBurst { burst }),
+            Ok(Admission::OverBurst { burst }) => {
+                record_refused(&requested, "invalid");
+                return Err(AcceptError::OverBurst { burst });
+            }
             Err(_) => return Err(StoreError::Unavailable("tenant actor unavailable".into()).into()),
         }
         self.shared.ensure_routes(org).await?;
@@ -208,6 +221,7 @@ impl Engine {
                 .candidates(org, message.channel)
                 .is_empty()
             {
+                record_refused(&requested, "no_provider");
                 return Err(AcceptError::NoProvider {
                     channel: message.channel,
                     index: request.is_batch.then_some(index),
@@ -224,6 +238,7 @@ impl Engine {
             .await?;
         if !request.is_batch {
             if let Some(Some(reason)) = suppressed.as_ref().and_then(|s| s.first()) {
+                record_refused(&requested, "suppressed");
                 return Err(AcceptError::Suppressed {
                     reason: reason.clone(),
                 });
@@ -247,6 +262,14 @@ impl Engine {
                 .collect(),
         };
         let body = response_body(&rows, request.is_batch);
+        let accepted = count_by_channel(
+            rows.iter()
+                .map(|r| (r.channel, r.state != MessageState::Rejected)),
+        );
+        let rejected = count_by_channel(
+            rows.iter()
+                .map(|r| (r.channel, r.state == MessageState::Rejected)),
+        );
         let idem_row = idempotency.as_ref().map(|k| IdempotencyRow {
             organization_id: org.0,
             key: k.key.clone(),
@@ -254,10 +277,13 @@ impl Engine {
             response: body.clone(),
         });
         match self.committer.commit(rows, idem_row).await? {
-            CommitOutcome::Committed => Ok(Accepted {
-                body,
-                replayed: false,
-            }),
+            CommitOutcome::Committed => {
+                self.record_accepted(org, &accepted, &rejected);
+                Ok(Accepted {
+                    body,
+                    replayed: false,
+                })
+            }
             CommitOutcome::KeyExists => match idempotency {
                 Some(key) => self
                     .replay(org, &key)
@@ -266,6 +292,38 @@ impl Engine {
                 None => Err(AcceptError::IdempotencyConflict),
             },
         }
+    }
+
+    /// Counts a committed request: accepted messages, and batch members
+    /// refused for a suppressed recipient (stored `rejected`).
+    fn record_accepted(&self, org: OrganizationId, accepted: &[u64; 3], rejected: &[u64; 3]) {
+        let tenant = self.shared.tenant_metrics.of(org);
+        for (i, channel) in crate::metrics::CHANNELS.into_iter().enumerate() {
+            if accepted[i] > 0 {
+                metrics::counter!(crate::metrics::MESSAGES_ACCEPTED, "channel" => channel.as_str())
+                    .increment(accepted[i]);
+                tenant.accepted[i].increment(accepted[i]);
+            }
+            if rejected[i] > 0 {
+                crate::metrics::record_refused(channel, "suppressed", rejected[i]);
+                crate::metrics::record_failed(channel, "none", "suppressed", rejected[i]);
+            }
+        }
+    }
+
+    /// Whether the actor system answers: its router handles a message.
+    pub async fn is_running(&self) -> bool {
+        if self.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        matches!(
+            tokio::time::timeout(
+                Duration::from_secs(2),
+                self.router.send(crate::router::Ping)
+            )
+            .await,
+            Ok(Ok(()))
+        )
     }
 
     async fn replay(
@@ -296,6 +354,11 @@ impl Engine {
         {
             tracing::error!(organization = %org, error = %e, "route reload failed");
         }
+    }
+
+    /// Where organizations' webhook endpoints may point.
+    pub fn webhook_targets(&self) -> crate::outbound::Targets {
+        self.shared.config.webhook_targets()
     }
 
     /// The HTTP client provider calls go through (pooled, shared).
@@ -365,6 +428,43 @@ impl Engine {
     }
 }
 
+/// Messages per channel ([`crate::metrics::CHANNELS`] order) among those marked true.
+fn count_by_channel<C>(items: impl Iterator<Item = (C, bool)>) -> [u64; 3]
+where
+    C: ChannelOf,
+{
+    let mut out = [0u64; 3];
+    for (channel, counted) in items {
+        if let (true, Some(c)) = (counted, channel.channel()) {
+            out[crate::metrics::channel_index(c)] += 1;
+        }
+    }
+    out
+}
+
+/// A channel as a request or a row holds it.
+trait ChannelOf {
+    fn channel(&self) -> Option<Channel>;
+}
+
+impl ChannelOf for Channel {
+    fn channel(&self) -> Option<Channel> {
+        Some(*self)
+    }
+}
+
+impl ChannelOf for &str {
+    fn channel(&self) -> Option<Channel> {
+        self.parse().ok()
+    }
+}
+
+fn record_refused(per_channel: &[u64; 3], reason: &'static str) {
+    for (i, channel) in crate::metrics::CHANNELS.into_iter().enumerate() {
+        crate::metrics::record_refused(channel, reason, per_channel[i]);
+    }
+}
+
 fn new_row(org: OrganizationId, m: NewMessage, now: DateTime<Utc>) -> NewMessageRow {
     let scheduled = m.send_at.is_some_and(|at| at > now);
     let mut events = vec![MessageEvent {
@@ -373,6 +473,7 @@ fn new_row(org: OrganizationId, m: NewMessage, now: DateTime<Utc>) -> NewMessage
         reason: None,
         provider_id: None,
         attempt: None,
+        provider_at: None,
     }];
     events.push(MessageEvent {
         state: if scheduled {
@@ -384,6 +485,7 @@ fn new_row(org: OrganizationId, m: NewMessage, now: DateTime<Utc>) -> NewMessage
         reason: None,
         provider_id: None,
         attempt: None,
+        provider_at: None,
     });
     NewMessageRow {
         id: MessageId::new().0,
@@ -426,6 +528,7 @@ fn rejected_row(
             reason: None,
             provider_id: None,
             attempt: None,
+            provider_at: None,
         },
         MessageEvent {
             state: MessageState::Rejected,
@@ -433,6 +536,7 @@ fn rejected_row(
             reason: Some(suppressed_reason(reason)),
             provider_id: None,
             attempt: None,
+            provider_at: None,
         }
     ]);
     row

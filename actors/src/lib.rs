@@ -13,13 +13,17 @@
 //! - [`suppress::Suppressions`]: the suppression lists, checked at accept.
 //! - [`outbound`]: delivers status events to organizations' own webhook endpoints.
 //! - [`scheduler`]: scheduled messages, database-held retries, crash recovery.
+//! - [`gauges`]: the queue and pool gauges, sampled on a timer.
+//! - [`metrics`]: metric names and the handles the hot paths record through.
 //!
 //! [`Engine`] ties them together for the HTTP edge.
 
 pub mod commit;
 pub mod dbrt;
 pub mod engine;
+pub mod gauges;
 pub mod job;
+pub mod metrics;
 pub mod outbound;
 pub mod provider;
 pub mod router;

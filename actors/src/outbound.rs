@@ -64,18 +64,73 @@ pub fn backoff(attempts: i32, jitter: f64) -> Duration {
     Duration::from_secs_f64((base * (1.0 + 0.2 * jitter.clamp(-1.0, 1.0))).max(1.0))
 }
 
+/// Which endpoint addresses deliveries may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Targets {
+    /// Publicly routable addresses only (the default): an organization's
+    /// URL must not reach the engine's own network (SSRF).
+    Public,
+    /// Anything, private networks included (`engine.webhooks_allow_private`).
+    Any,
+    /// Loopback only (`engine.outbound_loopback_only`: tests, load tests).
+    Loopback,
+}
+
+impl Targets {
+    /// The HTTP client that enforces this for host names at connect time.
+    pub fn client(self, timeout: Duration) -> Client {
+        use msgengine_providers::http;
+        match self {
+            Targets::Public => http::public_only_http_client(timeout),
+            Targets::Any => http::http_client(timeout),
+            Targets::Loopback => http::loopback_only_http_client(timeout),
+        }
+    }
+
+    /// Whether an IP-literal host may be used (the resolver never sees those).
+    pub fn allows(self, ip: std::net::IpAddr) -> bool {
+        match self {
+            Targets::Public => msgengine_providers::http::is_public_ip(ip),
+            Targets::Any => true,
+            Targets::Loopback => ip.is_loopback(),
+        }
+    }
+
+    /// Whether a URL's host is an IP literal this refuses (host names are
+    /// checked by the client when it resolves them).
+    pub fn refuses_literal(self, url: &str) -> bool {
+        let host = url::Url::parse(url).ok().and_then(|u| match u.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        });
+        host.is_some_and(|ip| !self.allows(ip))
+    }
+}
+
 /// Starts the delivery loop on `runtime`; it ends when `stop` is set.
 pub fn start(
     runtime: &tokio::runtime::Handle,
     pool: Pool,
     ring: Arc<KeyRing>,
-    http: Client,
+    targets: Targets,
     stop: Arc<AtomicBool>,
 ) {
+    let http = Delivery {
+        client: targets.client(REQUEST_TIMEOUT),
+        targets,
+    };
     runtime.spawn(run(pool, ring, http, stop));
 }
 
-async fn run(pool: Pool, ring: Arc<KeyRing>, http: Client, stop: Arc<AtomicBool>) {
+/// The client and the address policy it enforces.
+#[derive(Clone)]
+struct Delivery {
+    client: Client,
+    targets: Targets,
+}
+
+async fn run(pool: Pool, ring: Arc<KeyRing>, http: Delivery, stop: Arc<AtomicBool>) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let endpoints: Arc<DashMap<Uuid, Arc<Semaphore>>> = Arc::new(DashMap::new());
     while !stop.load(Ordering::Relaxed) {
@@ -121,7 +176,7 @@ async fn run(pool: Pool, ring: Arc<KeyRing>, http: Client, stop: Arc<AtomicBool>
 }
 
 /// One attempt and its record.
-async fn deliver(pool: &Pool, http: &Client, d: ClaimedDelivery) {
+async fn deliver(pool: &Pool, http: &Delivery, d: ClaimedDelivery) {
     let result = post(http, &d).await;
     let retry_at = match &result {
         Ok(_) => None,
@@ -138,6 +193,12 @@ async fn deliver(pool: &Pool, http: &Client, d: ClaimedDelivery) {
         Ok(status) => Ok(*status),
         Err((error, status)) => Err((error.as_str(), *status)),
     };
+    let counted = match (&result, retry_at) {
+        (Ok(_), _) => "delivered",
+        (Err(_), Some(_)) => "retry",
+        (Err(_), None) => "failed",
+    };
+    metrics::counter!(crate::metrics::OUTBOUND_WEBHOOKS, "result" => counted).increment(1);
     if result.is_err() && retry_at.is_none() {
         tracing::warn!(delivery = %d.id, attempts = d.attempts, "webhook delivery given up");
     }
@@ -161,10 +222,17 @@ async fn deliver(pool: &Pool, http: &Client, d: ClaimedDelivery) {
 
 /// POSTs the payload; `Ok(status)` on 2xx, else the error in words and the
 /// status if there was one (the receiver's body is never stored).
-async fn post(http: &Client, d: &ClaimedDelivery) -> Result<i32, (String, Option<i32>)> {
+async fn post(http: &Delivery, d: &ClaimedDelivery) -> Result<i32, (String, Option<i32>)> {
+    if http.targets.refuses_literal(&d.url) {
+        return Err((
+            "the endpoint's address is private, loopback or link-local (engine.webhooks_allow_private)".into(),
+            None,
+        ));
+    }
     let body = serde_json::to_vec(&d.payload).map_err(|e| (e.to_string(), None))?;
     let t = chrono::Utc::now().timestamp();
     let response = http
+        .client
         .post(&d.url)
         .timeout(REQUEST_TIMEOUT)
         .header("content-type", "application/json")
@@ -189,6 +257,26 @@ async fn post(http: &Client, d: &ClaimedDelivery) -> Result<i32, (String, Option
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_targets_refuse_internal_ip_literals_and_allow_names() {
+        let t = Targets::Public;
+        for internal in [
+            "http://127.0.0.1:8080/x",
+            "https://10.0.0.1/x",
+            "http://169.254.169.254/latest",
+            "http://[::1]/x",
+            "http://[::ffff:192.168.0.1]/x",
+        ] {
+            assert!(t.refuses_literal(internal), "{internal}");
+        }
+        // Names are judged by the client's resolver when it connects.
+        assert!(!t.refuses_literal("https://hooks.example.com/x"));
+        assert!(!t.refuses_literal("https://8.8.8.8/x"));
+        assert!(!Targets::Any.refuses_literal("http://10.0.0.1/x"));
+        assert!(!Targets::Loopback.refuses_literal("http://127.0.0.1:9/x"));
+        assert!(Targets::Loopback.refuses_literal("http://8.8.8.8/x"));
+    }
 
     #[test]
     fn backoff_doubles_from_ten_seconds_up_to_an_hour() {

@@ -27,7 +27,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use msgengine_domain::message::{Attempt, AttemptOutcome, MessageEvent, MessageState};
 use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::resilience::backoff::{ErrorClass, RetryDecision};
-use msgengine_domain::resilience::breaker::CircuitBreaker;
+use msgengine_domain::resilience::breaker::{BreakerState, CircuitBreaker};
 use msgengine_domain::resilience::health::HealthStats;
 use msgengine_domain::{MessageId, OrganizationId, ProviderId};
 use msgengine_providers::{
@@ -38,6 +38,7 @@ use msgengine_storage::repo::messages::OutcomeRow;
 use serde_json::json;
 
 use crate::job::Job;
+use crate::metrics::ProviderMetrics;
 use crate::router::ProviderHandle;
 use crate::runtime::Shared;
 
@@ -96,6 +97,9 @@ pub fn start(
     let flag = circuit_open.clone();
     let arbiter = shared.next_arbiter();
     let addr = Supervisor::start_in_arbiter(&arbiter, move |_| ProviderActor {
+        metrics: ProviderMetrics::new(spec.channel(), spec.provider_type(), id.0),
+        breaker_seen: BreakerState::Closed,
+        open_since: None,
         limiter: limiter_for(&shared, &spec),
         breaker: CircuitBreaker::new(shared.config.breaker),
         shared,
@@ -138,13 +142,25 @@ pub struct ProviderActor {
     pump_scheduled: bool,
     retiring: bool,
     panic_next: bool,
+    metrics: ProviderMetrics,
+    /// The breaker state last reported, to count transitions.
+    breaker_seen: BreakerState,
+    /// When the breaker opened (for `msgengine_circuit_breaker_open_seconds`).
+    open_since: Option<Instant>,
 }
+
+/// How often the breaker and health gauges are refreshed without traffic
+/// (an open breaker's age grows, it turns half-open by time alone).
+const GAUGE_REFRESH: Duration = Duration::from_secs(1);
 
 impl Actor for ProviderActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.shared.config.provider_mailbox);
+        ctx.run_interval(GAUGE_REFRESH, |act, _| {
+            act.observe_breaker(Instant::now());
+        });
         self.pump(ctx);
     }
 }
@@ -152,6 +168,7 @@ impl Actor for ProviderActor {
 impl Supervised for ProviderActor {
     fn restarting(&mut self, _: &mut Self::Context) {
         tracing::warn!(provider = %self.id, "provider actor restarting");
+        crate::metrics::record_restart("provider");
         // Attempts in flight died with the old context: run them again.
         let lost: Vec<Job> = self.in_flight.drain().map(|(_, job)| job).collect();
         for job in lost.into_iter().rev() {
@@ -168,6 +185,7 @@ impl Supervised for ProviderActor {
         self.circuit_open.store(false, Ordering::Relaxed);
         self.pump_scheduled = false;
         self.panic_next = false;
+        self.observe_breaker(Instant::now());
     }
 }
 
@@ -243,11 +261,17 @@ impl ProviderActor {
                 if let Err(not_until) = limiter.check() {
                     let clock = governor::clock::DefaultClock::default();
                     let wait = not_until.wait_time_from(governor::clock::Clock::now(&clock));
+                    if !self.pump_scheduled {
+                        self.metrics.rate_limited();
+                    }
                     self.schedule_pump(wait, ctx);
                     return;
                 }
             }
-            if !self.breaker.try_acquire(Instant::now()) {
+            let now = Instant::now();
+            let acquired = self.breaker.try_acquire(now);
+            self.observe_breaker(now);
+            if !acquired {
                 self.circuit_open.store(true, Ordering::Relaxed);
                 let jobs: Vec<Job> = self.queue.drain(..).collect();
                 for job in jobs {
@@ -259,6 +283,24 @@ impl ProviderActor {
                 self.start_attempt(job, ctx);
             }
         }
+        self.metrics.in_flight(self.in_flight.len());
+    }
+
+    /// Reports the breaker's state to the gauges, counting a change, and
+    /// returns it.
+    fn observe_breaker(&mut self, now: Instant) -> BreakerState {
+        let state = self.breaker.state(now);
+        let changed = state != self.breaker_seen;
+        self.breaker_seen = state;
+        let open_secs = if state == BreakerState::Open {
+            now.duration_since(*self.open_since.get_or_insert(now))
+                .as_secs_f64()
+        } else {
+            self.open_since = None;
+            0.0
+        };
+        self.metrics.breaker(state, changed, open_secs);
+        state
     }
 
     fn schedule_pump(&mut self, after: Duration, ctx: &mut Context<Self>) {
@@ -317,6 +359,9 @@ impl ProviderActor {
             Ok(receipt) => {
                 self.breaker.record_success(now);
                 self.health.record(true, latency);
+                self.metrics.call(None, latency);
+                self.metrics
+                    .sent(id.0, receipt.state == MessageState::Delivered);
                 let row = success_row(&job, self.id, started_at, receipt);
                 self.shared.submit(row);
             }
@@ -330,12 +375,17 @@ impl ProviderActor {
                 }
                 self.health.record(false, latency);
                 self.health.record_error(error.message.clone());
+                self.metrics.call(Some(class), latency);
                 self.on_failure(&mut job, started_at, &error, class, ctx);
             }
         }
-        self.circuit_open.store(
-            self.breaker.state(now) == msgengine_domain::resilience::breaker::BreakerState::Open,
-            Ordering::Relaxed,
+        let breaker = self.observe_breaker(now);
+        self.circuit_open
+            .store(breaker == BreakerState::Open, Ordering::Relaxed);
+        self.metrics.health(
+            self.health.success_rate(),
+            self.health.latency_ewma(),
+            self.in_flight.len(),
         );
         self.pump(ctx);
         self.stop_if_idle(ctx);
@@ -363,6 +413,7 @@ impl ProviderActor {
             RetryDecision::RetrySameProvider { after }
                 if after <= self.shared.config.in_memory_retry_max =>
             {
+                self.metrics.retry(class);
                 self.shared
                     .submit(pending_row(job, attempt, "retry scheduled", None, false));
                 let job = job.clone();
@@ -372,16 +423,20 @@ impl ProviderActor {
                 });
             }
             RetryDecision::RetrySameProvider { after } => {
+                self.metrics.retry(class);
                 let at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
                 self.shared
                     .submit(pending_row(job, attempt, "retry scheduled", Some(at), true));
             }
             RetryDecision::FailOver if job.fail_over() => {
+                self.metrics.retry(class);
+                self.metrics.failover();
                 self.shared
                     .submit(pending_row(job, attempt, "failing over", None, false));
                 self.shared.deliver(vec![job.clone()]);
             }
             RetryDecision::FailOver | RetryDecision::Fail => {
+                self.metrics.failed(class);
                 let state = MessageState::Failed;
                 self.shared
                     .submit(final_failure_row(job, attempt, state, &error.message));
@@ -398,8 +453,11 @@ impl ProviderActor {
             reason: Some("circuit open".into()),
             provider_id: Some(self.id),
             attempt: None,
+            provider_at: None,
         };
+        self.metrics.circuit_open();
         if job.fail_over() {
+            self.metrics.failover();
             self.shared.submit(event_row(&job, event, None, false));
             self.shared.deliver(vec![job]);
         } else {
@@ -470,6 +528,7 @@ fn success_row(
             reason: None,
             provider_id: Some(provider),
             attempt: Some(number),
+            provider_at: None,
         },
         MessageEvent {
             state: MessageState::Sent,
@@ -477,6 +536,7 @@ fn success_row(
             reason: None,
             provider_id: Some(provider),
             attempt: Some(number),
+            provider_at: None,
         },
     ];
     if receipt.state == MessageState::Delivered {
@@ -486,6 +546,7 @@ fn success_row(
             reason: None,
             provider_id: Some(provider),
             attempt: Some(number),
+            provider_at: None,
         });
     }
     let attempt = Attempt {
@@ -533,6 +594,7 @@ fn pending_row(
         )),
         provider_id: Some(attempt.provider_id),
         attempt: Some(attempt.number),
+        provider_at: None,
     };
     OutcomeRow {
         id: job.message.id.0,
@@ -554,6 +616,7 @@ fn final_failure_row(job: &Job, attempt: Attempt, state: MessageState, reason: &
         reason: Some(reason.to_owned()),
         provider_id: Some(attempt.provider_id),
         attempt: Some(attempt.number),
+        provider_at: None,
     };
     OutcomeRow {
         id: job.message.id.0,

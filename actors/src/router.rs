@@ -102,7 +102,19 @@ impl Supervised for RouterActor {
     fn restarting(&mut self, _: &mut Self::Context) {
         // The table lives in `shared` and stays valid; the next reload refreshes it.
         tracing::warn!("router actor restarting");
+        crate::metrics::record_restart("router");
     }
+}
+
+/// Liveness probe: answered as soon as the router runs (readiness checks).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Ping;
+
+impl Handler<Ping> for RouterActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Ping, _: &mut Self::Context) {}
 }
 
 /// Load (or reload) an organization's providers and routes.

@@ -61,9 +61,17 @@ pub struct EngineConfig {
     /// Every outbound provider call must go to a loopback host (tests, load
     /// tests against the simulator). Default false.
     pub outbound_loopback_only: bool,
+    /// Organizations' webhook endpoints may be private, loopback or
+    /// link-local addresses. Default false (refused: SSRF guard).
+    pub webhooks_allow_private: bool,
     /// The public base URL of this engine (`https://msg.example.com`), for
     /// providers that take a status-callback URL per message. Default none.
     pub public_url: Option<String>,
+    /// Organizations that get their own `org` label on the tenant metrics;
+    /// the rest count under `org="other"`. Default 100.
+    pub tenant_label_limit: usize,
+    /// How often the queue and pool gauges are sampled. Default 5 s.
+    pub queue_poll: Duration,
 }
 
 impl Default for EngineConfig {
@@ -87,7 +95,24 @@ impl Default for EngineConfig {
             message_lifetime: Duration::from_secs(24 * 3600),
             provider_timeout: Duration::from_secs(30),
             outbound_loopback_only: false,
+            webhooks_allow_private: false,
             public_url: None,
+            tenant_label_limit: 100,
+            queue_poll: Duration::from_secs(5),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Where outbound webhook deliveries may go.
+    pub fn webhook_targets(&self) -> crate::outbound::Targets {
+        use crate::outbound::Targets;
+        if self.outbound_loopback_only {
+            Targets::Loopback
+        } else if self.webhooks_allow_private {
+            Targets::Any
+        } else {
+            Targets::Public
         }
     }
 }
@@ -103,6 +128,8 @@ pub struct Shared {
     pub writer: OutcomeWriter,
     pub router: std::sync::OnceLock<Addr<RouterActor>>,
     pub arbiters: Vec<ArbiterHandle>,
+    /// The bounded per-organization metric series.
+    pub tenant_metrics: crate::metrics::TenantSeries,
     next: AtomicUsize,
 }
 
@@ -124,6 +151,7 @@ impl Shared {
             msgengine_providers::http_client(config.provider_timeout)
         };
         Self {
+            tenant_metrics: crate::metrics::TenantSeries::new(config.tenant_label_limit),
             config,
             pool,
             ring,
@@ -247,7 +275,9 @@ impl Shared {
             )),
             provider_id: None,
             attempt: None,
+            provider_at: None,
         };
+        crate::metrics::record_failed(job.message.channel, "none", "no_provider", 1);
         self.submit(event_row(job, event, None, true));
     }
 
@@ -260,6 +290,7 @@ impl Shared {
                 reason: Some(format!("deferred: {why}")),
                 provider_id: job.provider(),
                 attempt: None,
+                provider_at: None,
             };
             self.submit(event_row(&job, event, Some(at), true));
         }

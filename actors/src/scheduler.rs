@@ -55,7 +55,9 @@ pub async fn run(shared: Arc<Shared>, stop: Arc<AtomicBool>) {
 async fn claim(shared: &Arc<Shared>) -> Result<usize, msgengine_storage::StoreError> {
     let lease_until =
         Utc::now() + chrono::Duration::from_std(shared.config.lease_for).unwrap_or_default();
+    let waited = Instant::now();
     let client = shared.pool.get().await?;
+    crate::metrics::record_pool_wait(waited.elapsed());
     let rows =
         messages::claim_due(&client, shared.config.node_id, lease_until, CLAIM_BATCH).await?;
     drop(client);
@@ -67,6 +69,9 @@ async fn claim(shared: &Arc<Shared>) -> Result<usize, msgengine_storage::StoreEr
     let mut due = Vec::with_capacity(n);
     for row in rows {
         if Utc::now() - row.created_at > max_age {
+            if let Ok(channel) = row.channel.parse::<Channel>() {
+                crate::metrics::record_failed(channel, "none", "expired", 1);
+            }
             shared.submit(expired_row(&row));
             continue;
         }
@@ -151,6 +156,7 @@ fn expired_row(row: &ClaimedMessage) -> OutcomeRow {
         reason: Some("not delivered within the message lifetime".into()),
         provider_id: None,
         attempt: None,
+        provider_at: None,
     };
     OutcomeRow {
         id: row.id,

@@ -182,6 +182,7 @@ impl Actor for TenantActor {
             }
             if act.last_used.elapsed() > IDLE_AFTER {
                 act.registry.remove(&act.org);
+                metrics::gauge!(crate::metrics::TENANTS_ACTIVE).set(act.registry.len() as f64);
                 ctx.stop();
                 ctx.terminate();
             }
@@ -192,6 +193,7 @@ impl Actor for TenantActor {
 impl Supervised for TenantActor {
     fn restarting(&mut self, _: &mut Self::Context) {
         tracing::warn!(organization = %self.org, "tenant actor restarting");
+        crate::metrics::record_restart("tenant");
     }
 }
 
@@ -256,7 +258,8 @@ impl Tenants {
         let registry = self.actors.clone();
         let cfg_rate = shared.config.default_tenant_rate;
         let cfg_burst = shared.config.default_tenant_burst.max(cfg_rate);
-        self.actors
+        let tenant = self
+            .actors
             .entry(org)
             .or_insert_with(|| {
                 // One gate for the actor's whole life, restarts included: a
@@ -272,7 +275,9 @@ impl Tenants {
                 });
                 Tenant { addr, gate }
             })
-            .clone()
+            .clone();
+        metrics::gauge!(crate::metrics::TENANTS_ACTIVE).set(self.actors.len() as f64);
+        tenant
     }
 
     /// Tells a running tenant actor to reload its limits.

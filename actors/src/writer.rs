@@ -129,12 +129,19 @@ async fn run_shard(
         let rows = coalesce(std::mem::take(&mut batch));
         let mut delay = Duration::from_millis(50);
         loop {
+            let started = std::time::Instant::now();
             let result = match pool.get().await {
-                Ok(client) => apply(&client, &rows, &mut outbound).await,
+                Ok(mut client) => {
+                    crate::metrics::record_pool_wait(started.elapsed());
+                    apply(&mut client, &rows, &mut outbound).await
+                }
                 Err(e) => Err(e.into()),
             };
             match result {
-                Ok(_) => break,
+                Ok(_) => {
+                    crate::metrics::record_batch("status", rows.len(), started.elapsed());
+                    break;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, rows = rows.len(), "status write failed; retrying");
                     tokio::time::sleep(delay).await;
@@ -173,23 +180,25 @@ impl OutboundGate {
     }
 }
 
-/// Writes a batch, then queues its events for organizations with an enabled
-/// outbound webhook endpoint (one statement). Not one transaction: a crash
-/// between the two loses those events' notifications, never a status.
+/// Writes a batch and, while some organization has an enabled outbound
+/// webhook endpoint, queues its events for those organizations (one
+/// `INSERT … SELECT`) in the same transaction: a status is never written
+/// without its notifications, nor a notification without its status. With
+/// no endpoint anywhere it is the one `UPDATE` alone, as before.
 async fn apply(
-    client: &msgengine_storage::driver::deadpool_postgres::Object,
+    client: &mut msgengine_storage::driver::deadpool_postgres::Object,
     rows: &[OutcomeRow],
     outbound: &mut OutboundGate,
 ) -> Result<u64, msgengine_storage::StoreError> {
-    let written = messages::apply_outcomes(client, rows).await?;
     if !outbound.is_open(client).await {
-        return Ok(written);
+        return messages::apply_outcomes(&*client, rows).await;
     }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let events: Vec<&Value> = rows.iter().map(|r| &r.events).collect();
-    if let Err(e) = org_webhooks::enqueue_outcomes(client, &ids, &events).await {
-        tracing::warn!(error = %e, rows = rows.len(), "outbound webhook events not queued");
-    }
+    let tx = client.transaction().await?;
+    let written = messages::apply_outcomes(&tx, rows).await?;
+    org_webhooks::enqueue_outcomes(&tx, &ids, &events).await?;
+    tx.commit().await?;
     Ok(written)
 }
 

@@ -7,12 +7,13 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod routes;
 pub mod state;
 
 pub use error::ApiError;
 pub use routes::{configure, route_not_found, ROUTES};
-pub use state::{AppState, Limits};
+pub use state::{AppState, Limits, RenderMetrics};
 
 /// Query-string errors answer 400 with the JSON error body.
 pub fn query_config() -> actix_web::web::QueryConfig {

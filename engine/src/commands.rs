@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use msgengine_storage::crypto::KeyRing;
+use msgengine_storage::repo::org_webhooks;
 use msgengine_storage::repo::providers::rotate_secrets;
 use msgengine_storage::{connect_pool, migrate, PoolSettings};
 
@@ -29,11 +30,13 @@ pub async fn rotate_keys(settings: &Settings) -> anyhow::Result<()> {
         let pool = connect_pool(database.conninfo.expose(), &PoolSettings::default()).await?;
         let mut client = pool.get().await?;
         migrate::run(&mut client).await?;
-        rotate_secrets(&client, &ring, 500).await
+        let providers = rotate_secrets(&client, &ring, 500).await?;
+        let endpoints = org_webhooks::rotate_secrets(&client, &ring, 500).await?;
+        Ok::<_, msgengine_storage::StoreError>((providers, endpoints))
     }
     .await;
     database.shutdown().await;
-    let report = result.context("key rotation failed")?;
+    let (report, endpoints) = result.context("key rotation failed")?;
     println!(
         "re-encrypted {} provider secret(s) under key `{}`; {} already current; {} unreadable",
         report.rotated,
@@ -44,11 +47,18 @@ pub async fn rotate_keys(settings: &Settings) -> anyhow::Result<()> {
     for (id, reason) in &report.failed {
         println!("  provider {id}: {reason}");
     }
-    if !report.failed.is_empty() {
-        anyhow::bail!(
-            "{} provider(s) could not be re-encrypted; see above",
-            report.failed.len()
-        );
+    println!(
+        "re-encrypted {} webhook endpoint secret(s); {} already current; {} unreadable",
+        endpoints.rotated,
+        endpoints.current,
+        endpoints.failed.len()
+    );
+    for (id, reason) in &endpoints.failed {
+        println!("  webhook endpoint {id}: {reason}");
+    }
+    let failed = report.failed.len() + endpoints.failed.len();
+    if failed > 0 {
+        anyhow::bail!("{failed} secret(s) could not be re-encrypted; see above");
     }
     Ok(())
 }

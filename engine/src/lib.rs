@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod commands;
+pub mod metrics;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;

@@ -48,6 +48,28 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub security: SecuritySettings,
     pub engine: EngineSettings,
+    pub metrics: MetricsSettings,
+}
+
+/// `GET /metrics` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Organizations that get their own `org` label on the `msgengine_tenant_*`
+    /// series (the first seen); the rest count under `org="other"`. Default 100.
+    pub tenant_label_limit: usize,
+    /// How often the queue depth and age gauges are read from the database,
+    /// in seconds. Default 5.
+    pub queue_poll_secs: u64,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            tenant_label_limit: 100,
+            queue_poll_secs: 5,
+        }
+    }
 }
 
 /// The send pipeline's settings.
@@ -71,6 +93,11 @@ pub struct EngineSettings {
     /// Refuse every outbound provider call whose host is not loopback (for
     /// tests and load tests against the simulator). Default false.
     pub outbound_loopback_only: bool,
+    /// Let organizations' webhook endpoints be private, loopback or
+    /// link-local addresses (an internal receiver). Default false: such
+    /// URLs are refused, so a tenant cannot make the engine call into its
+    /// own network (SSRF).
+    pub webhooks_allow_private: bool,
 }
 
 impl Default for EngineSettings {
@@ -84,6 +111,7 @@ impl Default for EngineSettings {
             lease_secs: 60,
             drain_secs: 20,
             outbound_loopback_only: false,
+            webhooks_allow_private: false,
         }
     }
 }
@@ -146,6 +174,7 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             security: SecuritySettings::default(),
             engine: EngineSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -275,6 +304,9 @@ impl Settings {
         if self.engine.provider_concurrency == 0 {
             return Err("engine.provider_concurrency must be at least 1".into());
         }
+        if self.metrics.queue_poll_secs == 0 {
+            return Err("metrics.queue_poll_secs must be at least 1".into());
+        }
         if self.database.pool_max_size == 0 {
             return Err("database.pool_max_size must be at least 1".into());
         }
@@ -320,8 +352,11 @@ mod tests {
             ("MSGENGINE_ENV", "production"),
             ("MSGENGINE__SERVER__MAX_BODY_BYTES", "4096"),
             ("MSGENGINE__DATABASE__POOL_MAX_SIZE", "8"),
+            ("MSGENGINE__METRICS__TENANT_LABEL_LIMIT", "20"),
         ]))
         .expect("loads");
+        assert_eq!(s.metrics.tenant_label_limit, 20);
+        assert_eq!(s.metrics.queue_poll_secs, 5);
         assert_eq!(
             s.database.url.as_ref().map(Secret::expose),
             Some("postgresql://u@localhost/db")
@@ -352,5 +387,8 @@ mod tests {
         assert!(Settings::load(&FakeEnv(vec![("MSGENGINE_ENV", "staging")])).is_err());
         let s = Settings::load(&FakeEnv(vec![("MSGENGINE_ADMIN_TOKEN", "short")])).expect("loads");
         assert!(s.validate().is_err_and(|e| e.contains("32 characters")));
+        let s = Settings::load(&FakeEnv(vec![("MSGENGINE__METRICS__QUEUE_POLL_SECS", "0")]))
+            .expect("loads");
+        assert!(s.validate().is_err_and(|e| e.contains("queue_poll_secs")));
     }
 }

@@ -64,10 +64,16 @@ impl Application {
         // The phone number metadata loads on first use (hundreds of
         // milliseconds): pay it now rather than in the first request.
         let _ = msgengine_domain::validate::e164("warmup", "+2348031234567");
+        // Before the engine: its actors resolve their metric handles at start.
+        let metrics = crate::metrics::install();
         let engine = Engine::start(engine_config(&settings), pool.clone(), ring.clone())
             .context("cannot start the actor system")?;
 
+        let webhook_slots = Arc::new(tokio::sync::Semaphore::new(
+            (settings.database.pool_max_size / 2).max(1),
+        ));
         let state = AppState {
+            webhook_slots,
             pool,
             ring,
             admin: Arc::new(AdminToken::new(&admin_token)),
@@ -76,6 +82,7 @@ impl Application {
             ))),
             registry: Arc::new(ProviderRegistry::live(engine.http())),
             engine: engine.clone(),
+            metrics: Arc::new(move || metrics.render()),
             limits: Limits {
                 max_body_bytes: settings.server.max_body_bytes,
                 ..Limits::default()
@@ -132,7 +139,10 @@ fn engine_config(settings: &Settings) -> EngineConfig {
         provider_rate_per_second: e.provider_rate_per_second,
         provider_timeout: Duration::from_millis(e.provider_timeout_ms),
         outbound_loopback_only: e.outbound_loopback_only,
+        webhooks_allow_private: e.webhooks_allow_private,
         public_url: settings.server.public_url.clone(),
+        tenant_label_limit: settings.metrics.tenant_label_limit,
+        queue_poll: Duration::from_secs(settings.metrics.queue_poll_secs),
         ..EngineConfig::default()
     }
 }
@@ -150,6 +160,7 @@ fn build_server(
             .app_data(web::PathConfig::default())
             // %U is the path without the query string: query strings may carry
             // tokens (webhook handshakes), so they are never logged.
+            .wrap(middleware::from_fn(msgengine_api::metrics::record_request))
             .wrap(
                 middleware::Logger::new(r#"%a "%{METHOD}xi %U" %s %b %Dms"#)
                     .custom_request_replace("METHOD", |req| req.method().to_string()),

@@ -16,6 +16,8 @@ use crate::http::{Api, ClientOptions};
 use crate::open_loop::{self, LoadOutcome, OpenLoopConfig};
 use crate::payload::Channel;
 use crate::report::Report;
+use crate::scenario::run::{Mode, RunOptions};
+use crate::scenario::{self, Scenario};
 use crate::schedule::OpenSchedule;
 use crate::setup::{self, Admission, Plan, SandboxProfile};
 use crate::target::Target;
@@ -37,6 +39,13 @@ pub enum Command {
     /// (honouring 429 Retry-After, retrying transport errors and 5xx with
     /// idempotency keys); then check every message ends.
     SendMany(SendManyArgs),
+    /// Runs a scenario file end to end: starts the provider simulator,
+    /// sets up organizations and providers, warm-up and measured load,
+    /// completion and exactly-once checks, report directory.
+    Scenario(ScenarioArgs),
+    /// Steps a scenario's rate up (its [ramp] section) until p99 accept
+    /// latency or errors pass its [slo]; reports the steps and the knee.
+    Ramp(ScenarioArgs),
 }
 
 impl Cli {
@@ -45,6 +54,7 @@ impl Cli {
         usize::from(match &self.command {
             Command::Run(a) => a.common.threads,
             Command::SendMany(a) => a.common.threads,
+            Command::Scenario(a) | Command::Ramp(a) => a.threads,
         })
     }
 }
@@ -157,6 +167,83 @@ pub struct SendManyArgs {
     /// Seconds after a request's first attempt past which it is not retried.
     #[arg(long, default_value = "120", value_parser = seconds)]
     pub retry_deadline: Duration,
+}
+
+/// `scenario` and `ramp` options.
+#[derive(Debug, Clone, Args)]
+pub struct ScenarioArgs {
+    /// The scenario file (TOML, see loadtest/scenarios/).
+    pub file: PathBuf,
+    /// The engine's base URL; only loopback hosts are accepted.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub base: String,
+    /// Admin token of the engine (organizations and keys are created).
+    #[arg(long, env = "MSGENGINE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+    /// Report directory (default target/loadtest-reports/NAME-TIME).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Override the scenario's load.rate, messages/s.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Override the scenario's load.duration_secs.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Where the simulator listens (loopback; port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub sim_listen: std::net::SocketAddr,
+    /// The simulator's HTTP worker threads.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub sim_workers: u16,
+    /// Timeout of one HTTP request, seconds.
+    #[arg(long, default_value = "30", value_parser = seconds)]
+    pub request_timeout: Duration,
+    /// Status requests in flight during the completion check.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub status_concurrency: u32,
+    /// How many accepted messages (spread evenly) get their history checked.
+    #[arg(long, default_value_t = 1000)]
+    pub history_sample: usize,
+    /// Tokio worker threads (the engine and PostgreSQL share the machine).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
+}
+
+impl ScenarioArgs {
+    /// The scenario with the command line's overrides, validated.
+    pub fn scenario(&self) -> Result<Scenario> {
+        let mut scenario = Scenario::from_file(&self.file)?;
+        if let Some(rate) = self.rate {
+            scenario.load.rate = rate;
+        }
+        if let Some(duration) = self.duration {
+            scenario.load.duration_secs = duration;
+        }
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// The run options.
+    pub fn options(&self) -> Result<RunOptions> {
+        if !crate::target::is_loopback(self.sim_listen.ip()) {
+            bail!("--sim-listen must be a loopback address");
+        }
+        let mut options = RunOptions::new(&self.base, &self.admin_token);
+        options.out_dir = self.out.clone();
+        options.sim_listen = self.sim_listen;
+        options.sim_workers = usize::from(self.sim_workers);
+        options.request_timeout = self.request_timeout;
+        options.status_concurrency = self.status_concurrency as usize;
+        options.history_sample = self.history_sample;
+        Ok(options)
+    }
+}
+
+async fn scenario(args: ScenarioArgs, mode: Mode) -> Result<bool> {
+    let scenario = args.scenario()?;
+    let options = args.options()?;
+    let finished = scenario::run::run(scenario, &options, mode).await?;
+    Ok(finished.report.correctness.pass)
 }
 
 fn probability(s: &str) -> Result<f64, String> {
@@ -275,6 +362,8 @@ pub async fn execute(command: Command) -> Result<bool> {
     match command {
         Command::Run(args) => run(args).await,
         Command::SendMany(args) => send_many(args).await,
+        Command::Scenario(args) => scenario(args, Mode::Scenario).await,
+        Command::Ramp(args) => scenario(args, Mode::Ramp).await,
     }
 }
 
@@ -558,5 +647,62 @@ mod tests {
         assert_eq!((s.count, s.batch_size, s.concurrency), (100_000, 1000, 8));
         assert_eq!(s.retry_deadline, Duration::from_secs(120));
         assert_eq!(s.common.api_key.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn parses_scenario_and_ramp_with_overrides() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/smoke.toml");
+        let cli = Cli::try_parse_from([
+            "msgengine-load",
+            "scenario",
+            file,
+            "--admin-token",
+            "t",
+            "--rate",
+            "25",
+            "--out",
+            "/tmp/x",
+        ])
+        .expect("parses");
+        assert_eq!(cli.threads(), 1);
+        let Command::Scenario(args) = cli.command else {
+            panic!("not a scenario")
+        };
+        let scenario = args.scenario().expect("valid");
+        assert_eq!(scenario.load.rate, 25.0);
+        let options = args.options().expect("options");
+        assert_eq!(options.out_dir, Some(PathBuf::from("/tmp/x")));
+        assert!(options.sim_listen.ip().is_loopback());
+
+        let cli = Cli::try_parse_from(["msgengine-load", "ramp", file, "--admin-token", "t"])
+            .expect("parses");
+        assert!(matches!(cli.command, Command::Ramp(_)));
+        let cli = Cli::try_parse_from([
+            "msgengine-load",
+            "scenario",
+            file,
+            "--admin-token",
+            "t",
+            "--rate=-5",
+        ])
+        .expect("parses");
+        let Command::Scenario(args) = cli.command else {
+            panic!("not a scenario")
+        };
+        assert!(args.scenario().is_err(), "overrides are validated");
+        let cli = Cli::try_parse_from([
+            "msgengine-load",
+            "scenario",
+            file,
+            "--admin-token",
+            "t",
+            "--sim-listen",
+            "0.0.0.0:0",
+        ])
+        .expect("parses");
+        let Command::Scenario(args) = cli.command else {
+            panic!("not a scenario")
+        };
+        assert!(args.options().is_err(), "the simulator stays on loopback");
     }
 }

@@ -187,6 +187,7 @@ pub async fn run_with_id(
     LoadOutcome {
         summary,
         ids,
+        meta: Vec::new(),
         started_at,
     }
 }

@@ -21,8 +21,9 @@
 //! For a spread sample of the accepted ids (up to `history_sample`), each
 //! one found delivered also has its status history checked: events in order
 //! `accepted, queued, sending, sent, delivered` (retries may repeat
-//! `queued`/`sending`), never moving backwards, timestamps not decreasing,
-//! and `attemptCount >= 1`.
+//! `queued`/`sending`), never moving backwards, timestamps not decreasing
+//! (`at` is when the engine recorded each event; a provider's own time is
+//! `providerAt`, not checked), and `attemptCount >= 1`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,14 +87,24 @@ pub fn check_history(doc: &StatusDoc) -> Result<(), String> {
     if states.first() != Some(&"accepted") {
         return Err(format!("history does not start with accepted: {states:?}"));
     }
+    // The states the message moved through. A provider report that arrives
+    // late (Twilio's `sent` after its `delivered`) is kept in the history,
+    // marked by `providerAt`, and moves nothing: it is left out here.
+    let mut moved: Vec<&str> = Vec::with_capacity(states.len());
     let mut previous_rank = 0;
-    for state in &states {
+    for event in &doc.events {
+        let state = event.state.as_str();
         let r = rank(state).ok_or_else(|| format!("unknown state {state:?} in {states:?}"))?;
         if r < previous_rank {
+            if event.provider_at.is_some() {
+                continue;
+            }
             return Err(format!("history moves backwards at {state:?}: {states:?}"));
         }
         previous_rank = r;
+        moved.push(state);
     }
+    let states = moved;
     let mut path = DELIVERED_PATH.iter().peekable();
     for state in &states {
         if path.peek() == Some(&state) {
@@ -204,6 +215,50 @@ pub struct CompletionSummary {
     /// Delivered messages / `last_terminal_secs`.
     pub end_to_end_delivered_per_sec: Option<f64>,
     pub history_check: HistoryCheck,
+}
+
+impl CompletionSummary {
+    /// Adds another tenant's check to this one (the status API is per
+    /// organization, so a run with several tenants drains each apart):
+    /// counts add up, times are the longest, the delivered rate is
+    /// recomputed over the latest terminal time.
+    pub fn merge(&mut self, other: CompletionSummary) {
+        fn add(into: &mut BTreeMap<String, u64>, from: BTreeMap<String, u64>) {
+            for (k, v) in from {
+                *into.entry(k).or_insert(0) += v;
+            }
+        }
+        self.accepted += other.accepted;
+        self.duplicate_ids += other.duplicate_ids;
+        self.terminal += other.terminal;
+        add(&mut self.terminal_by_state, other.terminal_by_state);
+        self.delivered += other.delivered;
+        self.not_terminal += other.not_terminal;
+        add(
+            &mut self.not_terminal_by_last_state,
+            other.not_terminal_by_last_state,
+        );
+        self.drain_secs = self.drain_secs.max(other.drain_secs);
+        self.timed_out |= other.timed_out;
+        self.probe_rounds = self.probe_rounds.max(other.probe_rounds);
+        self.rounds = self.rounds.max(other.rounds);
+        self.status_requests += other.status_requests;
+        add(&mut self.status_errors_by_kind, other.status_errors_by_kind);
+        self.last_terminal_secs = match (self.last_terminal_secs, other.last_terminal_secs) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.end_to_end_delivered_per_sec = self
+            .last_terminal_secs
+            .map(|secs| rate(self.delivered, secs));
+        let h = &mut self.history_check;
+        let o = other.history_check;
+        h.checked += o.checked;
+        h.passed += o.passed;
+        h.failed += o.failed;
+        let room = 10usize.saturating_sub(h.failures.len());
+        h.failures.extend(o.failures.into_iter().take(room));
+    }
 }
 
 enum Poll {
@@ -564,6 +619,22 @@ mod tests {
         assert!(check_history(&out_of_time)
             .unwrap_err()
             .contains("timestamps decrease"));
+        // Even half a second back is a failure: `at` is the engine's own
+        // recording time.
+        let mut half_second = delivered_doc(&DELIVERED_PATH, 1);
+        half_second.events[4].at = Some("2025-01-01T00:00:03+00:00".into());
+        assert!(check_history(&half_second).is_err());
+        // A provider's late report (Twilio's `sent` after its `delivered`)
+        // is kept in the history with `providerAt` and moves nothing: fine.
+        // The same entry written by the engine itself is a step backwards.
+        let mut late = delivered_doc(
+            &["accepted", "queued", "sending", "sent", "delivered", "sent"],
+            1,
+        );
+        late.events[5].provider_at = Some("2025-01-01T00:00:03Z".into());
+        assert!(check_history(&late).is_ok());
+        late.events[5].provider_at = None;
+        assert!(check_history(&late).is_err());
         let mut no_time = delivered_doc(&DELIVERED_PATH, 1);
         no_time.events[4].at = None;
         assert!(check_history(&no_time).is_err());
@@ -605,5 +676,41 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         assert_eq!(count_duplicates(&ids), 2);
+    }
+
+    #[test]
+    fn merged_checks_add_counts_and_keep_the_latest_time() {
+        let mut a = CompletionSummary {
+            accepted: 10,
+            terminal: 10,
+            delivered: 10,
+            drain_secs: 1.0,
+            last_terminal_secs: Some(2.0),
+            ..CompletionSummary::default()
+        };
+        a.terminal_by_state.insert("delivered".into(), 10);
+        let mut b = CompletionSummary {
+            accepted: 5,
+            terminal: 4,
+            delivered: 3,
+            not_terminal: 1,
+            drain_secs: 3.0,
+            timed_out: true,
+            last_terminal_secs: Some(4.0),
+            ..CompletionSummary::default()
+        };
+        b.terminal_by_state.insert("delivered".into(), 3);
+        b.terminal_by_state.insert("failed".into(), 1);
+        a.merge(b);
+        assert_eq!(
+            (a.accepted, a.terminal, a.delivered, a.not_terminal),
+            (15, 14, 13, 1)
+        );
+        assert_eq!(a.terminal_by_state["delivered"], 13);
+        assert_eq!(a.terminal_by_state["failed"], 1);
+        assert!(a.timed_out);
+        assert_eq!(a.drain_secs, 3.0);
+        assert_eq!(a.last_terminal_secs, Some(4.0));
+        assert_eq!(a.end_to_end_delivered_per_sec, Some(13.0 / 4.0));
     }
 }

@@ -130,6 +130,9 @@ pub struct StatusEvent {
     pub state: String,
     #[serde(default)]
     pub at: Option<String>,
+    /// The provider's own time, on entries from provider webhooks.
+    #[serde(default, rename = "providerAt")]
+    pub provider_at: Option<String>,
 }
 
 /// The result of one status request.

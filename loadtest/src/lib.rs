@@ -22,9 +22,18 @@
 //! request bodies written straight into bytes ([`payload`]), one tokio
 //! worker thread by default.
 //!
+//! - `scenario FILE` / `ramp FILE` ([`scenario`]): a TOML scenario
+//!   (loadtest/scenarios/) end to end with one command: the simulator
+//!   started in-process, organizations and providers set up, the open-model
+//!   load with a traffic mix (or rate steps up to the knee), end-to-end
+//!   latency from the simulator's receipts ([`receipts`]), and a report
+//!   directory with SVG charts ([`plot`]).
+//!
 //! [`sim`] is the provider simulator behind the second binary,
 //! `msgengine-sim`: providers' send APIs on loopback (Twilio, Meta Cloud
-//! API, Mailgun), their signed status webhooks posted back to the engine,
+//! API, Mailgun, SendGrid, Mailjet, an SMTP listener, Africa's Talking,
+//! Termii, Gupshup, AiSensy, Interakt), their status webhooks (signed as
+//! each provider signs) posted back to the engine,
 //! and per-recipient / per-idempotency-key counts for exactly-once checks.
 
 pub mod cli;
@@ -33,8 +42,11 @@ pub mod completion;
 pub mod http;
 pub mod open_loop;
 pub mod payload;
+pub mod plot;
 pub mod progress;
+pub mod receipts;
 pub mod report;
+pub mod scenario;
 pub mod schedule;
 pub mod setup;
 pub mod sim;

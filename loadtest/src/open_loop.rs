@@ -12,8 +12,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use reqwest::header::HeaderValue;
 use tokio::sync::Semaphore;
 use tokio::time::{sleep_until, Instant};
@@ -22,7 +23,7 @@ use crate::http::{Api, SendOutcome};
 use crate::payload::{request_body, Channel};
 use crate::progress;
 use crate::schedule::OpenSchedule;
-use crate::stats::{LoadSummary, SharedRecorder};
+use crate::stats::{AcceptMeta, LoadSummary, SharedRecorder};
 
 /// What the open-model load phase sends.
 #[derive(Debug, Clone)]
@@ -37,6 +38,8 @@ pub struct OpenLoopConfig {
 pub struct LoadOutcome {
     pub summary: LoadSummary,
     pub ids: Vec<String>,
+    /// One per id (open model; empty in the closed loop).
+    pub meta: Vec<AcceptMeta>,
     /// Wall-clock start (to compare with the engine's event timestamps).
     pub started_at: SystemTime,
 }
@@ -48,28 +51,106 @@ impl LoadOutcome {
     /// every latency and rate figure stays this phase's own.
     pub fn after_warmup(mut self, warmup: LoadOutcome) -> LoadOutcome {
         self.summary.warmup_messages_accepted = warmup.summary.messages_accepted;
+        let both_have_meta =
+            warmup.meta.len() == warmup.ids.len() && self.meta.len() == self.ids.len();
+        let meta = if both_have_meta {
+            let mut meta = warmup.meta;
+            meta.append(&mut self.meta);
+            meta
+        } else {
+            Vec::new()
+        };
         let mut ids = warmup.ids;
         ids.append(&mut self.ids);
         LoadOutcome {
             summary: self.summary,
             ids,
+            meta,
             started_at: warmup.started_at,
+        }
+    }
+}
+
+/// What request `i` of an open-model run sends.
+#[derive(Debug, Clone)]
+pub struct PlannedRequest {
+    /// Index of the tenant sending it (kept with its accepted ids).
+    pub tenant: u16,
+    pub auth: HeaderValue,
+    pub body: Bytes,
+    /// Messages in `body`.
+    pub messages: u32,
+}
+
+/// Builds the requests of an open-model run; must be cheap and
+/// deterministic (request `i` is built inside its own task).
+pub trait RequestSource: Send + Sync + 'static {
+    /// How many messages request `i` holds (called on the scheduler loop:
+    /// no body is built).
+    fn messages(&self, index: u64) -> u32;
+    /// Request `i`.
+    fn request(&self, index: u64) -> PlannedRequest;
+}
+
+/// Every request the same: one API key, one channel, `batch_size` messages.
+struct Uniform {
+    auth: HeaderValue,
+    channel: Channel,
+    batch: u32,
+}
+
+impl RequestSource for Uniform {
+    fn messages(&self, _index: u64) -> u32 {
+        self.batch
+    }
+
+    fn request(&self, index: u64) -> PlannedRequest {
+        let first_message = index * u64::from(self.batch);
+        PlannedRequest {
+            tenant: 0,
+            auth: self.auth.clone(),
+            body: request_body(
+                self.channel,
+                first_message,
+                self.batch as usize,
+                self.batch > 1,
+            ),
+            messages: self.batch,
         }
     }
 }
 
 /// Runs the schedule against the engine with one API key.
 pub async fn run(api: Arc<Api>, auth: HeaderValue, config: OpenLoopConfig) -> LoadOutcome {
-    let schedule = &config.schedule;
-    let batch = schedule.batch_size;
-    let batch_form = batch > 1;
-    let cap = config
-        .max_in_flight
-        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let source = Arc::new(Uniform {
+        auth,
+        channel: config.channel,
+        batch: config.schedule.batch_size,
+    });
+    run_source(api, source, &config.schedule, config.max_in_flight).await
+}
+
+fn unix_us(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Runs `schedule.requests` requests of `source` at the schedule's times
+/// (the schedule's batch size is not used: each request holds
+/// `source.messages(i)` messages).
+pub async fn run_source(
+    api: Arc<Api>,
+    source: Arc<dyn RequestSource>,
+    schedule: &OpenSchedule,
+    max_in_flight: usize,
+) -> LoadOutcome {
+    let cap = max_in_flight.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
     let permits = Arc::new(Semaphore::new(cap));
     let recorder = Arc::new(SharedRecorder::new());
 
     let started_at = SystemTime::now();
+    let started_us = unix_us(started_at);
     let start = Instant::now();
     // Counted apart from the semaphore: while the end of the run waits for
     // every permit, the semaphore's count says nothing about requests.
@@ -85,34 +166,46 @@ pub async fn run(api: Arc<Api>, auth: HeaderValue, config: OpenLoopConfig) -> Lo
     while next < schedule.requests {
         let due = schedule.due_by(start.elapsed());
         while next < due {
-            let intended = start + schedule.offset(next);
-            let first_message = next * u64::from(batch);
+            let offset = schedule.offset(next);
+            let intended = start + offset;
+            let messages = u64::from(source.messages(next));
             match Arc::clone(&permits).try_acquire_owned() {
                 Ok(permit) => {
-                    recorder.lock().sent(u64::from(batch));
+                    recorder.lock().sent(messages);
                     in_flight.fetch_add(1, Ordering::Relaxed);
                     let in_flight = Arc::clone(&in_flight);
                     let api = Arc::clone(&api);
-                    let auth = auth.clone();
+                    let source = Arc::clone(&source);
                     let recorder = Arc::clone(&recorder);
-                    let channel = config.channel;
+                    let sent_unix_us =
+                        started_us + u64::try_from(offset.as_micros()).unwrap_or(u64::MAX);
+                    let index = next;
                     tokio::spawn(async move {
-                        let body = request_body(channel, first_message, batch as usize, batch_form);
-                        let outcome = api.send(&auth, body, batch as usize).await;
+                        let planned = source.request(index);
+                        let outcome = api
+                            .send(&planned.auth, planned.body, planned.messages as usize)
+                            .await;
                         let latency = intended.elapsed();
+                        let accepted_unix_us = unix_us(SystemTime::now());
                         let mut r = recorder.lock();
                         match outcome {
-                            SendOutcome::Accepted { ids, .. } => r.accepted(latency, ids),
-                            SendOutcome::Failed { kind, .. } => {
-                                r.failed(kind, u64::from(batch), true)
-                            }
+                            SendOutcome::Accepted { ids, .. } => r.accepted_with(
+                                latency,
+                                ids,
+                                AcceptMeta {
+                                    tenant: planned.tenant,
+                                    sent_unix_us,
+                                    accepted_unix_us,
+                                },
+                            ),
+                            SendOutcome::Failed { kind, .. } => r.failed(kind, messages, true),
                         }
                         drop(r);
                         in_flight.fetch_sub(1, Ordering::Relaxed);
                         drop(permit);
                     });
                 }
-                Err(_) => recorder.lock().saturated(u64::from(batch)),
+                Err(_) => recorder.lock().saturated(messages),
             }
             next += 1;
         }
@@ -128,10 +221,13 @@ pub async fn run(api: Arc<Api>, auth: HeaderValue, config: OpenLoopConfig) -> Lo
     // The load window: the schedule's span, or longer if answers came late.
     let elapsed = start.elapsed().max(schedule.span());
     progress::stop_ticker(ticker, start, &recorder);
-    let (summary, ids) = recorder.lock().finish(elapsed);
+    let mut r = recorder.lock();
+    let meta = r.take_meta();
+    let (summary, ids) = r.finish(elapsed);
     LoadOutcome {
         summary,
         ids,
+        meta,
         started_at,
     }
 }
@@ -154,6 +250,7 @@ mod tests {
         LoadOutcome {
             summary,
             ids,
+            meta: Vec::new(),
             started_at,
         }
     }

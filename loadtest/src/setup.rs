@@ -128,7 +128,7 @@ pub async fn provision(api: &Api, admin_token: &str, plan: &Plan) -> Result<Prov
 
 /// `PUT .../rate-limit`; Ok(false) with a warning when the engine does not
 /// have the route or refuses the values.
-async fn set_admission(
+pub(crate) async fn set_admission(
     api: &Api,
     admin: &HeaderValue,
     org_id: &str,
@@ -154,7 +154,7 @@ async fn set_admission(
     Ok(false)
 }
 
-fn string_field(value: &Value, field: &str) -> Result<String> {
+pub(crate) fn string_field(value: &Value, field: &str) -> Result<String> {
     value
         .get(field)
         .and_then(Value::as_str)

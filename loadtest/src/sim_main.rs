@@ -59,6 +59,11 @@ fn main() -> ExitCode {
             handle.addr(),
             handle.base_url()
         );
+        let mut smtp: Vec<_> = handle.smtp_addrs().iter().collect();
+        smtp.sort();
+        for (name, addr) in smtp {
+            println!("  SMTP account {name} listening on {addr} (plain, tls none)");
+        }
         handle.wait().await
     });
     match result {

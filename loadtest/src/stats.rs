@@ -146,6 +146,18 @@ pub struct LoadSummary {
     pub series: Vec<SecondSample>,
 }
 
+/// Where and when one accepted message was sent (open model), kept in
+/// step with the accepted ids to pair them with the simulator's receipts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcceptMeta {
+    /// Index of the tenant (API key) that sent it.
+    pub tenant: u16,
+    /// The request's intended send time, µs since the Unix epoch.
+    pub sent_unix_us: u64,
+    /// When its 202 arrived, µs since the Unix epoch.
+    pub accepted_unix_us: u64,
+}
+
 /// Collects a load phase's measurements.
 #[derive(Debug)]
 pub struct Recorder {
@@ -170,6 +182,9 @@ pub struct Recorder {
     /// Every recorded id, built at the first replayed answer (no cost
     /// before), to keep a replay from recording ids twice.
     seen: Option<HashSet<String>>,
+    /// One per accepted id when every acceptance came with its
+    /// [`AcceptMeta`] (open model), else empty.
+    meta: Vec<AcceptMeta>,
 }
 
 impl Default for Recorder {
@@ -200,6 +215,7 @@ impl Recorder {
             replays: 0,
             replayed_duplicates: 0,
             seen: None,
+            meta: Vec::new(),
         }
     }
 
@@ -259,6 +275,23 @@ impl Recorder {
         if final_attempt {
             self.requests_failed += 1;
             self.messages_failed += messages;
+        }
+    }
+
+    /// Like [`Recorder::accepted`], keeping `meta` for each of the ids.
+    pub fn accepted_with(&mut self, latency: Duration, ids: Vec<String>, meta: AcceptMeta) {
+        let n = ids.len();
+        self.accepted_answer(latency, ids, false);
+        self.meta.extend(std::iter::repeat_n(meta, n));
+    }
+
+    /// The [`AcceptMeta`] of every accepted id, in id order (taken out of
+    /// the recorder; empty unless every acceptance had one).
+    pub fn take_meta(&mut self) -> Vec<AcceptMeta> {
+        if self.meta.len() == self.ids.len() {
+            std::mem::take(&mut self.meta)
+        } else {
+            Vec::new()
         }
     }
 

@@ -12,6 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use msgengine_actors::{AcceptError, IdempotencyKey};
 use msgengine_domain::send::parse_send_request;
+use msgengine_domain::Channel;
 use msgengine_storage::repo::messages;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -29,7 +30,7 @@ pub async fn send(
     Json(body): Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let idempotency = idempotency_key(&req, &body)?;
-    let request = parse_send_request(&body, Utc::now())?;
+    let request = parse_send_request(&body, Utc::now()).inspect_err(|_| count_invalid(&body))?;
     let accepted = state
         .engine
         .accept(tenant.organization_id, request, idempotency)
@@ -40,6 +41,19 @@ pub async fn send(
         response.insert_header(("Idempotent-Replayed", "true"));
     }
     Ok(response.json(accepted.body))
+}
+
+/// Counts the messages of a request refused as invalid, under their channel
+/// when it is one (a message with no valid channel has no series to count in).
+fn count_invalid(body: &Value) {
+    let channel_of = |m: &Value| m.get("channel")?.as_str()?.parse::<Channel>().ok();
+    let channels: Vec<Channel> = match body.get("messages").and_then(Value::as_array) {
+        Some(messages) => messages.iter().filter_map(channel_of).collect(),
+        None => channel_of(body).into_iter().collect(),
+    };
+    for channel in channels {
+        msgengine_actors::metrics::record_refused(channel, "invalid", 1);
+    }
 }
 
 fn idempotency_key(req: &HttpRequest, body: &Value) -> Result<Option<IdempotencyKey>, ApiError> {
@@ -104,6 +118,22 @@ fn accept_error(e: AcceptError) -> ApiError {
     }
 }
 
+/// Orders a history by `at`, keeping the stored order among equal times.
+/// Entries are appended in the order they are written, and a provider's
+/// webhook can be written before the engine's own `sending`/`sent` batch
+/// for the same message; every entry's `at` is when its fact was recorded
+/// (the provider cannot report a send before it was asked), so time order
+/// is the order things happened.
+fn in_time_order(events: &mut serde_json::Value) {
+    if let Some(list) = events.as_array_mut() {
+        list.sort_by_cached_key(|e| {
+            e.get("at")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        });
+    }
+}
+
 pub async fn status(
     tenant: Tenant,
     state: web::Data<AppState>,
@@ -111,9 +141,10 @@ pub async fn status(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path, "message")?;
     let client = state.pool.get().await?;
-    let m = messages::get_status(&client, tenant.organization_id.0, id)
+    let mut m = messages::get_status(&client, tenant.organization_id.0, id)
         .await
         .map_err(not_found("message"))?;
+    in_time_order(&mut m.events);
     Ok(HttpResponse::Ok().json(json!({
         "id": m.id,
         "channel": m.channel,
@@ -129,4 +160,26 @@ pub async fn status(
         "createdAt": m.created_at,
         "updatedAt": m.updated_at,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_is_shown_in_time_order_stable_among_equal_times() {
+        let mut events = json!([
+            {"state": "accepted", "at": "2026-01-01T00:00:00.1Z"},
+            {"state": "queued", "at": "2026-01-01T00:00:00.1Z"},
+            {"state": "sent", "at": "2026-01-01T00:00:00.300Z", "providerAt": "2026-01-01T00:00:00Z"},
+            {"state": "sending", "at": "2026-01-01T00:00:00.15Z"},
+            {"state": "sent", "at": "2026-01-01T00:00:00.2Z"},
+        ]);
+        in_time_order(&mut events);
+        let states: Vec<&str> = events
+            .as_array()
+            .map(|l| l.iter().filter_map(|e| e["state"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(states, ["accepted", "queued", "sending", "sent", "sent"]);
+    }
 }

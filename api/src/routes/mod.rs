@@ -24,6 +24,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/openapi.json"),
+    ("GET", "/metrics"),
     ("POST", "/api/admin/organizations"),
     ("GET", "/api/admin/organizations"),
     ("GET", "/api/admin/organizations/{id}"),
@@ -79,6 +80,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
         .service(resource("/openapi.json").route(web::get().to(openapi)))
+        .service(resource("/metrics").route(web::get().to(crate::metrics::render)))
         .service(
             resource("/api/admin/organizations")
                 .route(web::post().to(admin::create_organization))

@@ -18,6 +18,8 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use msgengine_actors::outbound::Targets;
+
 use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::extract::Json;
@@ -72,8 +74,16 @@ fn generate_secret() -> String {
     )
 }
 
-fn validate(body: &PutBody) -> Result<(), ApiError> {
+fn validate(body: &PutBody, targets: Targets) -> Result<(), ApiError> {
     v::http_url("url", &body.url)?;
+    if targets.refuses_literal(&body.url) {
+        return Err(v::ValidationError::new(
+            "url",
+            "private_address",
+            "url points at a private, loopback or link-local address; webhook endpoints must be reachable on the public internet",
+        )
+        .into());
+    }
     if let Some(secret) = &body.secret {
         v::secret("secret", secret)?;
         if secret.chars().count() < 16 {
@@ -118,7 +128,7 @@ pub async fn put(
     state: web::Data<AppState>,
     Json(body): Json<PutBody>,
 ) -> Result<HttpResponse, ApiError> {
-    validate(&body)?;
+    validate(&body, state.engine.webhook_targets())?;
     let org = tenant.organization_id;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;

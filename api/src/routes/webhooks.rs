@@ -12,6 +12,10 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
+use msgengine_actors::metrics::{
+    provider_label, record_batch, record_pool_wait, record_reported_transition, WEBHOOKS_RECEIVED,
+    WEBHOOKS_REJECTED, WEBHOOK_EVENTS,
+};
 use msgengine_actors::suppress::normalize;
 use msgengine_domain::provider::{
     AnyProviderSpec, EmailProviderSpec, ProviderSpec, SmsProviderSpec, WhatsappProviderSpec,
@@ -21,13 +25,16 @@ use msgengine_providers::webhook::{
     webhook_handler_for, InboundWebhook, WebhookError, WebhookEvent, WebhookReply,
 };
 use msgengine_storage::repo::suppressions;
-use msgengine_storage::repo::webhook_events::{self, EventRow};
+use msgengine_storage::repo::webhook_events::{self, EventRow, Ingested};
 use msgengine_storage::StoreError;
 use serde_json::json;
 
 use crate::error::ApiError;
 use crate::extract::parse_id;
 use crate::state::AppState;
+
+/// How long a webhook waits for a write slot before a 503.
+const WEBHOOK_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Largest webhook body accepted (SendGrid batches up to ~768 KB).
 pub const MAX_WEBHOOK_BYTES: usize = 2 * 1024 * 1024;
@@ -88,6 +95,38 @@ fn header_map(req: &HttpRequest) -> msgengine_providers::reqwest::header::Header
     out
 }
 
+/// Counts a refused webhook (`reason`: `signature`, `stale`, `unknown_provider`, `malformed`).
+fn count_rejected(channel: Channel, reason: &'static str) {
+    metrics::counter!(WEBHOOKS_REJECTED, "channel" => channel.as_str(), "reason" => reason)
+        .increment(1);
+}
+
+fn rejected_reason(e: &WebhookError) -> &'static str {
+    match e {
+        WebhookError::Unauthorized(_) => "signature",
+        WebhookError::Stale(_) => "stale",
+        WebhookError::Malformed(_) => "malformed",
+    }
+}
+
+/// Counts an accepted webhook, its events by result, and the delivered and
+/// failed messages its events moved.
+fn count_received(channel: Channel, provider: &'static str, done: &Ingested) {
+    let ch = channel.as_str();
+    metrics::counter!(WEBHOOKS_RECEIVED, "channel" => ch, "provider" => provider).increment(1);
+    for (result, n) in [
+        ("applied", done.applied),
+        ("duplicate", done.duplicates),
+        ("unmatched", done.unmatched),
+    ] {
+        metrics::counter!(WEBHOOK_EVENTS, "channel" => ch, "provider" => provider, "result" => result)
+            .increment(n as u64);
+    }
+    for t in &done.transitions {
+        record_reported_transition(channel, provider, t.message_id, t.from, t.to);
+    }
+}
+
 fn refused(e: WebhookError) -> ApiError {
     tracing::warn!(error = %e, "webhook refused");
     match e {
@@ -126,10 +165,20 @@ pub async fn receive(
 ) -> Result<HttpResponse, ApiError> {
     let (channel_segment, id_segment) = path.into_inner();
     let channel = channel(&channel_segment)?;
-    let provider = ProviderId(parse_id(&id_segment, "webhook")?);
-    let (org, spec) = connection(&state, channel, provider).await?;
+    let unknown = |e: ApiError| {
+        if e.status == StatusCode::NOT_FOUND {
+            count_rejected(channel, "unknown_provider");
+        }
+        e
+    };
+    let provider = ProviderId(parse_id(&id_segment, "webhook").map_err(unknown)?);
+    let (org, spec) = connection(&state, channel, provider)
+        .await
+        .map_err(unknown)?;
     let handler = webhook_handler_for(&spec)
-        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "webhooks_unsupported", e.to_string()))?;
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "webhooks_unsupported", e.to_string()))
+        .map_err(unknown)?;
+    let provider_label = provider_label(channel, spec.provider_type());
     let url = called_url(&req);
     let headers = header_map(&req);
     let inbound = InboundWebhook {
@@ -140,20 +189,44 @@ pub async fn receive(
         body: &body,
     };
     let now = Utc::now();
-    handler.verify(&inbound, now).map_err(refused)?;
-    let events = handler.parse(&inbound, now).map_err(refused)?;
+    let counted = |e: WebhookError| {
+        count_rejected(channel, rejected_reason(&e));
+        refused(e)
+    };
+    handler.verify(&inbound, now).map_err(counted)?;
+    let events = handler.parse(&inbound, now).map_err(counted)?;
     let rows: Vec<EventRow> = events.into_iter().map(event_row).collect();
     let suppress: Vec<(String, String)> = rows
         .iter()
         .filter_map(|e| Some((normalize(e.recipient.as_deref()?), e.suppress.clone()?)))
         .collect();
+    let started = std::time::Instant::now();
+    // A provider retries a webhook it could not deliver: past the wait,
+    // answer 503 with Retry-After rather than hold the request.
+    let slot = tokio::time::timeout(WEBHOOK_SLOT_WAIT, state.webhook_slots.acquire())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            ApiError::new(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many webhooks are being written; retry shortly",
+            )
+            .with_retry_after(1)
+        })?;
     let mut client = state.pool.get().await?;
+    record_pool_wait(started.elapsed());
     let tx = client.transaction().await?;
     let done = webhook_events::ingest(&tx, org, provider, &rows).await?;
     for (recipient, reason) in &suppress {
         suppressions::add(&tx, org, recipient, reason, Some(provider.0), None).await?;
     }
     tx.commit().await?;
+    drop(client);
+    drop(slot);
+    record_batch("webhook", rows.len(), started.elapsed());
+    count_received(channel, provider_label, &done);
     for (recipient, reason) in &suppress {
         state.engine.suppressions().add(org, recipient, reason);
     }

@@ -275,7 +275,9 @@ pub struct MessageEvent {
     /// The state the message moved to (or, for a stale provider report, the
     /// state reported).
     pub state: MessageState,
-    /// When it happened (the provider's time for provider reports when known).
+    /// When the engine recorded it (so a history never goes back in time).
+    /// Entries from provider webhooks also carry `providerAt`, the
+    /// provider's own time of the event.
     pub at: DateTime<Utc>,
     /// Why, in words (the provider's error, `circuit open, failing over`...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -286,6 +288,10 @@ pub struct MessageEvent {
     /// The attempt number (1-based, across providers) this event belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// The provider's own time of the event, on entries from provider
+    /// webhooks (`at` is when the engine recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_at: Option<DateTime<Utc>>,
 }
 
 impl MessageEvent {
@@ -297,6 +303,7 @@ impl MessageEvent {
             reason: None,
             provider_id: None,
             attempt: None,
+            provider_at: None,
         }
     }
 

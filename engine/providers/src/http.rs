@@ -72,6 +72,32 @@ pub fn http_client(request_timeout: Duration) -> reqwest::Client {
 /// (`engine.outbound_loopback_only`), so no test can reach a real provider.
 /// IP-literal URLs are not resolved: callers pass loopback literals only.
 pub fn loopback_only_http_client(request_timeout: Duration) -> reqwest::Client {
+    restricted_client(
+        request_timeout,
+        Restricted {
+            allow: |ip| ip.is_loopback(),
+            refusal: "is not a loopback host and outbound calls are limited to loopback (engine.outbound_loopback_only)",
+        },
+    )
+}
+
+/// Like [`http_client`], but a host name that resolves to any address that
+/// is not publicly routable ([`is_public_ip`]) is refused before connecting:
+/// the guard against server-side request forgery for URLs a tenant chooses
+/// (its outbound webhook endpoint). Checked on every connection, so a name
+/// re-pointed at an internal address later (DNS rebinding) is refused too.
+/// IP-literal URLs are not resolved: check them with [`is_public_ip`] first.
+pub fn public_only_http_client(request_timeout: Duration) -> reqwest::Client {
+    restricted_client(
+        request_timeout,
+        Restricted {
+            allow: is_public_ip,
+            refusal: "resolves to a private, loopback or link-local address, which webhook endpoints may not use (engine.webhooks_allow_private)",
+        },
+    )
+}
+
+fn restricted_client(request_timeout: Duration, restriction: Restricted) -> reqwest::Client {
     let built = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(request_timeout)
@@ -81,29 +107,68 @@ pub fn loopback_only_http_client(request_timeout: Duration) -> reqwest::Client {
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(USER_AGENT)
-        .dns_resolver(std::sync::Arc::new(LoopbackOnly))
+        .dns_resolver(std::sync::Arc::new(restriction))
         .build();
     built.unwrap_or_else(|_| reqwest::Client::new())
 }
 
-struct LoopbackOnly;
+/// True for an address on the public internet: not loopback, private
+/// (RFC 1918, IPv6 unique-local), link-local (incl. the cloud metadata
+/// address 169.254.169.254), carrier-grade NAT, unspecified, broadcast,
+/// multicast, documentation or benchmarking ranges; IPv4-mapped IPv6
+/// addresses are judged as their IPv4 address.
+pub fn is_public_ip(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, _, _] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_ip(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+        }
+    }
+}
 
-impl reqwest::dns::Resolve for LoopbackOnly {
+/// A resolver that answers only names whose every address passes `allow`.
+struct Restricted {
+    allow: fn(std::net::IpAddr) -> bool,
+    refusal: &'static str,
+}
+
+impl reqwest::dns::Resolve for Restricted {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
+        let (allow, refusal) = (self.allow, self.refusal);
         Box::pin(async move {
             let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
                 .await
                 .map(|addrs| addrs.collect())
                 .unwrap_or_default();
-            if !found.is_empty() && found.iter().all(|a| a.ip().is_loopback()) {
+            if !found.is_empty() && found.iter().all(|a| allow(a.ip())) {
                 let addrs: reqwest::dns::Addrs = Box::new(found.into_iter());
                 return Ok(addrs);
             }
-            Err(format!(
-                "{host} is not a loopback host and outbound calls are limited to loopback (engine.outbound_loopback_only)"
-            )
-            .into())
+            Err(format!("{host} {refusal}").into())
         })
     }
 }
@@ -325,6 +390,50 @@ mod tests {
     use reqwest::header::HeaderValue;
 
     use super::*;
+
+    #[test]
+    fn only_publicly_routable_addresses_count_as_public() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "198.18.0.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "::ffff:127.0.0.1",
+            "2001:db8::1",
+        ] {
+            let ip: std::net::IpAddr = private.parse().expect("address");
+            assert!(!is_public_ip(ip), "{private} is not public");
+        }
+        for public in ["8.8.8.8", "41.58.0.1", "2606:4700::1111", "::ffff:8.8.4.4"] {
+            let ip: std::net::IpAddr = public.parse().expect("address");
+            assert!(is_public_ip(ip), "{public} is public");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_public_only_client_refuses_names_of_internal_addresses() {
+        let client = public_only_http_client(Duration::from_secs(2));
+        let err = client
+            .get("http://localhost:9/")
+            .send()
+            .await
+            .expect_err("localhost is refused");
+        assert!(
+            format!("{err:?}").contains("webhooks_allow_private"),
+            "{err:?}"
+        );
+    }
 
     fn retry_after(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();

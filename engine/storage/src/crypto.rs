@@ -196,6 +196,20 @@ impl KeyRing {
     pub fn needs_rotation(&self, sealed: &[u8]) -> Result<bool, CryptoError> {
         Ok(parse_sealed(sealed)?.key_id != self.active_key_id())
     }
+
+    /// `sealed` re-sealed under the newest key, or `None` when it already is
+    /// (what `keys rotate` does to every stored secret).
+    pub fn reseal(
+        &self,
+        sealed: &[u8],
+        binding: &Binding<'_>,
+    ) -> Result<Option<Vec<u8>>, CryptoError> {
+        if !self.needs_rotation(sealed)? {
+            return Ok(None);
+        }
+        let plain = self.open(sealed, binding)?;
+        Ok(Some(self.seal(&plain, binding)?))
+    }
 }
 
 /// A random token of `bytes` random bytes, base64url without padding (for

@@ -2,8 +2,10 @@
 //! organization, readable across key rotation.
 
 use msgengine_storage::crypto::KeyRing;
+use msgengine_storage::repo::org_webhooks;
 use msgengine_storage::repo::providers::rotate_secrets;
 use reqwest::Method;
+use serde_json::json;
 
 use crate::helpers::{gupshup, mailgun, smtp, status_json, termii, TestApp, SECRETS};
 
@@ -150,6 +152,15 @@ async fn rotation_re_encrypts_under_the_newest_key_and_survives_interruption() {
     app.provider(&org, "email", smtp()).await;
     app.provider(&org, "whatsapp", gupshup()).await;
     app.provider(&org, "sms", termii()).await;
+    let res = app
+        .call(
+            Method::PUT,
+            "/api/webhook-endpoint",
+            Some(&org.key),
+            Some(&json!({"url": "http://127.0.0.1:9/hooks"})),
+        )
+        .await;
+    assert!(res.status().is_success(), "{}", res.status());
     app.stop().await;
     assert_eq!(sealed_key_ids(&app).await, ["test1"; 4]);
 
@@ -171,6 +182,18 @@ async fn rotation_re_encrypts_under_the_newest_key_and_survives_interruption() {
         (4, 0, 0)
     );
     assert_eq!(sealed_key_ids(&app).await, ["test2"; 4]);
+    // The organizations' webhook signing secrets rotate too.
+    let endpoints = org_webhooks::rotate_secrets(&client, &both, 2)
+        .await
+        .expect("rotates");
+    assert_eq!(
+        (endpoints.rotated, endpoints.current, endpoints.failed.len()),
+        (1, 0, 0)
+    );
+    let again = org_webhooks::rotate_secrets(&client, &both, 2)
+        .await
+        .expect("rotates");
+    assert_eq!((again.rotated, again.current), (0, 1));
 
     // An interrupted run leaves some rows under the old key: a re-run finishes them.
     client

@@ -4,12 +4,14 @@
 mod admin;
 mod audit;
 mod crash;
+mod e2e_sim;
 mod encryption;
 mod helpers;
 mod isolation;
 mod openapi;
 mod org_webhooks;
 mod pipeline;
+mod prometheus;
 mod providers;
 mod startup;
 mod suppressions;

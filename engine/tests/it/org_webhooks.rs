@@ -285,6 +285,18 @@ async fn the_secret_is_never_read_back_and_other_organizations_cannot_touch_the_
     assert_eq!(status, 422);
     assert_error(&body, "invalid_url");
     assert_eq!(body["error"]["field"], "url");
+    // The SSRF guard: an address inside the engine's network is refused
+    // (tests run with loopback-only outbound, so only loopback passes).
+    for internal in [
+        "http://10.0.0.7/hooks",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[fd00::1]/x",
+    ] {
+        let (status, body) = put_endpoint(&app, &acme, json!({ "url": internal })).await;
+        assert_eq!(status, 422, "{internal}: {body}");
+        assert_error(&body, "private_address");
+        assert_eq!(body["error"]["field"], "url");
+    }
     let (status, body) = put_endpoint(
         &app,
         &acme,

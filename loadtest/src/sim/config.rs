@@ -48,8 +48,8 @@ impl SimConfig {
         Ok(config)
     }
 
-    /// Refuses rates outside 0..=1, outcome mixes without weight and
-    /// duplicate names.
+    /// Refuses rates outside 0..=1, outcome mixes without weight, duplicate
+    /// names, and SMTP accounts with webhooks or half their credentials.
     pub fn validate(&self) -> anyhow::Result<()> {
         let mut names = std::collections::HashSet::new();
         for p in &self.providers {
@@ -64,6 +64,20 @@ impl SimConfig {
             }
             if !b.outcomes.is_empty() && b.outcomes.values().all(|w| *w == 0) {
                 bail!("{}: outcomes has no positive weight", p.name());
+            }
+            if let ProviderKind::Smtp {
+                username, password, ..
+            } = &p.kind
+            {
+                if b.webhook_url.is_some() {
+                    bail!(
+                        "{}: SMTP has no status webhooks: remove webhookUrl",
+                        p.name()
+                    );
+                }
+                if username.is_some() != password.is_some() {
+                    bail!("{}: set username and password together", p.name());
+                }
             }
             if !names.insert(p.name()) {
                 bail!("two providers are named {}: set distinct names", p.name());
@@ -117,6 +131,14 @@ fn check_field_names(raw: &serde_json::Value) -> anyhow::Result<()> {
                 "displayPhoneNumber",
             ],
             Some("mailgun") => &["apiKey", "signingKey", "domain"],
+            Some("sendgrid") => &["apiKey", "signingKey"],
+            Some("mailjet") => &["apiKey", "secretKey", "domain"],
+            Some("smtp") => &["port", "username", "password"],
+            Some("africasTalking") => &["username", "apiKey"],
+            Some("termii") => &["apiKey", "secretKey"],
+            Some("gupshup") => &["apiKey", "appName"],
+            Some("aisensy") => &["apiKey", "campaigns"],
+            Some("interakt") => &["apiKey", "webhookSecret"],
             // serde names the unknown type.
             _ => continue,
         };
@@ -201,15 +223,109 @@ pub enum ProviderKind {
         #[serde(default)]
         domain: Option<String>,
     },
+    /// SendGrid v3 Mail Send (providers.md §2).
+    #[serde(rename_all = "camelCase")]
+    Sendgrid {
+        /// The Bearer token sends must carry (`SG.…`).
+        api_key: String,
+        /// The P-256 private key the Event Webhook is signed with: PKCS#8 or
+        /// SEC1, DER as base64 or PEM. Absent: one is generated at start;
+        /// either way its public key (what the engine's `webhookSecret`
+        /// takes) is served on `GET /_sim/accounts/{name}/public-key` and
+        /// SendGrid's own `GET /v3/user/webhooks/event/settings/signed`.
+        #[serde(default)]
+        signing_key: Option<String>,
+    },
+    /// Mailjet Send API v3.1 (providers.md §3).
+    #[serde(rename_all = "camelCase")]
+    Mailjet {
+        /// The Basic-auth user (Mailjet's public API key).
+        api_key: String,
+        /// The Basic-auth password (Mailjet's secret key).
+        secret_key: String,
+        /// The sender domain the probe (`GET /v3/REST/dns/{domain}`) knows
+        /// (any when absent).
+        #[serde(default)]
+        domain: Option<String>,
+    },
+    /// An SMTP submission server on loopback (providers.md §4), plain text.
+    #[serde(rename_all = "camelCase")]
+    Smtp {
+        /// The port it listens on, on the simulator's address (default 0: any
+        /// free port, printed at start and served on
+        /// `GET /_sim/accounts/{name}/smtp`).
+        #[serde(default)]
+        port: u16,
+        /// AUTH PLAIN/LOGIN user; with `password`, AUTH is required. Both
+        /// absent: mail is taken without AUTH.
+        #[serde(default)]
+        username: Option<String>,
+        #[serde(default)]
+        password: Option<String>,
+    },
+    /// Africa's Talking SMS (providers.md §10).
+    #[serde(rename_all = "camelCase")]
+    AfricasTalking {
+        /// The `username` form field sends must carry.
+        username: String,
+        /// The `apiKey` header sends must carry.
+        api_key: String,
+    },
+    /// Termii SMS (providers.md §11).
+    #[serde(rename_all = "camelCase")]
+    Termii {
+        /// The `api_key` in send bodies (and GET queries).
+        api_key: String,
+        /// The account secret `X-Termii-Signature` (HMAC-SHA512) is keyed
+        /// with: the engine's `credentials.webhookSecret`.
+        secret_key: String,
+    },
+    /// Gupshup WhatsApp, self-serve API (providers.md §7).
+    #[serde(rename_all = "camelCase")]
+    Gupshup {
+        /// The `apikey` header.
+        api_key: String,
+        /// Only this `src.name` is served (any when absent); also the `app`
+        /// of callbacks.
+        #[serde(default)]
+        app_name: Option<String>,
+    },
+    /// AiSensy campaign API (providers.md §8).
+    #[serde(rename_all = "camelCase")]
+    Aisensy {
+        /// The `apiKey` in send bodies.
+        api_key: String,
+        /// The live API campaigns (any `campaignName` when empty; another
+        /// answers 400 "Campaign does not exist.").
+        #[serde(default)]
+        campaigns: Vec<String>,
+    },
+    /// Interakt public message API (providers.md §9).
+    #[serde(rename_all = "camelCase")]
+    Interakt {
+        /// The `Authorization: Basic <apiKey>` credential, compared as given.
+        api_key: String,
+        /// The key `Interakt-Signature` (HMAC-SHA256) is keyed with: the
+        /// engine's `webhookSecret`.
+        webhook_secret: String,
+    },
 }
 
 impl ProviderKind {
-    /// `twilio`, `metaCloud`, `mailgun`.
+    /// The `type` of the config entry (`twilio`, `metaCloud`, …).
     pub fn type_name(&self) -> &'static str {
         match self {
             ProviderKind::Twilio { .. } => "twilio",
             ProviderKind::MetaCloud { .. } => "metaCloud",
             ProviderKind::Mailgun { .. } => "mailgun",
+            ProviderKind::Sendgrid { .. } => "sendgrid",
+            ProviderKind::Mailjet { .. } => "mailjet",
+            ProviderKind::Smtp { .. } => "smtp",
+            ProviderKind::AfricasTalking { .. } => "africasTalking",
+            ProviderKind::Termii { .. } => "termii",
+            ProviderKind::Gupshup { .. } => "gupshup",
+            ProviderKind::Aisensy { .. } => "aisensy",
+            ProviderKind::Interakt { .. } => "interakt",
         }
     }
 }
@@ -286,16 +402,26 @@ fn default_webhook_retry_delay() -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Outcome {
-    /// Twilio `sent`, `delivered`; Meta `sent`, `delivered`; Mailgun `delivered`.
+    /// Twilio `sent`, `delivered`; Meta `sent`, `delivered`; Mailgun
+    /// `delivered`; SendGrid `processed`, `delivered`; Mailjet `sent`;
+    /// Africa's Talking `Sent`, `Success`; Termii `Message Sent`,
+    /// `Delivered`; Gupshup `enqueued`, `sent`, `delivered`; AiSensy and
+    /// Interakt `sent`, `delivered`.
     Delivered,
-    /// As delivered, then Twilio/Meta `read`, Mailgun `opened`.
+    /// As delivered, then Twilio/Meta/Gupshup/AiSensy/Interakt `read`,
+    /// Mailgun `opened`, SendGrid `open`, Mailjet `open` (SMS: as delivered).
     Read,
     /// Twilio `failed` (30008); Meta `failed` (131026); Mailgun `failed`
-    /// permanent, reason `generic`.
+    /// permanent, reason `generic`; SendGrid `bounce` type `blocked`;
+    /// Mailjet soft `bounce`; Africa's Talking `Failed`; Termii `Rejected`;
+    /// Gupshup `failed`; AiSensy and Interakt `failed`.
     Failed,
-    /// Twilio `sent`, `undelivered` (30003); elsewhere as `failed`.
+    /// Twilio `sent`, `undelivered` (30003); Africa's Talking `Sent`,
+    /// `Failed`; Termii `Message Sent`, `Message Failed`; elsewhere as
+    /// `failed`.
     Undelivered,
-    /// Mailgun `failed` permanent, reason `bounce`; elsewhere as `failed`.
+    /// Mailgun `failed` permanent, reason `bounce`; SendGrid `bounce`;
+    /// Mailjet hard `bounce`; elsewhere as `failed`.
     Bounced,
     /// No webhook at all (the message stays `sent` at the engine).
     None,
@@ -319,6 +445,29 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid_and_has_every_type() {
+        let c = SimConfig::from_json(include_str!("../../sim.example.json")).expect("valid");
+        let types: std::collections::BTreeSet<&str> =
+            c.providers.iter().map(|p| p.kind.type_name()).collect();
+        assert_eq!(
+            types.into_iter().collect::<Vec<_>>(),
+            [
+                "africasTalking",
+                "aisensy",
+                "gupshup",
+                "interakt",
+                "mailgun",
+                "mailjet",
+                "metaCloud",
+                "sendgrid",
+                "smtp",
+                "termii",
+                "twilio"
+            ]
+        );
+    }
+
+    #[test]
     fn bad_rates_weights_names_and_types_are_refused() {
         for bad in [
             r#"{"providers": [{"type": "mailgun", "apiKey": "k", "signingKey": "s", "errorRate": 1.5}]}"#,
@@ -330,6 +479,10 @@ mod tests {
             r#"{"providers": [{"type": "mailgun", "apiKey": "k", "signingKey": "s", "accessToken": "t"}]}"#,
             r#"{"providers": [{"type": "twilio", "accountSid": "AC1"}]}"#,
             r#"{"providers": [{"type": "mailgun", "apiKey": "k", "signingKey": "s", "outcomes": {"lost": 1}}]}"#,
+            r#"{"providers": [{"type": "smtp", "webhookUrl": "http://127.0.0.1:1/x"}]}"#,
+            r#"{"providers": [{"type": "smtp", "username": "u"}]}"#,
+            r#"{"providers": [{"type": "termii", "apiKey": "k", "secretKey": "s", "appName": "a"}]}"#,
+            r#"{"providers": [{"type": "africasTalking", "apiKey": "k"}]}"#,
         ] {
             assert!(SimConfig::from_json(bad).is_err(), "{bad}");
         }

@@ -182,7 +182,7 @@ async fn send_message(
         Utc::now().format("%Y%m%d%H%M%S"),
         random_hex(8).to_uppercase()
     );
-    if let Some(url) = account.behaviour().webhook_url.clone() {
+    if let Some(url) = account.webhook_url() {
         let mut variables = Map::new();
         let mut tags = Vec::new();
         for (name, value) in &fields {

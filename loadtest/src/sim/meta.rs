@@ -230,7 +230,7 @@ async fn send_message(
     if kind == "template" {
         sent["message_status"] = json!("accepted");
     }
-    if let Some(url) = account.behaviour().webhook_url.clone() {
+    if let Some(url) = account.webhook_url() {
         let context = Notification {
             wamid: &wamid,
             recipient: &to,

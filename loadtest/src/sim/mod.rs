@@ -9,27 +9,51 @@
 //! rate and the mix of delivery outcomes ([`config`]).
 //!
 //! Every send is recorded ([`stats`]): per account, per recipient and per
-//! `X-Msgengine-Idempotency-Key`, served on `GET /_sim/stats` so tests and
-//! load tests can check exactly-once delivery. Recipients are recorded as
-//! E.164 where the wire allows it: Twilio's `whatsapp:` prefix is removed,
-//! Meta's bare digits get a `+`; Mailgun's addresses as given (each of a
-//! comma-separated `to`).
+//! `X-Msgengine-Idempotency-Key` (over SMTP: that header of the mail), served
+//! on `GET /_sim/stats` so tests and load tests can check exactly-once
+//! delivery. Recipients are recorded as E.164 where the wire allows it:
+//! Twilio's `whatsapp:` prefix is removed, bare digits (Meta, Termii,
+//! Gupshup, Interakt) get a `+`; email addresses as given (each of a
+//! comma-separated `to`, every personalization or SMTP `RCPT TO`).
 //!
 //! Providers: [`twilio`] (SMS and WhatsApp), [`meta`] (WhatsApp Cloud API),
-//! [`mailgun`]. Adding one: a module with `configure(cfg, shared)` routes and
-//! a [`config::ProviderKind`] variant.
+//! [`mailgun`], [`sendgrid`], [`mailjet`], [`smtp`] (an SMTP listener on its
+//! own port, no webhooks), [`africastalking`], [`termii`], [`gupshup`],
+//! [`aisensy`], [`interakt`]. Adding one: a module with `configure(cfg)`
+//! routes (registered before [`meta`], whose `/{version}/{node}` paths match
+//! almost anything) and a [`config::ProviderKind`] variant.
+//!
+//! Providers that do not sign their webhooks (Mailjet, Africa's Talking,
+//! Gupshup, AiSensy) are verified by the engine through a `token` query
+//! parameter: the account's `webhookUrl` simply carries it.
 //!
 //! Admin endpoints: `GET /_sim/stats` (`?detail=true` lists every recipient
 //! and key), `GET /_sim/stats/recipients/{recipient}`,
-//! `GET /_sim/stats/keys/{key}`, `POST /_sim/reset`, `GET /_sim/health`.
+//! `GET /_sim/stats/keys/{key}`, `GET /_sim/receipts?since=&limit=` (every
+//! accepted send with its time, for end-to-end latency), `POST /_sim/reset`,
+//! `GET /_sim/health`,
+//! `GET|PUT /_sim/accounts/{name}/webhook` (where an account's status
+//! webhooks go: `{"webhookUrl": ..., "whatsappWebhookUrl": ...}`),
+//! `GET /_sim/accounts/{name}/public-key` (a SendGrid account's webhook
+//! verification key, `{"publicKey"}`: the engine's `webhookSecret`),
+//! `GET /_sim/accounts/{name}/smtp` (an SMTP account's `{"host", "port"}`).
 
+pub mod africastalking;
+pub mod aisensy;
 pub mod config;
+pub mod gupshup;
+pub mod interakt;
 pub mod mailgun;
+pub mod mailjet;
 pub mod meta;
+pub mod sendgrid;
+pub mod smtp;
 pub mod stats;
+pub mod termii;
 pub mod twilio;
 pub mod webhooks;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,6 +107,8 @@ pub struct SimHandle {
     stats: Arc<Stats>,
     server: ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    shared: web::Data<Shared>,
+    smtp_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl SimHandle {
@@ -106,8 +132,32 @@ impl SimHandle {
         self.stats.snapshot(false)
     }
 
-    /// Stops accepting, finishes requests under way.
+    /// Where the SMTP account `name` listens.
+    pub fn smtp_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.shared.smtp_addrs.get(name).copied()
+    }
+
+    /// Every SMTP account's address, by account name.
+    pub fn smtp_addrs(&self) -> &HashMap<String, SocketAddr> {
+        &self.shared.smtp_addrs
+    }
+
+    /// The SendGrid account `name`'s webhook verification key (base64 DER
+    /// SubjectPublicKeyInfo, as SendGrid shows it).
+    pub fn public_key(&self, name: &str) -> Option<String> {
+        let account = self
+            .shared
+            .accounts
+            .iter()
+            .find(|a| a.config.name() == name)?;
+        sendgrid::public_key_base64(account.signing_key.as_ref()?)
+    }
+
+    /// Stops accepting, finishes requests under way (SMTP sessions are cut).
     pub async fn stop(self) {
+        for task in &self.smtp_tasks {
+            task.abort();
+        }
         self.server.stop(true).await;
         let _ = self.task.await;
     }
@@ -133,18 +183,44 @@ pub async fn start(config: SimConfig, options: StartOptions) -> anyhow::Result<S
         .iter()
         .map(|p| Account::new(p, &stats))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut smtp_listeners = Vec::new();
+    let mut smtp_addrs = HashMap::new();
+    for (index, account) in accounts.iter().enumerate() {
+        if let ProviderKind::Smtp { port, .. } = account.kind() {
+            let at = SocketAddr::new(options.listen.ip(), *port);
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("{}: binding SMTP on {at}", account.config.name()))?;
+            smtp_addrs.insert(account.config.name(), listener.local_addr()?);
+            smtp_listeners.push((index, listener));
+        }
+    }
     let shared = web::Data::new(Shared {
         accounts,
         stats: stats.clone(),
         webhooks: tx,
+        smtp_addrs,
     });
+    let smtp_tasks = smtp_listeners
+        .into_iter()
+        .map(|(index, listener)| tokio::spawn(smtp::serve(listener, shared.clone(), index)))
+        .collect();
+    let app_shared = shared.clone();
     let mut server = HttpServer::new(move || {
         App::new()
-            .app_data(shared.clone())
+            .app_data(app_shared.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .configure(admin_routes)
             .configure(mailgun::configure)
             .configure(twilio::configure)
+            .configure(sendgrid::configure)
+            .configure(mailjet::configure)
+            .configure(africastalking::configure)
+            .configure(termii::configure)
+            .configure(gupshup::configure)
+            .configure(aisensy::configure)
+            .configure(interakt::configure)
+            // Last: its `/{version}/{node}` paths would shadow the others.
             .configure(meta::configure)
             .default_service(web::to(unmatched))
     })
@@ -168,6 +244,8 @@ pub async fn start(config: SimConfig, options: StartOptions) -> anyhow::Result<S
         stats,
         server: handle,
         task,
+        shared,
+        smtp_tasks,
     })
 }
 
@@ -176,6 +254,8 @@ pub(crate) struct Shared {
     pub(crate) accounts: Vec<Account>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) webhooks: mpsc::UnboundedSender<WebhookJob>,
+    /// Where each SMTP account listens, by account name.
+    pub(crate) smtp_addrs: HashMap<String, SocketAddr>,
 }
 
 impl Shared {
@@ -187,6 +267,33 @@ impl Shared {
         self.accounts
             .iter()
             .filter(move |a| a.config.kind.type_name() == type_name)
+    }
+
+    /// Admits one send: the account whose credentials it carried (`found`),
+    /// after the account's configured latency. `None` when the credentials
+    /// match no account of `type_name`: the refusal is counted on the first
+    /// account of the type (as `requests` and `auth_failed`), or as
+    /// `unmatched` when the type has none; the caller answers with the
+    /// provider's own 401.
+    pub(crate) async fn admit<'a>(
+        &'a self,
+        type_name: &'static str,
+        found: Option<&'a Account>,
+    ) -> Option<&'a Account> {
+        let authorized = found.is_some();
+        let Some(account) = found.or_else(|| self.of_type(type_name).next()) else {
+            self.stats
+                .unmatched
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return None;
+        };
+        account.count(|c| &c.requests);
+        account.latency().await;
+        if !authorized {
+            account.count(|c| &c.auth_failed);
+            return None;
+        }
+        Some(account)
     }
 
     /// Queues a message's webhooks (never blocks the answer).
@@ -212,8 +319,30 @@ impl Shared {
 pub(crate) struct Account {
     pub(crate) config: ProviderConfig,
     pub(crate) counters: Arc<ProviderCounters>,
+    /// Where status webhooks go; starts from the config and can be changed
+    /// at run time (`PUT /_sim/accounts/{name}/webhook`), because the
+    /// engine's webhook URL names a provider id that exists only once the
+    /// provider is registered.
+    webhook_urls: std::sync::RwLock<WebhookUrls>,
+    /// SendGrid only: the Event Webhook's ECDSA P-256 key (configured or
+    /// generated at start).
+    pub(crate) signing_key: Option<p256::ecdsa::SigningKey>,
     outcomes: Vec<Outcome>,
     weights: Option<WeightedIndex<u32>>,
+}
+
+/// An account's webhook targets, as `PUT /_sim/accounts/{name}/webhook`
+/// takes and answers them.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookUrls {
+    /// Status webhooks (Twilio: SMS callbacks when a send has no
+    /// `StatusCallback`).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// Twilio only: WhatsApp callbacks (default: `webhookUrl`).
+    #[serde(default)]
+    pub whatsapp_webhook_url: Option<String>,
 }
 
 /// What a send that passed the auth check gets.
@@ -235,8 +364,27 @@ impl Account {
                     .with_context(|| format!("{}: outcome weights", config.name()))?,
             )
         };
+        let whatsapp = match &config.kind {
+            ProviderKind::Twilio {
+                whatsapp_webhook_url,
+                ..
+            } => whatsapp_webhook_url.clone(),
+            _ => None,
+        };
+        let signing_key = match &config.kind {
+            ProviderKind::Sendgrid { signing_key, .. } => Some(
+                sendgrid::signing_key(signing_key.as_deref())
+                    .with_context(|| format!("{}: signingKey", config.name()))?,
+            ),
+            _ => None,
+        };
         Ok(Self {
+            signing_key,
             counters: stats.provider(&config.name()),
+            webhook_urls: std::sync::RwLock::new(WebhookUrls {
+                webhook_url: config.behaviour.webhook_url.clone(),
+                whatsapp_webhook_url: whatsapp,
+            }),
             config: config.clone(),
             outcomes,
             weights,
@@ -249,6 +397,31 @@ impl Account {
 
     pub(crate) fn behaviour(&self) -> &Behaviour {
         &self.config.behaviour
+    }
+
+    /// Where this account's status webhooks go now (none: no webhooks).
+    pub(crate) fn webhook_url(&self) -> Option<String> {
+        self.urls().webhook_url
+    }
+
+    /// Where Twilio WhatsApp callbacks go now (default: [`Self::webhook_url`]).
+    pub(crate) fn whatsapp_webhook_url(&self) -> Option<String> {
+        let urls = self.urls();
+        urls.whatsapp_webhook_url.or(urls.webhook_url)
+    }
+
+    fn urls(&self) -> WebhookUrls {
+        match self.webhook_urls.read() {
+            Ok(urls) => urls.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_urls(&self, urls: WebhookUrls) {
+        match self.webhook_urls.write() {
+            Ok(mut current) => *current = urls,
+            Err(poisoned) => *poisoned.into_inner() = urls,
+        }
     }
 
     /// Rolls the dice for one authenticated send (and counts the result).
@@ -370,6 +543,14 @@ fn admin_routes(cfg: &mut web::ServiceConfig) {
         web::get().to(get_recipient),
     )
     .route("/_sim/stats/keys/{key}", web::get().to(get_key))
+    .route("/_sim/receipts", web::get().to(stats::get_receipts))
+    .route("/_sim/accounts/{name}/webhook", web::get().to(get_webhook))
+    .route("/_sim/accounts/{name}/webhook", web::put().to(put_webhook))
+    .route(
+        "/_sim/accounts/{name}/public-key",
+        web::get().to(get_public_key),
+    )
+    .route("/_sim/accounts/{name}/smtp", web::get().to(get_smtp))
     .route("/_sim/reset", web::post().to(reset));
 }
 
@@ -389,6 +570,76 @@ async fn get_recipient(shared: web::Data<Shared>, path: web::Path<String>) -> Ht
 
 async fn get_key(shared: web::Data<Shared>, path: web::Path<String>) -> HttpResponse {
     HttpResponse::Ok().json(shared.stats.key(&path))
+}
+
+async fn get_webhook(shared: web::Data<Shared>, path: web::Path<String>) -> HttpResponse {
+    match shared.accounts.iter().find(|a| a.config.name() == *path) {
+        Some(account) => HttpResponse::Ok().json(account.urls()),
+        None => no_account(&path),
+    }
+}
+
+/// Points an account's webhooks somewhere else (`null` or absent: none).
+/// Each URL must be absolute http(s).
+async fn put_webhook(
+    shared: web::Data<Shared>,
+    path: web::Path<String>,
+    body: web::Json<WebhookUrls>,
+) -> HttpResponse {
+    let Some(account) = shared.accounts.iter().find(|a| a.config.name() == *path) else {
+        return no_account(&path);
+    };
+    if matches!(account.kind(), ProviderKind::Smtp { .. }) {
+        return HttpResponse::BadRequest()
+            .json(json!({"message": "an SMTP account has no status webhooks"}));
+    }
+    let urls = body.into_inner();
+    for url in [&urls.webhook_url, &urls.whatsapp_webhook_url]
+        .into_iter()
+        .flatten()
+    {
+        let ok = url::Url::parse(url)
+            .map(|u| matches!(u.scheme(), "http" | "https"))
+            .unwrap_or(false);
+        if !ok {
+            return HttpResponse::BadRequest().json(json!({
+                "message": format!("not an absolute http(s) URL: {url}")
+            }));
+        }
+    }
+    account.set_urls(urls.clone());
+    HttpResponse::Ok().json(urls)
+}
+
+/// A SendGrid account's webhook verification key: what the engine's
+/// connection takes as `webhookSecret`.
+async fn get_public_key(shared: web::Data<Shared>, path: web::Path<String>) -> HttpResponse {
+    let Some(account) = shared.accounts.iter().find(|a| a.config.name() == *path) else {
+        return no_account(&path);
+    };
+    match account
+        .signing_key
+        .as_ref()
+        .and_then(sendgrid::public_key_base64)
+    {
+        Some(key) => HttpResponse::Ok().json(json!({"publicKey": key})),
+        None => HttpResponse::NotFound()
+            .json(json!({"message": format!("{} signs no webhooks with a key", *path)})),
+    }
+}
+
+/// An SMTP account's address: the engine's `smtpConfig.host` and `port`.
+async fn get_smtp(shared: web::Data<Shared>, path: web::Path<String>) -> HttpResponse {
+    match shared.smtp_addrs.get(path.as_str()) {
+        Some(addr) => HttpResponse::Ok().json(json!({
+            "host": addr.ip().to_string(), "port": addr.port(), "tls": "none",
+        })),
+        None => no_account(&path),
+    }
+}
+
+fn no_account(name: &str) -> HttpResponse {
+    HttpResponse::NotFound().json(json!({"message": format!("no simulated account named {name}")}))
 }
 
 async fn reset(shared: web::Data<Shared>) -> HttpResponse {

@@ -140,7 +140,7 @@ async fn create_message(
         auth_token,
         api_key_sid,
         api_key_secret,
-        whatsapp_webhook_url,
+        ..
     } = account.kind()
     else {
         return unauthorized();
@@ -259,11 +259,10 @@ async fn create_message(
         "subresource_uris": {"media": format!("{uri}/Media.json")},
     });
     let callback = get("StatusCallback").map(str::to_owned).or_else(|| {
-        let configured = account.behaviour().webhook_url.clone();
         if whatsapp {
-            whatsapp_webhook_url.clone().or(configured)
+            account.whatsapp_webhook_url()
         } else {
-            configured
+            account.webhook_url()
         }
     });
     if let Some(url) = callback {

@@ -1,6 +1,7 @@
 //! SMTP: sends, failures and connection tests against a real SMTP server
-//! (aiosmtpd, smtp_support/) on 127.0.0.1, in plain text, STARTTLS and
-//! implicit TLS, with AUTH PLAIN and LOGIN. Every test is bounded in time.
+//! (the `mailin` crate's SMTP engine, run in the test process by
+//! smtp_support/) on 127.0.0.1, in plain text, STARTTLS and implicit TLS,
+//! with AUTH PLAIN and LOGIN. Every test is bounded in time.
 
 #[path = "smtp_support/server.rs"]
 mod server;

@@ -8,6 +8,7 @@ pub mod messages;
 pub mod org_webhooks;
 pub mod organizations;
 pub mod providers;
+mod rotation;
 pub mod suppressions;
 pub mod webhook_events;
 

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::crypto::{Binding, KeyRing};
 use crate::error::StoreError;
+use crate::repo::rotation::{self, SealedColumn};
 
 const SECRET_PURPOSE: &str = "org_webhook_endpoints.secret";
 
@@ -136,6 +137,40 @@ pub async fn put(
         )
         .await?;
     Ok((endpoint(&row)?, existing.is_none()))
+}
+
+/// What [`rotate_secrets`] did to the endpoints' signing secrets.
+#[derive(Debug, Default)]
+pub struct EndpointRotationReport {
+    /// Endpoints whose secret was re-sealed under the newest key.
+    pub rotated: u64,
+    /// Endpoints already sealed under the newest key.
+    pub current: u64,
+    /// Endpoints whose secret could not be opened (unknown key or tampered):
+    /// left untouched, by endpoint id.
+    pub failed: Vec<(Uuid, String)>,
+}
+
+/// Re-seals every endpoint secret under the ring's newest key, `batch` rows
+/// at a time (the `keys rotate` command; providers' secrets are
+/// `providers::rotate_secrets`). Safe beside a running server: a row changed
+/// meanwhile is left as the server wrote it, under the newest key already.
+pub async fn rotate_secrets(
+    client: &impl GenericClient,
+    ring: &KeyRing,
+    batch: i64,
+) -> Result<EndpointRotationReport, StoreError> {
+    let column = SealedColumn {
+        table: "org_webhook_endpoints",
+        column: "secret",
+        binding,
+    };
+    let r = rotation::rotate(client, ring, &column, batch).await?;
+    Ok(EndpointRotationReport {
+        rotated: r.rotated,
+        current: r.current,
+        failed: r.failed,
+    })
 }
 
 /// Deletes the organization's endpoint and its pending deliveries.

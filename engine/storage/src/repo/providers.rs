@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::crypto::{Binding, KeyRing};
 use crate::error::StoreError;
+use crate::repo::rotation::{self, SealedColumn};
 
 /// The `purpose` part of the secrets' binding.
 pub const SECRETS_PURPOSE: &str = "providers.secrets";
@@ -263,49 +264,19 @@ pub async fn rotate_secrets(
     ring: &KeyRing,
     batch: i64,
 ) -> Result<RotationReport, StoreError> {
-    let select = client
-        .prepare_cached(
-            "SELECT id, organization_id, secrets FROM providers
-              WHERE secrets IS NOT NULL AND id > $1 ORDER BY id LIMIT $2",
-        )
-        .await?;
-    let swap = client
-        .prepare_cached("UPDATE providers SET secrets = $3 WHERE id = $1 AND secrets = $2")
-        .await?;
-    let mut report = RotationReport::default();
-    let mut after = Uuid::nil();
-    loop {
-        let rows = client.query(&select, &[&after, &batch]).await?;
-        let Some(last) = rows.last() else { break };
-        after = last.try_get("id")?;
-        for row in &rows {
-            let id: Uuid = row.try_get("id")?;
-            let org: Uuid = row.try_get("organization_id")?;
-            let sealed: Vec<u8> = row.try_get("secrets")?;
-            match reseal(ring, org, id, &sealed) {
-                Ok(None) => report.current += 1,
-                Ok(Some(fresh)) => {
-                    // 0 rows: the server changed it meanwhile, under the newest key already.
-                    client.execute(&swap, &[&id, &sealed, &fresh]).await?;
-                    report.rotated += 1;
-                }
-                Err(e) => report.failed.push((ProviderId(id), e.to_string())),
-            }
-        }
-    }
-    Ok(report)
-}
-
-fn reseal(
-    ring: &KeyRing,
-    org: Uuid,
-    id: Uuid,
-    sealed: &[u8],
-) -> Result<Option<Vec<u8>>, StoreError> {
-    if !ring.needs_rotation(sealed)? {
-        return Ok(None);
-    }
-    let b = binding(org, id);
-    let plain = ring.open(sealed, &b)?;
-    Ok(Some(ring.seal(&plain, &b)?))
+    let column = SealedColumn {
+        table: "providers",
+        column: "secrets",
+        binding,
+    };
+    let r = rotation::rotate(client, ring, &column, batch).await?;
+    Ok(RotationReport {
+        rotated: r.rotated,
+        current: r.current,
+        failed: r
+            .failed
+            .into_iter()
+            .map(|(id, e)| (ProviderId(id), e))
+            .collect(),
+    })
 }

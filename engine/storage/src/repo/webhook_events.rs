@@ -32,8 +32,16 @@ pub struct EventRow {
     pub occurred_at: DateTime<Utc>,
 }
 
+/// A message's state as an applied event group found and left it (for metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    pub message_id: Uuid,
+    pub from: MessageState,
+    pub to: MessageState,
+}
+
 /// What one ingest did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ingested {
     /// Events seen for the first time.
     pub recorded: usize,
@@ -43,6 +51,8 @@ pub struct Ingested {
     pub applied: usize,
     /// New events whose message is not known (yet): kept for later.
     pub unmatched: usize,
+    /// The state of each message the new events were applied to, before and after.
+    pub transitions: Vec<Transition>,
 }
 
 /// Records `events` of one provider connection and applies the new ones, in
@@ -96,14 +106,18 @@ pub async fn ingest(
         }
     }
     out.recorded = fresh.len();
-    let applied = apply(tx, org, provider, &fresh).await?;
+    let applied = apply(tx, org, provider, &fresh, &mut out.transitions).await?;
     out.applied = applied;
     out.unmatched = fresh.len() - applied;
     Ok(out)
 }
 
-/// The history entry an event appends to its message.
-fn history_entry(provider: ProviderId, e: &EventRow) -> Option<Value> {
+/// The history entry an event appends to its message. `at` is when the
+/// engine recorded it (`recorded_at`), so a message's history never goes back
+/// in time; the provider's own time of the event is kept as `providerAt`
+/// (some providers stamp whole seconds, Meta for one, and a provider's clock
+/// is not ours).
+fn history_entry(provider: ProviderId, e: &EventRow, recorded_at: DateTime<Utc>) -> Option<Value> {
     // Engagement implies delivered (providers.md §12); a deferral is only a note.
     let state = e.state.or(match e.engagement.as_deref() {
         Some("opened") | Some("clicked") => Some(MessageState::Delivered),
@@ -120,10 +134,11 @@ fn history_entry(provider: ProviderId, e: &EventRow) -> Option<Value> {
     }
     serde_json::to_value(MessageEvent {
         state,
-        at: e.occurred_at,
+        at: recorded_at,
         reason: Some(reason),
         provider_id: Some(provider),
         attempt: None,
+        provider_at: Some(e.occurred_at),
     })
     .ok()
 }
@@ -136,6 +151,7 @@ async fn apply(
     org: OrganizationId,
     provider: ProviderId,
     events: &[EventRow],
+    transitions: &mut Vec<Transition>,
 ) -> Result<usize, StoreError> {
     // Key: our id when known, else the provider's id.
     let mut by_id: HashMap<Uuid, Vec<&EventRow>> = HashMap::new();
@@ -150,23 +166,28 @@ async fn apply(
     let mut applied = 0usize;
     let by_id_stmt = tx
         .prepare_cached(
-            "UPDATE messages m SET
+            "WITH old AS (SELECT id, state FROM messages
+                            WHERE id = $1 AND organization_id = $2 FOR UPDATE)
+             UPDATE messages m SET
                  state = CASE WHEN $3::text IS NOT NULL AND msgengine_can_advance(m.state, $3)
                               THEN $3 ELSE m.state END,
                  provider_message_id = COALESCE(m.provider_message_id, $5),
                  events = m.events || $4::jsonb, updated_at = now()
-               WHERE m.id = $1 AND m.organization_id = $2
-           RETURNING m.id",
+               FROM old WHERE m.id = old.id
+           RETURNING m.id, old.state, m.state",
         )
         .await?;
     let by_pmid_stmt = tx
         .prepare_cached(
-            "UPDATE messages m SET
+            "WITH old AS (SELECT id, state FROM messages
+                            WHERE provider_id = $1 AND provider_message_id = $2
+                              AND organization_id = $3 FOR UPDATE)
+             UPDATE messages m SET
                  state = CASE WHEN $4::text IS NOT NULL AND msgengine_can_advance(m.state, $4)
                               THEN $4 ELSE m.state END,
                  events = m.events || $5::jsonb, updated_at = now()
-               WHERE m.provider_id = $1 AND m.provider_message_id = $2 AND m.organization_id = $3
-           RETURNING m.id",
+               FROM old WHERE m.id = old.id
+           RETURNING m.id, old.state, m.state",
         )
         .await?;
     let mark = tx
@@ -184,6 +205,7 @@ async fn apply(
             .await?
         {
             let matched: Uuid = row.try_get(0)?;
+            transitions.push(transition(&row)?);
             let ids: Vec<&str> = group.iter().map(|e| e.event_id.as_str()).collect();
             tx.execute(&mark, &[&provider.0, &ids, &matched]).await?;
             crate::repo::org_webhooks::enqueue_outcomes(tx, &[matched], &[&history]).await?;
@@ -201,6 +223,7 @@ async fn apply(
             .await?
         {
             let matched: Uuid = row.try_get(0)?;
+            transitions.push(transition(&row)?);
             let ids: Vec<&str> = group.iter().map(|e| e.event_id.as_str()).collect();
             tx.execute(&mark, &[&provider.0, &ids, &matched]).await?;
             crate::repo::org_webhooks::enqueue_outcomes(tx, &[matched], &[&history]).await?;
@@ -208,6 +231,20 @@ async fn apply(
         }
     }
     Ok(applied)
+}
+
+/// A `RETURNING id, old state, new state` row.
+fn transition(row: &tokio_postgres::Row) -> Result<Transition, StoreError> {
+    let parse = |i: usize| -> Result<MessageState, StoreError> {
+        let s: String = row.try_get(i)?;
+        s.parse()
+            .map_err(|_| StoreError::Corrupt(format!("unknown state {s}")))
+    };
+    Ok(Transition {
+        message_id: row.try_get(0)?,
+        from: parse(1)?,
+        to: parse(2)?,
+    })
 }
 
 /// The furthest state a group of events reaches (by the state machine's
@@ -224,9 +261,10 @@ fn merge(provider: ProviderId, group: &[&EventRow]) -> (Option<MessageState>, Va
             };
         }
     }
+    let now = Utc::now();
     let history: Vec<Value> = sorted
         .iter()
-        .filter_map(|e| history_entry(provider, e))
+        .filter_map(|e| history_entry(provider, e, now))
         .collect();
     (state, Value::Array(history))
 }
@@ -293,8 +331,9 @@ pub async fn retry_unmatched(
         groups.entry((org, provider)).or_default().push(e);
     }
     let mut applied = 0;
+    let mut transitions = Vec::new();
     for ((org, provider), events) in groups {
-        applied += apply(tx, org, provider, &events).await?;
+        applied += apply(tx, org, provider, &events, &mut transitions).await?;
     }
     Ok(applied)
 }
