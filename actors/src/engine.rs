@@ -78,6 +78,7 @@ pub struct Engine {
     system: System,
     db: Arc<DbRuntime>,
     suppressions: Suppressions,
+    webhooks: crate::inbound::WebhookWriter,
 }
 
 impl Engine {
@@ -150,6 +151,11 @@ impl Engine {
                 main.spawn(async move { shared.dispatch(due).await });
             })
         };
+        let webhooks = crate::inbound::WebhookWriter::start(
+            db.handle(),
+            pool.clone(),
+            crate::inbound::WebhookWriterSettings::default(),
+        );
         let committer = GroupCommitter::start(db.handle(), pool, commit, on_commit);
         let stop = Arc::new(AtomicBool::new(false));
         actix::spawn(crate::scheduler::run(shared.clone(), stop.clone()));
@@ -176,6 +182,7 @@ impl Engine {
             system: System::current(),
             db,
             suppressions: Suppressions::default(),
+            webhooks,
         }
     }
 
@@ -369,6 +376,28 @@ impl Engine {
     /// The suppression lists this engine checks at accept.
     pub fn suppressions(&self) -> &Suppressions {
         &self.suppressions
+    }
+
+    /// Writes a verified webhook's events (group-committed with other
+    /// webhooks'), and puts the recipients its events ask to suppress on the
+    /// organization's list, in the database and in the list checked at accept.
+    pub async fn ingest_webhook(
+        &self,
+        org: OrganizationId,
+        provider: msgengine_domain::ProviderId,
+        events: Vec<msgengine_storage::repo::webhook_events::EventRow>,
+        suppress: Vec<(String, String)>,
+        wait: Duration,
+    ) -> Result<msgengine_storage::repo::webhook_events::Ingested, crate::inbound::IngestError>
+    {
+        let done = self
+            .webhooks
+            .ingest(org, provider, events, suppress.clone(), wait)
+            .await?;
+        for (recipient, reason) in &suppress {
+            self.suppressions.add(org, recipient, reason);
+        }
+        Ok(done)
     }
 
     /// An organization's rate limits changed.

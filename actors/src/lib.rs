@@ -8,6 +8,7 @@
 //!   concurrency cap, circuit breaker, health, retries and failover.
 //! - [`commit::GroupCommitter`]: group commit of accepted messages.
 //! - [`writer::OutcomeWriter`]: batched status writes.
+//! - [`inbound::WebhookWriter`]: group commit of inbound provider webhooks.
 //! - [`dbrt::DbRuntime`]: the committer's and writer's own multi-threaded
 //!   runtime, off the actor system's thread.
 //! - [`suppress::Suppressions`]: the suppression lists, checked at accept.
@@ -22,6 +23,7 @@ pub mod commit;
 pub mod dbrt;
 pub mod engine;
 pub mod gauges;
+pub mod inbound;
 pub mod job;
 pub mod metrics;
 pub mod outbound;

@@ -41,10 +41,6 @@ pub struct AppState {
     /// Renders the Prometheus text page for `GET /metrics`.
     pub metrics: RenderMetrics,
     pub limits: Limits,
-    /// Inbound provider webhooks writing at once: at most half the pool, so
-    /// a burst of status callbacks (each one short transaction) queues here
-    /// instead of taking every connection from the send path.
-    pub webhook_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Renders the process's metrics in the Prometheus text format.

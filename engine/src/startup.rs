@@ -69,11 +69,7 @@ impl Application {
         let engine = Engine::start(engine_config(&settings), pool.clone(), ring.clone())
             .context("cannot start the actor system")?;
 
-        let webhook_slots = Arc::new(tokio::sync::Semaphore::new(
-            (settings.database.pool_max_size / 2).max(1),
-        ));
         let state = AppState {
-            webhook_slots,
             pool,
             ring,
             admin: Arc::new(AdminToken::new(&admin_token)),

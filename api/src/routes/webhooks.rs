@@ -12,9 +12,10 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
+use msgengine_actors::inbound::IngestError;
 use msgengine_actors::metrics::{
-    provider_label, record_batch, record_pool_wait, record_reported_transition, WEBHOOKS_RECEIVED,
-    WEBHOOKS_REJECTED, WEBHOOK_EVENTS,
+    provider_label, record_reported_transition, WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED,
+    WEBHOOK_EVENTS,
 };
 use msgengine_actors::suppress::normalize;
 use msgengine_domain::provider::{
@@ -24,8 +25,7 @@ use msgengine_domain::{Channel, OrganizationId, ProviderId};
 use msgengine_providers::webhook::{
     webhook_handler_for, InboundWebhook, WebhookError, WebhookEvent, WebhookReply,
 };
-use msgengine_storage::repo::suppressions;
-use msgengine_storage::repo::webhook_events::{self, EventRow, Ingested};
+use msgengine_storage::repo::webhook_events::{EventRow, Ingested};
 use msgengine_storage::StoreError;
 use serde_json::json;
 
@@ -33,8 +33,8 @@ use crate::error::ApiError;
 use crate::extract::parse_id;
 use crate::state::AppState;
 
-/// How long a webhook waits for a write slot before a 503.
-const WEBHOOK_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a webhook waits for room in the writer's queue before a 503.
+const WEBHOOK_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Largest webhook body accepted (SendGrid batches up to ~768 KB).
 pub const MAX_WEBHOOK_BYTES: usize = 2 * 1024 * 1024;
@@ -200,36 +200,24 @@ pub async fn receive(
         .iter()
         .filter_map(|e| Some((normalize(e.recipient.as_deref()?), e.suppress.clone()?)))
         .collect();
-    let started = std::time::Instant::now();
-    // A provider retries a webhook it could not deliver: past the wait,
+    // Group-committed with other webhooks. A provider retries a webhook it
+    // could not deliver: when the writer's queue stays full past the wait,
     // answer 503 with Retry-After rather than hold the request.
-    let slot = tokio::time::timeout(WEBHOOK_SLOT_WAIT, state.webhook_slots.acquire())
+    let received = rows.len();
+    let done = state
+        .engine
+        .ingest_webhook(org, provider, rows, suppress, WEBHOOK_QUEUE_WAIT)
         .await
-        .ok()
-        .and_then(Result::ok)
-        .ok_or_else(|| {
-            ApiError::new(
-                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        .map_err(|e| match e {
+            IngestError::Busy => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
                 "busy",
                 "too many webhooks are being written; retry shortly",
             )
-            .with_retry_after(1)
+            .with_retry_after(1),
+            IngestError::Store(e) => e.into(),
         })?;
-    let mut client = state.pool.get().await?;
-    record_pool_wait(started.elapsed());
-    let tx = client.transaction().await?;
-    let done = webhook_events::ingest(&tx, org, provider, &rows).await?;
-    for (recipient, reason) in &suppress {
-        suppressions::add(&tx, org, recipient, reason, Some(provider.0), None).await?;
-    }
-    tx.commit().await?;
-    drop(client);
-    drop(slot);
-    record_batch("webhook", rows.len(), started.elapsed());
     count_received(channel, provider_label, &done);
-    for (recipient, reason) in &suppress {
-        state.engine.suppressions().add(org, recipient, reason);
-    }
     tracing::debug!(
         provider = %provider.0,
         recorded = done.recorded,
@@ -239,7 +227,7 @@ pub async fn receive(
         "webhook received"
     );
     Ok(HttpResponse::Ok().json(json!({
-        "received": rows.len(),
+        "received": received,
         "duplicates": done.duplicates,
         "applied": done.applied,
         "pending": done.unmatched,

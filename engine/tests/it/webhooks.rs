@@ -148,6 +148,126 @@ async fn events_apply_once_never_backwards_and_late_ones_wait_for_their_message(
 }
 
 #[tokio::test]
+async fn a_group_of_webhooks_is_written_at_once_and_each_answered_for_its_own_events() {
+    let app = TestApp::spawn().await;
+    let org = app.org("acme").await;
+    let provider = app.provider(&org, "sms", sandbox("sbx", 0, 0.0, 0.0)).await;
+    let provider_id =
+        ProviderId(Uuid::parse_str(provider["id"].as_str().expect("id")).expect("uuid"));
+    let org_id = OrganizationId(Uuid::parse_str(&org.id).expect("uuid"));
+    let other = app.org("other").await;
+    let other_id = OrganizationId(Uuid::parse_str(&other.id).expect("uuid"));
+    let mut sent = Vec::new();
+    for to in ["+2348031234561", "+2348031234562", "+2348031234563"] {
+        let (s, body) = app
+            .send(&org, &json!({"channel": "sms", "to": to, "text": "hi"}))
+            .await;
+        assert_eq!(s, 202);
+        let id = body["id"].as_str().expect("id").to_owned();
+        let done = app.wait_for(&org, &id, &["delivered"]).await;
+        let pmid = done["providerMessageId"].as_str().expect("pmid").to_owned();
+        sent.push((id, pmid));
+    }
+    let uuid = |i: usize| Uuid::parse_str(&sent[i].0).expect("uuid");
+    let mut by_our_id = event("g2", "ignored", Some(MessageState::Read), 1);
+    by_our_id.provider_message_id = None;
+    by_our_id.message_id = Some(uuid(1));
+    let mut foreign = event("g5", "ignored", Some(MessageState::Failed), 1);
+    foreign.provider_message_id = None;
+    foreign.message_id = Some(uuid(0));
+    let first = [
+        event("g1", &sent[0].1, Some(MessageState::Read), 1),
+        by_our_id,
+    ];
+    let second = [
+        event("g1", &sent[0].1, Some(MessageState::Read), 1),
+        event("g3", &sent[2].1, Some(MessageState::Read), 1),
+        event(
+            "g4",
+            "nobody-knows-this-id",
+            Some(MessageState::Delivered),
+            1,
+        ),
+    ];
+    let third = [foreign];
+    let jobs = [
+        webhook_events::IngestJob {
+            org: org_id,
+            provider: provider_id,
+            events: &first,
+        },
+        webhook_events::IngestJob {
+            org: org_id,
+            provider: provider_id,
+            events: &second,
+        },
+        webhook_events::IngestJob {
+            org: other_id,
+            provider: provider_id,
+            events: &third,
+        },
+    ];
+    let mut client = app.db.pool.get().await.expect("connection");
+    let tx = client.transaction().await.expect("tx");
+    let got = webhook_events::ingest_many(&tx, &jobs)
+        .await
+        .expect("ingest");
+    tx.commit().await.expect("commit");
+    let counts: Vec<(usize, usize, usize, usize, usize)> = got
+        .iter()
+        .map(|g| {
+            (
+                g.recorded,
+                g.duplicates,
+                g.applied,
+                g.unmatched,
+                g.transitions.len(),
+            )
+        })
+        .collect();
+    // The event both webhooks carry is new for the first and a duplicate for
+    // the second; another organization's event never reaches this message.
+    assert_eq!(
+        counts,
+        vec![(2, 0, 2, 0, 2), (2, 1, 1, 1, 1), (1, 0, 0, 1, 0)]
+    );
+    for (id, _) in &sent {
+        let (_, status) = app.status(&org, id).await;
+        assert_eq!(status["status"], "read", "{status}");
+        let reads = status["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["state"] == "read")
+            .count();
+        assert_eq!(reads, 1, "one read entry for {id}: {status}");
+    }
+    let applied = app
+        .query_count(&format!(
+            "SELECT count(*) FROM webhook_events WHERE applied_at IS NOT NULL
+               AND event_id IN ('g1', 'g2', 'g3') AND provider_id = '{}'",
+            provider_id.0
+        ))
+        .await;
+    assert_eq!(applied, 3);
+    let waiting = app
+        .query_count(&format!(
+            "SELECT count(*) FROM webhook_events WHERE applied_at IS NULL
+               AND event_id IN ('g4', 'g5') AND provider_id = '{}'",
+            provider_id.0
+        ))
+        .await;
+    assert_eq!(waiting, 2);
+    let matched = app
+        .query_count(&format!(
+            "SELECT count(*) FROM webhook_events WHERE event_id = 'g1' AND message_id = '{}'",
+            sent[0].0
+        ))
+        .await;
+    assert_eq!(matched, 1);
+}
+
+#[tokio::test]
 async fn a_webhook_for_an_unknown_connection_or_a_type_without_webhooks_is_404() {
     let app = TestApp::spawn().await;
     let org = app.org("acme").await;
@@ -324,5 +444,153 @@ mod twilio {
             )
             .await;
         assert_eq!(s, 422, "{body}");
+    }
+}
+
+mod writer {
+    use std::time::Duration;
+
+    use msgengine_actors::inbound::{IngestError, WebhookWriter, WebhookWriterSettings};
+    use msgengine_domain::{OrganizationId, ProviderId};
+    use msgengine_storage::{connect_pool, PoolSettings};
+    use uuid::Uuid;
+
+    use super::event;
+    use crate::helpers::TestApp;
+
+    /// Concurrent webhooks are written together; one the database refuses
+    /// fails alone and the others are written.
+    #[tokio::test]
+    async fn concurrent_webhooks_share_a_transaction_and_a_bad_one_fails_alone() {
+        let app = TestApp::spawn().await;
+        let org = app.org("acme").await;
+        let org_id = OrganizationId(Uuid::parse_str(&org.id).expect("uuid"));
+        let provider = ProviderId(Uuid::new_v4());
+        // The writer's one connection is held here until all 40 are queued,
+        // so the worker takes the first alone and the other 39 as one group.
+        let pool = connect_pool(
+            &app.db.conninfo,
+            &PoolSettings {
+                max_size: 1,
+                wait_timeout_ms: 30_000,
+            },
+        )
+        .await
+        .expect("pool");
+        let held = pool.get().await.expect("connection");
+        let writer = WebhookWriter::start(
+            &tokio::runtime::Handle::current(),
+            pool.clone(),
+            WebhookWriterSettings {
+                workers: 1,
+                ..WebhookWriterSettings::default()
+            },
+        );
+        let calls: Vec<_> = (0..40)
+            .map(|i| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    let mut e = event(&format!("w{i}"), &format!("pm{i}"), None, 0);
+                    if i == 17 {
+                        // The table's CHECK refuses this reason.
+                        e.suppress = Some("not-a-reason".into());
+                    }
+                    writer
+                        .ingest(
+                            org_id,
+                            provider,
+                            vec![e],
+                            Vec::new(),
+                            Duration::from_secs(5),
+                        )
+                        .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(held);
+        let mut results = Vec::new();
+        for call in calls {
+            results.push(call.await.expect("task"));
+        }
+        for (i, r) in results.iter().enumerate() {
+            match (i, r) {
+                (17, Err(IngestError::Store(_))) => {}
+                (17, other) => panic!("the bad webhook was not refused: {other:?}"),
+                (_, Ok(done)) => assert_eq!((done.recorded, done.unmatched), (1, 1)),
+                (_, Err(e)) => panic!("webhook {i} failed with the bad one: {e}"),
+            }
+        }
+        let stored = app
+            .query_count(&format!(
+                "SELECT count(*) FROM webhook_events WHERE provider_id = '{}'",
+                provider.0
+            ))
+            .await;
+        assert_eq!(stored, 39);
+    }
+
+    /// When the queue stays full for the whole wait, the caller hears Busy
+    /// (the route answers 503 with Retry-After) instead of waiting on.
+    #[tokio::test]
+    async fn a_full_queue_answers_busy_after_the_wait() {
+        let app = TestApp::spawn().await;
+        let org = app.org("acme").await;
+        let org_id = OrganizationId(Uuid::parse_str(&org.id).expect("uuid"));
+        let provider = ProviderId(Uuid::new_v4());
+        // One connection, held here: the worker takes the first webhook and
+        // waits for it; the second fills the queue of one.
+        let pool = connect_pool(
+            &app.db.conninfo,
+            &PoolSettings {
+                max_size: 1,
+                wait_timeout_ms: 30_000,
+            },
+        )
+        .await
+        .expect("pool");
+        let held = pool.get().await.expect("connection");
+        let writer = WebhookWriter::start(
+            &tokio::runtime::Handle::current(),
+            pool.clone(),
+            WebhookWriterSettings {
+                workers: 1,
+                max_events: 1,
+                queue: 1,
+            },
+        );
+        let send = |n: usize| {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .ingest(
+                        org_id,
+                        provider,
+                        vec![event(&format!("b{n}"), "pm", None, 0)],
+                        Vec::new(),
+                        Duration::from_secs(30),
+                    )
+                    .await
+            })
+        };
+        let first = send(1);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let second = send(2);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let third = writer
+            .ingest(
+                org_id,
+                provider,
+                vec![event("b3", "pm", None, 0)],
+                Vec::new(),
+                Duration::from_millis(200),
+            )
+            .await;
+        assert!(matches!(third, Err(IngestError::Busy)), "{third:?}");
+        drop(held);
+        for waiting in [first, second] {
+            let done = waiting.await.expect("task").expect("written");
+            assert_eq!(done.recorded, 1);
+        }
     }
 }

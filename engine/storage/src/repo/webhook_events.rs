@@ -2,7 +2,7 @@
 //! (replays change nothing), applied to their message (never backwards), and
 //! kept until matched when the message is not known yet.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -55,6 +55,14 @@ pub struct Ingested {
     pub transitions: Vec<Transition>,
 }
 
+/// One webhook request's events, for [`ingest_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct IngestJob<'a> {
+    pub org: OrganizationId,
+    pub provider: ProviderId,
+    pub events: &'a [EventRow],
+}
+
 /// Records `events` of one provider connection and applies the new ones, in
 /// the caller's transaction.
 pub async fn ingest(
@@ -63,53 +71,390 @@ pub async fn ingest(
     provider: ProviderId,
     events: &[EventRow],
 ) -> Result<Ingested, StoreError> {
-    let mut out = Ingested::default();
-    if events.is_empty() {
+    let mut out = ingest_many(
+        tx,
+        &[IngestJob {
+            org,
+            provider,
+            events,
+        }],
+    )
+    .await?;
+    Ok(out.pop().unwrap_or_default())
+}
+
+/// Records the events of many webhook requests and applies the new ones, in
+/// the caller's transaction, with a fixed number of statements whatever the
+/// number of requests and events (one multi-row insert, one update per kind
+/// of message reference, one mark, one outbound enqueue). The answer has one
+/// [`Ingested`] per job, in order. An event that appears twice (a replay, or
+/// the same event in two requests of the group) counts as new for the first
+/// job that carries it and as a duplicate for the others.
+pub async fn ingest_many(
+    tx: &deadpool_postgres::Transaction<'_>,
+    jobs: &[IngestJob<'_>],
+) -> Result<Vec<Ingested>, StoreError> {
+    let mut out = vec![Ingested::default(); jobs.len()];
+    let total: usize = jobs.iter().map(|j| j.events.len()).sum();
+    if total == 0 {
         return Ok(out);
     }
-    let insert = tx
+    let fresh_keys = insert_events(tx, jobs, total).await?;
+    let mut unclaimed = fresh_keys;
+    let mut fresh: Vec<Fresh<'_>> = Vec::with_capacity(total);
+    for (job_index, job) in jobs.iter().enumerate() {
+        for e in job.events {
+            if unclaimed.remove(&(job.provider.0, e.event_id.as_str())) {
+                fresh.push(Fresh {
+                    job: job_index,
+                    org: job.org,
+                    provider: job.provider,
+                    event: e,
+                });
+                out[job_index].recorded += 1;
+            } else {
+                out[job_index].duplicates += 1;
+            }
+        }
+    }
+    let applied = apply(tx, &fresh).await?;
+    for (group, transition) in applied {
+        let first = group.first().map_or(0, |f| f.job);
+        out[first].transitions.push(transition);
+        for f in group {
+            out[f.job].applied += 1;
+        }
+    }
+    for o in &mut out {
+        o.unmatched = o.recorded - o.applied;
+    }
+    Ok(out)
+}
+
+/// Inserts every event (replays do nothing) and returns the keys of those
+/// that were new.
+async fn insert_events<'a>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    jobs: &'a [IngestJob<'a>],
+    total: usize,
+) -> Result<HashSet<(Uuid, &'a str)>, StoreError> {
+    let stmt = tx
         .prepare_cached(
             "INSERT INTO webhook_events (provider_id, event_id, organization_id, provider_message_id,
                                          message_id, state, engagement, raw_status, recipient,
                                          error_code, reason, suppress, occurred_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-             ON CONFLICT (provider_id, event_id) DO NOTHING",
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::uuid[],
+                                  $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                                  $11::text[], $12::text[], $13::timestamptz[])
+             ON CONFLICT (provider_id, event_id) DO NOTHING
+             RETURNING provider_id, event_id",
         )
         .await?;
-    let mut fresh = Vec::with_capacity(events.len());
-    for e in events {
-        let state = e.state.map(MessageState::as_str);
-        let n = tx
-            .execute(
-                &insert,
+    let mut providers = Vec::with_capacity(total);
+    let mut event_ids = Vec::with_capacity(total);
+    let mut orgs = Vec::with_capacity(total);
+    let mut pmids = Vec::with_capacity(total);
+    let mut message_ids = Vec::with_capacity(total);
+    let mut states = Vec::with_capacity(total);
+    let mut engagements = Vec::with_capacity(total);
+    let mut raw = Vec::with_capacity(total);
+    let mut recipients = Vec::with_capacity(total);
+    let mut codes = Vec::with_capacity(total);
+    let mut reasons = Vec::with_capacity(total);
+    let mut suppress = Vec::with_capacity(total);
+    let mut occurred = Vec::with_capacity(total);
+    for job in jobs {
+        for e in job.events {
+            providers.push(job.provider.0);
+            event_ids.push(e.event_id.as_str());
+            orgs.push(job.org.0);
+            pmids.push(e.provider_message_id.as_deref());
+            message_ids.push(e.message_id);
+            states.push(e.state.map(MessageState::as_str));
+            engagements.push(e.engagement.as_deref());
+            raw.push(e.raw_status.as_str());
+            recipients.push(e.recipient.as_deref());
+            codes.push(e.error_code.as_deref());
+            reasons.push(e.reason.as_deref());
+            suppress.push(e.suppress.as_deref());
+            occurred.push(e.occurred_at);
+        }
+    }
+    let rows = tx
+        .query(
+            &stmt,
+            &[
+                &providers,
+                &event_ids,
+                &orgs,
+                &pmids,
+                &message_ids,
+                &states,
+                &engagements,
+                &raw,
+                &recipients,
+                &codes,
+                &reasons,
+                &suppress,
+                &occurred,
+            ],
+        )
+        .await?;
+    // Map the returned keys back to the callers' strings (borrowed, no copies).
+    let mut returned: HashSet<(Uuid, String)> = HashSet::with_capacity(rows.len());
+    for row in &rows {
+        returned.insert((row.try_get(0)?, row.try_get(1)?));
+    }
+    let mut fresh = HashSet::with_capacity(returned.len());
+    for job in jobs {
+        for e in job.events {
+            if returned.contains(&(job.provider.0, e.event_id.clone())) {
+                fresh.insert((job.provider.0, e.event_id.as_str()));
+            }
+        }
+    }
+    Ok(fresh)
+}
+
+/// A newly recorded event and the job it came in.
+#[derive(Debug, Clone, Copy)]
+struct Fresh<'a> {
+    job: usize,
+    org: OrganizationId,
+    provider: ProviderId,
+    event: &'a EventRow,
+}
+
+/// How an event names its message: our id when known, else the provider's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum MessageRef<'a> {
+    Ours(OrganizationId, Uuid),
+    Providers(OrganizationId, ProviderId, &'a str),
+}
+
+/// Applies new events to their messages: every event of one message in one
+/// update (the history gets all of them in time order, the state the
+/// furthest they reach), all messages in two statements. Returns, per
+/// message updated, the events applied to it and its transition.
+async fn apply<'a>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    fresh: &[Fresh<'a>],
+) -> Result<Vec<(Vec<Fresh<'a>>, Transition)>, StoreError> {
+    let mut groups: HashMap<MessageRef<'a>, Vec<Fresh<'a>>> = HashMap::new();
+    for f in fresh {
+        let key = match (&f.event.message_id, &f.event.provider_message_id) {
+            (Some(id), _) => MessageRef::Ours(f.org, *id),
+            (None, Some(p)) => MessageRef::Providers(f.org, f.provider, p.as_str()),
+            (None, None) => continue,
+        };
+        groups.entry(key).or_default().push(*f);
+    }
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Sorted by message reference so concurrent writers lock in one order.
+    let mut groups: Vec<(MessageRef<'a>, Vec<Fresh<'a>>)> = groups.into_iter().collect();
+    groups.sort_by(|a, b| ref_order(&a.0).cmp(&ref_order(&b.0)));
+    let merged: Vec<(Option<&'static str>, Value)> = groups
+        .iter()
+        .map(|(_, g)| {
+            let provider = g.first().map_or(ProviderId(Uuid::nil()), |f| f.provider);
+            let events: Vec<&EventRow> = g.iter().map(|f| f.event).collect();
+            let (state, history) = merge(provider, &events);
+            (state.map(MessageState::as_str), history)
+        })
+        .collect();
+
+    // (group index, message id, old state, new state) per updated message.
+    let mut updated: Vec<(usize, Uuid, MessageState, MessageState)> = Vec::new();
+    let mut ours = OursColumns::default();
+    let mut theirs = TheirsColumns::default();
+    for (i, ((key, group), (state, history))) in groups.iter().zip(&merged).enumerate() {
+        let idx = i32::try_from(i).map_err(|_| StoreError::Corrupt("too many groups".into()))?;
+        match key {
+            MessageRef::Ours(org, id) => {
+                ours.idx.push(idx);
+                ours.id.push(*id);
+                ours.org.push(org.0);
+                ours.state.push(*state);
+                ours.history.push(history);
+                ours.pmid.push(
+                    group
+                        .iter()
+                        .find_map(|f| f.event.provider_message_id.as_deref()),
+                );
+            }
+            MessageRef::Providers(org, provider, pmid) => {
+                theirs.idx.push(idx);
+                theirs.provider.push(provider.0);
+                theirs.pmid.push(pmid);
+                theirs.org.push(org.0);
+                theirs.state.push(*state);
+                theirs.history.push(history);
+            }
+        }
+    }
+    if !ours.idx.is_empty() {
+        let stmt = tx
+            .prepare_cached(
+                "WITH v AS (SELECT * FROM unnest($1::int4[], $2::uuid[], $3::uuid[], $4::text[],
+                                                $5::jsonb[], $6::text[])
+                                       AS v(idx, id, org, state, history, pmid)),
+                      old AS (SELECT m.id, m.state, v.idx FROM messages m
+                                JOIN v ON m.id = v.id AND m.organization_id = v.org
+                               ORDER BY m.id FOR UPDATE OF m)
+                 UPDATE messages m SET
+                     state = CASE WHEN v.state IS NOT NULL AND msgengine_can_advance(m.state, v.state)
+                                  THEN v.state ELSE m.state END,
+                     provider_message_id = COALESCE(m.provider_message_id, v.pmid),
+                     events = m.events || v.history, updated_at = now()
+                   FROM old JOIN v ON v.idx = old.idx
+                  WHERE m.id = old.id
+               RETURNING v.idx, m.id, old.state, m.state",
+            )
+            .await?;
+        let rows = tx
+            .query(
+                &stmt,
                 &[
-                    &provider.0,
-                    &e.event_id,
-                    &org.0,
-                    &e.provider_message_id,
-                    &e.message_id,
-                    &state,
-                    &e.engagement,
-                    &e.raw_status,
-                    &e.recipient,
-                    &e.error_code,
-                    &e.reason,
-                    &e.suppress,
-                    &e.occurred_at,
+                    &ours.idx,
+                    &ours.id,
+                    &ours.org,
+                    &ours.state,
+                    &ours.history,
+                    &ours.pmid,
                 ],
             )
             .await?;
-        if n == 1 {
-            fresh.push(e.clone());
-        } else {
-            out.duplicates += 1;
+        for row in &rows {
+            updated.push(updated_row(row)?);
         }
     }
-    out.recorded = fresh.len();
-    let applied = apply(tx, org, provider, &fresh, &mut out.transitions).await?;
-    out.applied = applied;
-    out.unmatched = fresh.len() - applied;
+    if !theirs.idx.is_empty() {
+        let stmt = tx
+            .prepare_cached(
+                "WITH v AS (SELECT * FROM unnest($1::int4[], $2::uuid[], $3::text[], $4::uuid[],
+                                                $5::text[], $6::jsonb[])
+                                       AS v(idx, provider, pmid, org, state, history)),
+                      old AS (SELECT m.id, m.state, v.idx FROM messages m
+                                JOIN v ON m.provider_id = v.provider
+                                      AND m.provider_message_id = v.pmid
+                                      AND m.organization_id = v.org
+                               ORDER BY m.id FOR UPDATE OF m)
+                 UPDATE messages m SET
+                     state = CASE WHEN v.state IS NOT NULL AND msgengine_can_advance(m.state, v.state)
+                                  THEN v.state ELSE m.state END,
+                     events = m.events || v.history, updated_at = now()
+                   FROM old JOIN v ON v.idx = old.idx
+                  WHERE m.id = old.id
+               RETURNING v.idx, m.id, old.state, m.state",
+            )
+            .await?;
+        let rows = tx
+            .query(
+                &stmt,
+                &[
+                    &theirs.idx,
+                    &theirs.provider,
+                    &theirs.pmid,
+                    &theirs.org,
+                    &theirs.state,
+                    &theirs.history,
+                ],
+            )
+            .await?;
+        for row in &rows {
+            updated.push(updated_row(row)?);
+        }
+    }
+    if updated.is_empty() {
+        return Ok(Vec::new());
+    }
+
+    // Mark the applied events with their message, and queue the
+    // organizations' outbound notifications, in this same transaction.
+    let mark = tx
+        .prepare_cached(
+            "UPDATE webhook_events w SET applied_at = now(), message_id = u.message_id
+               FROM unnest($1::uuid[], $2::text[], $3::uuid[]) AS u(provider_id, event_id, message_id)
+              WHERE w.provider_id = u.provider_id AND w.event_id = u.event_id",
+        )
+        .await?;
+    let mut mark_provider = Vec::new();
+    let mut mark_event = Vec::new();
+    let mut mark_message = Vec::new();
+    let mut outbound_ids = Vec::with_capacity(updated.len());
+    let mut outbound_events = Vec::with_capacity(updated.len());
+    let mut out = Vec::with_capacity(updated.len());
+    // A message matched twice (one provider id on two messages) is applied
+    // to both; its events count once.
+    let mut counted = vec![false; groups.len()];
+    for (idx, id, from, to) in updated {
+        let Some((_, group)) = groups.get(idx) else {
+            return Err(StoreError::Corrupt(format!("unknown group {idx}")));
+        };
+        for f in group {
+            mark_provider.push(f.provider.0);
+            mark_event.push(f.event.event_id.as_str());
+            mark_message.push(id);
+        }
+        outbound_ids.push(id);
+        outbound_events.push(&merged[idx].1);
+        let transition = Transition {
+            message_id: id,
+            from,
+            to,
+        };
+        if counted[idx] {
+            out.push((Vec::new(), transition));
+        } else {
+            counted[idx] = true;
+            out.push((group.clone(), transition));
+        }
+    }
+    tx.execute(&mark, &[&mark_provider, &mark_event, &mark_message])
+        .await?;
+    crate::repo::org_webhooks::enqueue_outcomes(tx, &outbound_ids, &outbound_events).await?;
     Ok(out)
+}
+
+#[derive(Default)]
+struct OursColumns<'a> {
+    idx: Vec<i32>,
+    id: Vec<Uuid>,
+    org: Vec<Uuid>,
+    state: Vec<Option<&'static str>>,
+    history: Vec<&'a Value>,
+    pmid: Vec<Option<&'a str>>,
+}
+
+#[derive(Default)]
+struct TheirsColumns<'a> {
+    idx: Vec<i32>,
+    provider: Vec<Uuid>,
+    pmid: Vec<&'a str>,
+    org: Vec<Uuid>,
+    state: Vec<Option<&'static str>>,
+    history: Vec<&'a Value>,
+}
+
+/// A stable order of message references (ours by id first, then the
+/// provider's by provider and id).
+fn ref_order<'a>(r: &MessageRef<'a>) -> (u8, Uuid, &'a str) {
+    match r {
+        MessageRef::Ours(_, id) => (0, *id, ""),
+        MessageRef::Providers(_, p, pmid) => (1, p.0, pmid),
+    }
+}
+
+/// A `RETURNING idx, id, old state, new state` row.
+fn updated_row(
+    row: &tokio_postgres::Row,
+) -> Result<(usize, Uuid, MessageState, MessageState), StoreError> {
+    let idx: i32 = row.try_get(0)?;
+    let idx = usize::try_from(idx).map_err(|_| StoreError::Corrupt(format!("group {idx}")))?;
+    let t = transition_at(row, 1)?;
+    Ok((idx, t.message_id, t.from, t.to))
 }
 
 /// The history entry an event appends to its message. `at` is when the
@@ -143,107 +488,17 @@ fn history_entry(provider: ProviderId, e: &EventRow, recorded_at: DateTime<Utc>)
     .ok()
 }
 
-/// Applies new events to their messages; returns how many found one.
-/// Several events for one message are applied in one update: the history
-/// gets all of them in time order, the state the furthest they reach.
-async fn apply(
-    tx: &deadpool_postgres::Transaction<'_>,
-    org: OrganizationId,
-    provider: ProviderId,
-    events: &[EventRow],
-    transitions: &mut Vec<Transition>,
-) -> Result<usize, StoreError> {
-    // Key: our id when known, else the provider's id.
-    let mut by_id: HashMap<Uuid, Vec<&EventRow>> = HashMap::new();
-    let mut by_pmid: HashMap<&str, Vec<&EventRow>> = HashMap::new();
-    for e in events {
-        match (&e.message_id, &e.provider_message_id) {
-            (Some(id), _) => by_id.entry(*id).or_default().push(e),
-            (None, Some(p)) => by_pmid.entry(p.as_str()).or_default().push(e),
-            (None, None) => {}
-        }
-    }
-    let mut applied = 0usize;
-    let by_id_stmt = tx
-        .prepare_cached(
-            "WITH old AS (SELECT id, state FROM messages
-                            WHERE id = $1 AND organization_id = $2 FOR UPDATE)
-             UPDATE messages m SET
-                 state = CASE WHEN $3::text IS NOT NULL AND msgengine_can_advance(m.state, $3)
-                              THEN $3 ELSE m.state END,
-                 provider_message_id = COALESCE(m.provider_message_id, $5),
-                 events = m.events || $4::jsonb, updated_at = now()
-               FROM old WHERE m.id = old.id
-           RETURNING m.id, old.state, m.state",
-        )
-        .await?;
-    let by_pmid_stmt = tx
-        .prepare_cached(
-            "WITH old AS (SELECT id, state FROM messages
-                            WHERE provider_id = $1 AND provider_message_id = $2
-                              AND organization_id = $3 FOR UPDATE)
-             UPDATE messages m SET
-                 state = CASE WHEN $4::text IS NOT NULL AND msgengine_can_advance(m.state, $4)
-                              THEN $4 ELSE m.state END,
-                 events = m.events || $5::jsonb, updated_at = now()
-               FROM old WHERE m.id = old.id
-           RETURNING m.id, old.state, m.state",
-        )
-        .await?;
-    let mark = tx
-        .prepare_cached(
-            "UPDATE webhook_events SET applied_at = now(), message_id = $3
-              WHERE provider_id = $1 AND event_id = ANY($2)",
-        )
-        .await?;
-    for (id, group) in &by_id {
-        let (state, history) = merge(provider, group);
-        let pmid = group.iter().find_map(|e| e.provider_message_id.clone());
-        let state = state.map(MessageState::as_str);
-        if let Some(row) = tx
-            .query_opt(&by_id_stmt, &[id, &org.0, &state, &history, &pmid])
-            .await?
-        {
-            let matched: Uuid = row.try_get(0)?;
-            transitions.push(transition(&row)?);
-            let ids: Vec<&str> = group.iter().map(|e| e.event_id.as_str()).collect();
-            tx.execute(&mark, &[&provider.0, &ids, &matched]).await?;
-            crate::repo::org_webhooks::enqueue_outcomes(tx, &[matched], &[&history]).await?;
-            applied += group.len();
-        }
-    }
-    for (pmid, group) in &by_pmid {
-        let (state, history) = merge(provider, group);
-        let state = state.map(MessageState::as_str);
-        if let Some(row) = tx
-            .query_opt(
-                &by_pmid_stmt,
-                &[&provider.0, pmid, &org.0, &state, &history],
-            )
-            .await?
-        {
-            let matched: Uuid = row.try_get(0)?;
-            transitions.push(transition(&row)?);
-            let ids: Vec<&str> = group.iter().map(|e| e.event_id.as_str()).collect();
-            tx.execute(&mark, &[&provider.0, &ids, &matched]).await?;
-            crate::repo::org_webhooks::enqueue_outcomes(tx, &[matched], &[&history]).await?;
-            applied += group.len();
-        }
-    }
-    Ok(applied)
-}
-
-/// A `RETURNING id, old state, new state` row.
-fn transition(row: &tokio_postgres::Row) -> Result<Transition, StoreError> {
+/// The `id, old state, new state` columns of a row, from column `at` on.
+fn transition_at(row: &tokio_postgres::Row, at: usize) -> Result<Transition, StoreError> {
     let parse = |i: usize| -> Result<MessageState, StoreError> {
         let s: String = row.try_get(i)?;
         s.parse()
             .map_err(|_| StoreError::Corrupt(format!("unknown state {s}")))
     };
     Ok(Transition {
-        message_id: row.try_get(0)?,
-        from: parse(1)?,
-        to: parse(2)?,
+        message_id: row.try_get(at)?,
+        from: parse(at + 1)?,
+        to: parse(at + 2)?,
     })
 }
 
@@ -326,14 +581,15 @@ pub async fn retry_unmatched(
     limit: i64,
 ) -> Result<usize, StoreError> {
     let pending = unmatched(tx, max_age, limit).await?;
-    let mut groups: HashMap<(OrganizationId, ProviderId), Vec<EventRow>> = HashMap::new();
-    for (org, provider, e) in pending {
-        groups.entry((org, provider)).or_default().push(e);
-    }
-    let mut applied = 0;
-    let mut transitions = Vec::new();
-    for ((org, provider), events) in groups {
-        applied += apply(tx, org, provider, &events, &mut transitions).await?;
-    }
-    Ok(applied)
+    let fresh: Vec<Fresh<'_>> = pending
+        .iter()
+        .map(|(org, provider, event)| Fresh {
+            job: 0,
+            org: *org,
+            provider: *provider,
+            event,
+        })
+        .collect();
+    let applied = apply(tx, &fresh).await?;
+    Ok(applied.iter().map(|(group, _)| group.len()).sum())
 }
