@@ -41,6 +41,8 @@ pub struct AppState {
     /// Renders the Prometheus text page for `GET /metrics`.
     pub metrics: RenderMetrics,
     pub limits: Limits,
+    /// Connections behind webhook URLs (routes::webhooks).
+    pub webhook_connections: Arc<crate::routes::webhooks::WebhookConnections>,
 }
 
 /// Renders the process's metrics in the Prometheus text format.

@@ -70,6 +70,7 @@ impl Application {
             .context("cannot start the actor system")?;
 
         let state = AppState {
+            webhook_connections: Arc::default(),
             pool,
             ring,
             admin: Arc::new(AdminToken::new(&admin_token)),

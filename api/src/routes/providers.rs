@@ -141,6 +141,7 @@ pub async fn update<S: ProviderSpec>(
     )
     .await?;
     tx.commit().await?;
+    state.webhook_connections.forget(id);
     state.engine.providers_changed(tenant.organization_id).await;
     Ok(HttpResponse::Ok().json(render(&record)))
 }
@@ -168,6 +169,7 @@ pub async fn delete<S: ProviderSpec>(
     )
     .await?;
     tx.commit().await?;
+    state.webhook_connections.forget(id);
     state.engine.providers_changed(tenant.organization_id).await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -9,9 +9,13 @@
 //! for later when the message is not known yet, and bounces, complaints and
 //! unsubscribes put the recipient on the organization's suppression list.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
+use dashmap::DashMap;
 use msgengine_actors::inbound::IngestError;
 use msgengine_actors::metrics::{
     provider_label, record_reported_transition, WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED,
@@ -45,12 +49,17 @@ fn channel(segment: &str) -> Result<Channel, ApiError> {
         .map_err(|_| ApiError::not_found("webhook"))
 }
 
-/// The connection behind a webhook URL, any organization.
+/// The connection behind a webhook URL, any organization: from the cache
+/// while fresh, else from the database (one query and a decryption, which at
+/// thousands of callbacks a second was a second round trip per webhook).
 async fn connection(
     state: &AppState,
     channel: Channel,
     id: ProviderId,
-) -> Result<(OrganizationId, AnyProviderSpec), ApiError> {
+) -> Result<(OrganizationId, Arc<AnyProviderSpec>), ApiError> {
+    if let Some(found) = state.webhook_connections.get(channel, id) {
+        return Ok(found);
+    }
     use msgengine_storage::repo::providers::get_for_webhook;
     let client = state.pool.get().await?;
     let found = match channel {
@@ -65,9 +74,61 @@ async fn connection(
             .map(|r| (r.organization_id, r.spec.into_any())),
     };
     match found {
-        Ok(found) => Ok(found),
+        Ok((org, spec)) => Ok(state.webhook_connections.put(channel, id, org, spec)),
         Err(StoreError::NotFound) => Err(ApiError::not_found("webhook")),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Connections behind webhook URLs, kept for [`WebhookConnections::TTL`]. A
+/// change through this server's provider API evicts its entry at once; a
+/// change made through another node is seen within the TTL.
+#[derive(Default)]
+pub struct WebhookConnections {
+    entries: DashMap<(Channel, ProviderId), Cached>,
+}
+
+struct Cached {
+    org: OrganizationId,
+    spec: Arc<AnyProviderSpec>,
+    at: Instant,
+}
+
+impl WebhookConnections {
+    /// How long a cached connection is used without asking the database.
+    pub const TTL: Duration = Duration::from_secs(5);
+
+    fn get(
+        &self,
+        channel: Channel,
+        id: ProviderId,
+    ) -> Option<(OrganizationId, Arc<AnyProviderSpec>)> {
+        let entry = self.entries.get(&(channel, id))?;
+        (entry.at.elapsed() < Self::TTL).then(|| (entry.org, entry.spec.clone()))
+    }
+
+    fn put(
+        &self,
+        channel: Channel,
+        id: ProviderId,
+        org: OrganizationId,
+        spec: AnyProviderSpec,
+    ) -> (OrganizationId, Arc<AnyProviderSpec>) {
+        let spec = Arc::new(spec);
+        self.entries.insert(
+            (channel, id),
+            Cached {
+                org,
+                spec: spec.clone(),
+                at: Instant::now(),
+            },
+        );
+        (org, spec)
+    }
+
+    /// Evicts a connection that was changed or deleted.
+    pub fn forget(&self, id: ProviderId) {
+        self.entries.retain(|(_, cached), _| *cached != id);
     }
 }
 

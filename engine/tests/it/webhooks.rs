@@ -328,6 +328,10 @@ mod twilio {
 
     /// X-Twilio-Signature computed here, independently of the adapter.
     fn signature(url: &str, params: &[(&str, &str)]) -> String {
+        signature_with(TOKEN, url, params)
+    }
+
+    fn signature_with(token: &str, url: &str, params: &[(&str, &str)]) -> String {
         let mut sorted = params.to_vec();
         sorted.sort();
         let mut text = url.to_owned();
@@ -335,7 +339,7 @@ mod twilio {
             text.push_str(k);
             text.push_str(v);
         }
-        let mut mac = Hmac::<Sha1>::new_from_slice(TOKEN.as_bytes()).expect("key");
+        let mut mac = Hmac::<Sha1>::new_from_slice(token.as_bytes()).expect("key");
         mac.update(text.as_bytes());
         base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
     }
@@ -444,6 +448,37 @@ mod twilio {
             )
             .await;
         assert_eq!(s, 422, "{body}");
+
+        // The connection is cached for webhooks; a new auth token through the
+        // API takes effect on the next callback, and so does a deletion.
+        let read = [
+            ("MessageSid", "SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+            ("MessageStatus", "read"),
+            ("To", "+2348031234567"),
+            ("AccountSid", SID),
+        ];
+        let new_token = "0123456789abcdef0123456789abcdef";
+        let provider_path = format!("/api/sms/providers/{pid}");
+        let res = app
+            .call(
+                Method::PUT,
+                &provider_path,
+                Some(&org.key),
+                Some(&json!({"credentials": {"authToken": new_token}})),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let (s, _) = post(&app, &path, &read, Some(&signature(&url, &read))).await;
+        assert_eq!(s, 401, "the old token no longer signs");
+        let fresh = signature_with(new_token, &url, &read);
+        let (s, body) = post(&app, &path, &read, Some(&fresh)).await;
+        assert_eq!(s, 200, "{body}");
+        let res = app
+            .call(Method::DELETE, &provider_path, Some(&org.key), None)
+            .await;
+        assert_eq!(res.status(), 204);
+        let (s, _) = post(&app, &path, &read, Some(&fresh)).await;
+        assert_eq!(s, 404, "a deleted connection has no webhook");
     }
 }
 
