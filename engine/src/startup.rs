@@ -150,7 +150,7 @@ fn build_server(
     settings: &Settings,
 ) -> anyhow::Result<Server> {
     let data = web::Data::new(state);
-    let mut server = HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .app_data(msgengine_api::query_config())
@@ -167,8 +167,59 @@ fn build_server(
     })
     .listen(listener)?
     .shutdown_timeout(settings.server.shutdown_timeout_secs);
-    if let Some(workers) = settings.server.workers {
-        server = server.workers(workers);
+    let workers = settings
+        .server
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let max_connections = connections_per_worker(
+        raise_open_files_limit(),
+        settings.database.pool_max_size,
+        workers,
+    );
+    tracing::debug!(workers, max_connections, "HTTP workers");
+    Ok(server
+        .workers(workers)
+        .max_connections(max_connections)
+        .run())
+}
+
+/// Raises this process's soft limit on open files to its hard limit (a
+/// soft limit of 1,024 is common and far below what a server holding
+/// thousands of client and provider connections needs). Returns the limit
+/// in force.
+fn raise_open_files_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open files limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
     }
-    Ok(server.run())
+}
+
+/// Connections each HTTP worker accepts before it stops accepting (the
+/// kernel's backlog then holds new ones): the open files limit, less what
+/// the database pool, provider connections and the process's own files
+/// need, shared by the workers. Without it a flood of connections reached
+/// the limit and every accept failed with `Too many open files`.
+fn connections_per_worker(open_files: u64, pool: usize, workers: usize) -> usize {
+    const OTHER_FILES: u64 = 2_048;
+    let spare = open_files.saturating_sub(OTHER_FILES + pool as u64);
+    let per_worker = spare / workers.max(1) as u64;
+    usize::try_from(per_worker)
+        .unwrap_or(usize::MAX)
+        .clamp(64, 25_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connections_per_worker;
+
+    #[test]
+    fn connections_leave_room_for_other_files_and_stay_within_bounds() {
+        assert_eq!(connections_per_worker(20_000, 16, 2), 8_968);
+        assert_eq!(connections_per_worker(1_048_576, 16, 2), 25_000);
+        assert_eq!(connections_per_worker(1_024, 16, 2), 64);
+        assert_eq!(connections_per_worker(20_000, 16, 0), 17_936);
+    }
 }

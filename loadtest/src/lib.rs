@@ -52,3 +52,11 @@ pub mod setup;
 pub mod sim;
 pub mod stats;
 pub mod target;
+
+/// Raises the process's soft limit on open files to its hard limit: a load
+/// run holds thousands of connections, and a soft limit of 1,024 is common.
+pub fn raise_open_files_limit() {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("warning: cannot raise the open files limit: {e}");
+    }
+}

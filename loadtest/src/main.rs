@@ -11,6 +11,7 @@ use msgengine_loadtest::cli::{execute, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    msgengine_loadtest::raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.threads())
         .enable_all()

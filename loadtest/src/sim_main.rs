@@ -25,10 +25,14 @@ struct Cli {
     /// HTTP worker threads.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Status webhooks posted at once, at most.
+    #[arg(long, default_value_t = sim::DEFAULT_WEBHOOK_CONCURRENCY)]
+    webhook_concurrency: usize,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    msgengine_loadtest::raise_open_files_limit();
     let config = match SimConfig::from_file(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         listen: cli.listen,
         workers: cli.workers,
         handle_signals: true,
+        webhook_concurrency: cli.webhook_concurrency,
     };
     let result = runtime.block_on(async {
         let handle = sim::start(config, options).await?;

@@ -657,3 +657,111 @@ async fn twilio_whatsapp_sends_and_read_callbacks_go_to_the_whatsapp_url() {
     assert_eq!(sim.stats().recipient("+2348031234567").accepted, 1);
     sim.stop().await;
 }
+
+/// An HTTP endpoint that holds every request 100 ms and records the most
+/// requests it held at once.
+async fn slow_endpoint() -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (now, most, total) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let (most_out, total_out) = (most.clone(), total.clone());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (now, most, total) = (now.clone(), most.clone(), total.clone());
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // One request: headers, then Content-Length bytes of body.
+                    let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buffer.len() < end + 4 + length {
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buffer.drain(..end + 4 + length);
+                    let held = now.fetch_add(1, SeqCst) + 1;
+                    most.fetch_max(held, SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    now.fetch_sub(1, SeqCst);
+                    total.fetch_add(1, SeqCst);
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+                    if socket.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}/hook"), most_out, total_out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_posted_at_most_webhook_concurrency_at_once() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (hook, most, total) = slow_endpoint().await;
+    let config = json!({"providers": [
+        {"type": "twilio", "accountSid": ACCOUNT_SID, "authToken": AUTH_TOKEN,
+         "webhookUrl": hook, "webhookDelayMs": 0, "outcomes": {"delivered": 1}}
+    ]});
+    let config = SimConfig::from_json(&config.to_string()).expect("valid config");
+    let sim = sim::start(
+        config,
+        StartOptions {
+            webhook_concurrency: 3,
+            ..StartOptions::loopback()
+        },
+    )
+    .await
+    .expect("simulator starts");
+    let spec = twilio_spec(&sim.base_url(), AUTH_TOKEN);
+    let AnyProviderSpec::Sms(sms) = &spec else {
+        panic!("sms spec");
+    };
+    let sender = msgengine_providers::twilio_sms::TwilioSmsSender::new(sms, client());
+    for i in 0..12 {
+        let msg = message(Channel::Sms, "+2348031234567");
+        sender
+            .send(&msg, &format!("idem-{i}"))
+            .await
+            .expect("accepted");
+    }
+    // 12 messages, a "sent" and a "delivered" webhook each, 100 ms apiece.
+    let started = Instant::now();
+    while total.load(SeqCst) < 24 && started.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(total.load(SeqCst), 24, "every webhook posted");
+    assert_eq!(
+        most.load(SeqCst),
+        3,
+        "at most 3 at once, and the 3 were used"
+    );
+    sim.stop().await;
+}

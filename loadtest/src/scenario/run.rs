@@ -113,6 +113,7 @@ pub async fn run(scenario: Scenario, options: &RunOptions, mode: Mode) -> Result
             listen: options.sim_listen,
             workers: options.sim_workers,
             handle_signals: false,
+            webhook_concurrency: sim::DEFAULT_WEBHOOK_CONCURRENCY,
         },
     )
     .await

@@ -88,7 +88,14 @@ pub struct StartOptions {
     pub workers: usize,
     /// Stop on Ctrl-C / SIGTERM (the binary); off in-process.
     pub handle_signals: bool,
+    /// Status webhooks being posted at once, at most (a real provider's
+    /// delivery workers are bounded too; without a bound a slow engine
+    /// meets an ever-growing number of connections).
+    pub webhook_concurrency: usize,
 }
+
+/// The default of [`StartOptions::webhook_concurrency`].
+pub const DEFAULT_WEBHOOK_CONCURRENCY: usize = 256;
 
 impl StartOptions {
     /// `127.0.0.1:0`, one worker, no signal handling: for tests.
@@ -97,6 +104,7 @@ impl StartOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             workers: 1,
             handle_signals: false,
+            webhook_concurrency: DEFAULT_WEBHOOK_CONCURRENCY,
         }
     }
 }
@@ -177,7 +185,11 @@ pub async fn start(config: SimConfig, options: StartOptions) -> anyhow::Result<S
     config.validate()?;
     let stats = Arc::new(Stats::default());
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(webhooks::dispatch(rx, webhooks::client()?));
+    tokio::spawn(webhooks::dispatch(
+        rx,
+        webhooks::client(options.webhook_concurrency)?,
+        options.webhook_concurrency,
+    ));
     let accounts = config
         .providers
         .iter()

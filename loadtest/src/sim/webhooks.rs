@@ -3,7 +3,8 @@
 //! A handler builds a message's webhooks (already signed: each provider
 //! module signs in its own scheme) and queues them as one [`WebhookJob`];
 //! [`dispatch`] runs each job in its own task: wait `delay`, post step 1,
-//! wait, post step 2, ... A step the engine answers non-2xx (or not at all)
+//! wait, post step 2, ... At most `concurrency` posts are in flight at once
+//! (the others wait their turn). A step the engine answers non-2xx (or not at all)
 //! is retried up to `retries` times, `retry_delay` doubling; then it is
 //! counted as failed and the job goes on with its next step.
 
@@ -11,7 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use super::stats::ProviderCounters;
 
@@ -39,28 +40,39 @@ pub struct WebhookJob {
     pub counters: Arc<ProviderCounters>,
 }
 
-/// The client webhooks go out with (plain HTTP on loopback, pooled).
-pub fn client() -> anyhow::Result<reqwest::Client> {
+/// The client webhooks go out with (plain HTTP on loopback, pooled: as many
+/// idle connections as posts may be in flight).
+pub fn client(concurrency: usize) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(256)
+        .pool_max_idle_per_host(concurrency.max(1))
         .build()?)
 }
 
-/// Runs every queued job until the senders are gone.
-pub async fn dispatch(mut jobs: mpsc::UnboundedReceiver<WebhookJob>, client: reqwest::Client) {
+/// Runs every queued job until the senders are gone, at most `concurrency`
+/// posts at a time.
+pub async fn dispatch(
+    mut jobs: mpsc::UnboundedReceiver<WebhookJob>,
+    client: reqwest::Client,
+    concurrency: usize,
+) {
+    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
     while let Some(job) = jobs.recv().await {
-        tokio::spawn(run(client.clone(), job));
+        tokio::spawn(run(client.clone(), slots.clone(), job));
     }
 }
 
-async fn run(client: reqwest::Client, job: WebhookJob) {
+async fn run(client: reqwest::Client, slots: Arc<Semaphore>, job: WebhookJob) {
     for step in &job.steps {
         tokio::time::sleep(job.delay).await;
         let mut wait = job.retry_delay;
         let mut attempt = 0;
         loop {
-            if post(&client, step).await {
+            let delivered = match slots.acquire().await {
+                Ok(_slot) => post(&client, step).await,
+                Err(_) => return,
+            };
+            if delivered {
                 job.counters.webhooks_delivered.fetch_add(1, Relaxed);
                 break;
             }
