@@ -4,6 +4,7 @@
 # commit on) and the harness, both on this machine, loopback only.
 #
 #   loadtest/bench.sh [OUT_DIR]        (default target/bench)
+#   RUNS="batch-12k single-4k" loadtest/bench.sh OUT_DIR    (only those runs)
 #
 # Each run checks afterwards that every accepted message reached a terminal
 # state (CORRECTNESS line). Engine memory (RSS) is sampled every 10 s.
@@ -12,20 +13,22 @@ cd "$(dirname "$0")/.."
 out=${1:-target/bench}
 mkdir -p "$out"
 cargo build --release --bin msgengine --bin msgengine-load >/dev/null
+bin=${CARGO_TARGET_DIR:-target}/release
+runs=" ${RUNS:-batch-15k single-5k batch-12k single-4k soak-5min} "
 data=$(mktemp -d /tmp/msgengine-bench-XXXXXX)
 chmod 755 "$data"
 port=18200
-./target/release/msgengine serve --listen 127.0.0.1:$port --data-dir "$data" >"$out/engine.log" 2>&1 &
+"$bin/msgengine" serve --listen 127.0.0.1:$port --data-dir "$data" >"$out/engine.log" 2>&1 &
 engine=$!
 trap 'kill -TERM $engine 2>/dev/null; wait $engine 2>/dev/null; rm -rf "$data"' EXIT
 for _ in $(seq 1 60); do curl -sf http://127.0.0.1:$port/readyz >/dev/null && break; sleep 0.5; done
 token=$(cat "$data/admin-token")
-load() { ./target/release/msgengine-load run --base http://127.0.0.1:$port --admin-token="$token" \
+load() { "$bin/msgengine-load" run --base http://127.0.0.1:$port --admin-token="$token" \
            --sandbox-latency-ms 5 --org-rate 100000 --org-burst 100000 --drain-timeout 600 --warmup 5 "$@"; }
 rss() { while kill -0 $engine 2>/dev/null; do echo "$(date +%s) $(ps -o rss= -p $engine)"; sleep 10; done; }
 rss >"$out/rss.txt" &
 sampler=$!
-run() { name=$1; shift; echo "== $name: $*"; load --report "$out/$name.json" "$@" >"$out/$name.log" 2>&1 || true;
+run() { name=$1; shift; [[ $runs == *" $name "* ]] || return 0; echo "== $name: $*"; load --report "$out/$name.json" "$@" >"$out/$name.log" 2>&1 || true;
         grep -E "^(accept|end to end|accepted|CORRECTNESS|throughput|load done)" "$out/$name.log" || tail -5 "$out/$name.log"; }
 run batch-15k   --rate 15000 --duration 60 --batch-size 1000
 run single-5k   --rate 5000  --duration 60 --batch-size 1
