@@ -113,22 +113,8 @@ impl Worker {
         }
     }
 
-    /// Waits for one job, then takes whatever else is queued, up to the cap.
     async fn gather(&self) -> Option<Vec<AcceptJob>> {
-        let mut rx = self.rx.lock().await;
-        let first = rx.recv().await?;
-        let mut rows = first.rows.len();
-        let mut group = vec![first];
-        while rows < self.settings.max_rows {
-            match rx.try_recv() {
-                Ok(job) => {
-                    rows += job.rows.len();
-                    group.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        Some(group)
+        gather(&self.rx, self.settings.max_rows, |job| job.rows.len()).await
     }
 
     async fn write(&self, group: Vec<AcceptJob>) {
@@ -218,6 +204,30 @@ impl Worker {
         tx.commit().await?;
         Ok(outcomes)
     }
+}
+
+/// Waits for one job, then takes whatever else is queued until the jobs'
+/// total `weight` (rows, events) reaches `cap`: the gathering step of a
+/// group-commit worker.
+pub(crate) async fn gather<J>(
+    rx: &Mutex<mpsc::Receiver<J>>,
+    cap: usize,
+    weight: impl Fn(&J) -> usize,
+) -> Option<Vec<J>> {
+    let mut rx = rx.lock().await;
+    let first = rx.recv().await?;
+    let mut total = weight(&first);
+    let mut group = vec![first];
+    while total < cap {
+        match rx.try_recv() {
+            Ok(job) => {
+                total += weight(&job);
+                group.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(group)
 }
 
 /// How many rows a group wrote (jobs whose key existed wrote none).

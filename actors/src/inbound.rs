@@ -142,22 +142,8 @@ impl Worker {
         }
     }
 
-    /// Waits for one webhook, then takes whatever else is queued, up to the cap.
     async fn gather(&self) -> Option<Vec<WebhookJob>> {
-        let mut rx = self.rx.lock().await;
-        let first = rx.recv().await?;
-        let mut events = first.events.len();
-        let mut group = vec![first];
-        while events < self.max_events {
-            match rx.try_recv() {
-                Ok(job) => {
-                    events += job.events.len();
-                    group.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        Some(group)
+        crate::commit::gather(&self.rx, self.max_events, |job| job.events.len()).await
     }
 
     async fn write(&self, group: Vec<WebhookJob>) {

@@ -493,16 +493,18 @@ mod writer {
     use super::event;
     use crate::helpers::TestApp;
 
-    /// Concurrent webhooks are written together; one the database refuses
-    /// fails alone and the others are written.
-    #[tokio::test]
-    async fn concurrent_webhooks_share_a_transaction_and_a_bad_one_fails_alone() {
-        let app = TestApp::spawn().await;
+    /// An organization, and a webhook writer with one worker whose one
+    /// connection is held by the caller (the returned object) until dropped.
+    async fn held_writer(
+        app: &TestApp,
+        settings: WebhookWriterSettings,
+    ) -> (
+        OrganizationId,
+        WebhookWriter,
+        msgengine_storage::driver::deadpool_postgres::Object,
+    ) {
         let org = app.org("acme").await;
         let org_id = OrganizationId(Uuid::parse_str(&org.id).expect("uuid"));
-        let provider = ProviderId(Uuid::new_v4());
-        // The writer's one connection is held here until all 40 are queued,
-        // so the worker takes the first alone and the other 39 as one group.
         let pool = connect_pool(
             &app.db.conninfo,
             &PoolSettings {
@@ -515,12 +517,24 @@ mod writer {
         let held = pool.get().await.expect("connection");
         let writer = WebhookWriter::start(
             &tokio::runtime::Handle::current(),
-            pool.clone(),
+            pool,
             WebhookWriterSettings {
                 workers: 1,
-                ..WebhookWriterSettings::default()
+                ..settings
             },
         );
+        (org_id, writer, held)
+    }
+
+    /// Concurrent webhooks are written together; one the database refuses
+    /// fails alone and the others are written.
+    #[tokio::test]
+    async fn concurrent_webhooks_share_a_transaction_and_a_bad_one_fails_alone() {
+        let app = TestApp::spawn().await;
+        let provider = ProviderId(Uuid::new_v4());
+        // The writer's one connection is held here until all 40 are queued,
+        // so the worker takes the first alone and the other 39 as one group.
+        let (org_id, writer, held) = held_writer(&app, WebhookWriterSettings::default()).await;
         let calls: Vec<_> = (0..40)
             .map(|i| {
                 let writer = writer.clone();
@@ -570,30 +584,18 @@ mod writer {
     #[tokio::test]
     async fn a_full_queue_answers_busy_after_the_wait() {
         let app = TestApp::spawn().await;
-        let org = app.org("acme").await;
-        let org_id = OrganizationId(Uuid::parse_str(&org.id).expect("uuid"));
         let provider = ProviderId(Uuid::new_v4());
         // One connection, held here: the worker takes the first webhook and
         // waits for it; the second fills the queue of one.
-        let pool = connect_pool(
-            &app.db.conninfo,
-            &PoolSettings {
-                max_size: 1,
-                wait_timeout_ms: 30_000,
-            },
-        )
-        .await
-        .expect("pool");
-        let held = pool.get().await.expect("connection");
-        let writer = WebhookWriter::start(
-            &tokio::runtime::Handle::current(),
-            pool.clone(),
+        let (org_id, writer, held) = held_writer(
+            &app,
             WebhookWriterSettings {
                 workers: 1,
                 max_events: 1,
                 queue: 1,
             },
-        );
+        )
+        .await;
         let send = |n: usize| {
             let writer = writer.clone();
             tokio::spawn(async move {

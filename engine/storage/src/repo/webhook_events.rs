@@ -295,77 +295,56 @@ async fn apply<'a>(
         }
     }
     if !ours.idx.is_empty() {
-        let stmt = tx
-            .prepare_cached(
-                "WITH v AS (SELECT * FROM unnest($1::int4[], $2::uuid[], $3::uuid[], $4::text[],
-                                                $5::jsonb[], $6::text[])
-                                       AS v(idx, id, org, state, history, pmid)),
-                      old AS (SELECT m.id, m.state, v.idx FROM messages m
-                                JOIN v ON m.id = v.id AND m.organization_id = v.org
-                               ORDER BY m.id FOR UPDATE OF m)
-                 UPDATE messages m SET
-                     state = CASE WHEN v.state IS NOT NULL AND msgengine_can_advance(m.state, v.state)
-                                  THEN v.state ELSE m.state END,
-                     provider_message_id = COALESCE(m.provider_message_id, v.pmid),
-                     events = m.events || v.history, updated_at = now()
-                   FROM old JOIN v ON v.idx = old.idx
-                  WHERE m.id = old.id
-               RETURNING v.idx, m.id, old.state, m.state",
-            )
-            .await?;
-        let rows = tx
-            .query(
-                &stmt,
-                &[
-                    &ours.idx,
-                    &ours.id,
-                    &ours.org,
-                    &ours.state,
-                    &ours.history,
-                    &ours.pmid,
-                ],
-            )
-            .await?;
-        for row in &rows {
-            updated.push(updated_row(row)?);
-        }
+        let sql = format!(
+            "WITH v AS (SELECT * FROM unnest($1::int4[], $2::uuid[], $3::uuid[], $4::text[],
+                                            $5::jsonb[], $6::text[])
+                                   AS v(idx, id, org, state, history, pmid)),
+                  old AS (SELECT m.id, m.state, v.idx FROM messages m
+                            JOIN v ON m.id = v.id AND m.organization_id = v.org
+                           ORDER BY m.id FOR UPDATE OF m)
+             {APPLY_TO_OLD}"
+        );
+        update_locked(
+            tx,
+            &sql,
+            &[
+                &ours.idx,
+                &ours.id,
+                &ours.org,
+                &ours.state,
+                &ours.history,
+                &ours.pmid,
+            ],
+            &mut updated,
+        )
+        .await?;
     }
     if !theirs.idx.is_empty() {
-        let stmt = tx
-            .prepare_cached(
-                "WITH v AS (SELECT * FROM unnest($1::int4[], $2::uuid[], $3::text[], $4::uuid[],
-                                                $5::text[], $6::jsonb[])
-                                       AS v(idx, provider, pmid, org, state, history)),
-                      old AS (SELECT m.id, m.state, v.idx FROM messages m
-                                JOIN v ON m.provider_id = v.provider
-                                      AND m.provider_message_id = v.pmid
-                                      AND m.organization_id = v.org
-                               ORDER BY m.id FOR UPDATE OF m)
-                 UPDATE messages m SET
-                     state = CASE WHEN v.state IS NOT NULL AND msgengine_can_advance(m.state, v.state)
-                                  THEN v.state ELSE m.state END,
-                     events = m.events || v.history, updated_at = now()
-                   FROM old JOIN v ON v.idx = old.idx
-                  WHERE m.id = old.id
-               RETURNING v.idx, m.id, old.state, m.state",
-            )
-            .await?;
-        let rows = tx
-            .query(
-                &stmt,
-                &[
-                    &theirs.idx,
-                    &theirs.provider,
-                    &theirs.pmid,
-                    &theirs.org,
-                    &theirs.state,
-                    &theirs.history,
-                ],
-            )
-            .await?;
-        for row in &rows {
-            updated.push(updated_row(row)?);
-        }
+        let sql = format!(
+            "WITH v AS (SELECT * FROM unnest($1::int4[], $2::uuid[], $3::text[], $4::uuid[],
+                                            $5::text[], $6::jsonb[])
+                                   AS v(idx, provider, pmid, org, state, history)),
+                  old AS (SELECT m.id, m.state, v.idx FROM messages m
+                            JOIN v ON m.provider_id = v.provider
+                                  AND m.provider_message_id = v.pmid
+                                  AND m.organization_id = v.org
+                           ORDER BY m.id FOR UPDATE OF m)
+             {APPLY_TO_OLD}"
+        );
+        update_locked(
+            tx,
+            &sql,
+            &[
+                &theirs.idx,
+                &theirs.provider,
+                &theirs.pmid,
+                &theirs.org,
+                &theirs.state,
+                &theirs.history,
+            ],
+            &mut updated,
+        )
+        .await?;
     }
     if updated.is_empty() {
         return Ok(Vec::new());
@@ -416,6 +395,32 @@ async fn apply<'a>(
         .await?;
     crate::repo::org_webhooks::enqueue_outcomes(tx, &outbound_ids, &outbound_events).await?;
     Ok(out)
+}
+
+/// The update both kinds of reference share, given CTEs `v` (the groups:
+/// `idx, state, history`, `pmid` when known) and `old` (the locked messages
+/// and their group's `idx`). The provider's id fills an empty one only.
+const APPLY_TO_OLD: &str = "UPDATE messages m SET
+         state = CASE WHEN v.state IS NOT NULL AND msgengine_can_advance(m.state, v.state)
+                      THEN v.state ELSE m.state END,
+         provider_message_id = COALESCE(m.provider_message_id, v.pmid),
+         events = m.events || v.history, updated_at = now()
+       FROM old JOIN v ON v.idx = old.idx
+      WHERE m.id = old.id
+   RETURNING v.idx, m.id, old.state, m.state";
+
+/// Runs one of the group updates and collects its `(group, message, from, to)` rows.
+async fn update_locked(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    updated: &mut Vec<(usize, Uuid, MessageState, MessageState)>,
+) -> Result<(), StoreError> {
+    let stmt = tx.prepare_cached(sql).await?;
+    for row in tx.query(&stmt, params).await? {
+        updated.push(updated_row(&row)?);
+    }
+    Ok(())
 }
 
 #[derive(Default)]
