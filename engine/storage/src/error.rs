@@ -14,8 +14,9 @@ pub enum StoreError {
     /// The database cannot be reached or the pool is exhausted.
     #[error("database unavailable: {0}")]
     Unavailable(String),
-    /// A query failed for another reason.
-    #[error("query failed")]
+    /// A query failed for another reason. Shown with the server's message and
+    /// SQLSTATE (never its DETAIL, which can carry row values).
+    #[error("query failed: {}", query_summary(.0))]
     Query(#[source] tokio_postgres::Error),
     /// A stored secret could not be decrypted or encrypted.
     #[error(transparent)]
@@ -29,6 +30,14 @@ pub enum StoreError {
     /// The storage configuration is invalid.
     #[error("{0}")]
     Config(String),
+}
+
+/// `message (SQLSTATE)` for an error the server reported, else the client's own words.
+fn query_summary(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => err.to_string(),
+    }
 }
 
 impl From<tokio_postgres::Error> for StoreError {

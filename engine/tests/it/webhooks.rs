@@ -564,7 +564,16 @@ mod writer {
         }
         for (i, r) in results.iter().enumerate() {
             match (i, r) {
-                (17, Err(IngestError::Store(_))) => {}
+                (17, Err(IngestError::Store(e))) => {
+                    // Logged with the server's message and SQLSTATE, never
+                    // the row's values.
+                    let text = e.to_string();
+                    assert!(
+                        text.contains("check constraint") && text.contains("(23514)"),
+                        "{text}"
+                    );
+                    assert!(!text.contains("not-a-reason"), "{text}");
+                }
                 (17, other) => panic!("the bad webhook was not refused: {other:?}"),
                 (_, Ok(done)) => assert_eq!((done.recorded, done.unmatched), (1, 1)),
                 (_, Err(e)) => panic!("webhook {i} failed with the bad one: {e}"),
