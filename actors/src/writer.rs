@@ -126,7 +126,12 @@ async fn run_shard(
             }
         }
         let taken = batch.len() as i64;
-        let rows = coalesce(std::mem::take(&mut batch));
+        let mut rows = coalesce(std::mem::take(&mut batch));
+        // In id order, as the webhook writer locks its rows: the update's
+        // plan (a nested loop over the unnest and the primary key) then takes
+        // row locks in that order, so the two writers do not deadlock (one
+        // such deadlock, a second's wait for both, was seen in a load run).
+        rows.sort_unstable_by_key(|r| r.id);
         let mut delay = Duration::from_millis(50);
         loop {
             let started = std::time::Instant::now();
