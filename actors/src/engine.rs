@@ -400,9 +400,10 @@ impl Engine {
         Ok(done)
     }
 
-    /// An organization's rate limits changed.
-    pub fn limits_changed(&self, org: OrganizationId) {
-        self.tenants.reload(org);
+    /// An organization's rate limits changed: returns once this node's
+    /// tenant enforces the new ones.
+    pub async fn limits_changed(&self, org: OrganizationId) {
+        self.tenants.reload(org).await;
     }
 
     /// Test hook: the next send through this provider panics inside its actor.
@@ -610,10 +611,22 @@ fn to_outbound(row: NewMessageRow) -> Option<OutboundMessage> {
         subject: row.subject,
         text: row.body_text.unwrap_or_default(),
         html: row.body_html,
-        metadata: row.metadata.and_then(|m| match m {
-            Value::Object(map) => Some(map),
-            _ => None,
-        }),
-        extras: row.extras.and_then(|e| serde_json::from_value(e).ok()),
+        metadata: stored_metadata(row.metadata),
+        extras: stored_extras(row.extras),
     })
+}
+
+/// A message's stored `metadata` as the adapters take it (an object or nothing).
+pub(crate) fn stored_metadata(metadata: Option<Value>) -> Option<serde_json::Map<String, Value>> {
+    match metadata? {
+        Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+/// A message's stored `extras` (validated at accept) as the adapters take them.
+pub(crate) fn stored_extras(
+    extras: Option<Value>,
+) -> Option<Box<msgengine_domain::message::MessageExtras>> {
+    extras.and_then(|e| serde_json::from_value(e).ok())
 }

@@ -14,6 +14,7 @@ use msgengine_domain::{Channel, MessageId, OrganizationId};
 use msgengine_storage::repo::messages::{self, ClaimedMessage, OutcomeRow};
 use serde_json::json;
 
+use crate::engine::{stored_extras, stored_metadata};
 use crate::runtime::Shared;
 
 const CLAIM_BATCH: i64 = 2000;
@@ -75,9 +76,10 @@ async fn claim(shared: &Arc<Shared>) -> Result<usize, msgengine_storage::StoreEr
             shared.submit(expired_row(&row));
             continue;
         }
-        match to_outbound(&row) {
-            Some(message) => due.push((message, row.attempt_count.max(0) as u32)),
-            None => tracing::error!(message = %row.id, "claimed message has an unknown channel"),
+        let (id, attempts) = (row.id, row.attempt_count.max(0) as u32);
+        match to_outbound(row) {
+            Some(message) => due.push((message, attempts)),
+            None => tracing::error!(message = %id, "claimed message has an unknown channel"),
         }
     }
     shared.dispatch(due).await;
@@ -130,22 +132,18 @@ async fn sweep_idempotency(shared: &Arc<Shared>) {
 }
 
 /// A claimed row as the message adapters take it.
-pub fn to_outbound(row: &ClaimedMessage) -> Option<OutboundMessage> {
-    let channel: Channel = row.channel.parse().ok()?;
+pub fn to_outbound(row: ClaimedMessage) -> Option<OutboundMessage> {
     Some(OutboundMessage {
         id: MessageId(row.id),
         organization_id: OrganizationId(row.organization_id),
-        channel,
-        to: row.recipient.clone(),
-        from: row.sender.clone(),
-        subject: row.subject.clone(),
-        text: row.body_text.clone().unwrap_or_default(),
-        html: row.body_html.clone(),
-        metadata: row.metadata.as_ref().and_then(|m| m.as_object().cloned()),
-        extras: row
-            .extras
-            .as_ref()
-            .and_then(|e| serde_json::from_value(e.clone()).ok()),
+        channel: row.channel.parse().ok()?,
+        to: row.recipient,
+        from: row.sender,
+        subject: row.subject,
+        text: row.body_text.unwrap_or_default(),
+        html: row.body_html,
+        metadata: stored_metadata(row.metadata),
+        extras: stored_extras(row.extras),
     })
 }
 

@@ -143,7 +143,8 @@ pub struct TenantActor {
 const IDLE_AFTER: Duration = Duration::from_secs(300);
 
 impl TenantActor {
-    fn load_limits(&self, ctx: &mut Context<Self>) {
+    /// Reads the organization's limits and installs them in the gate.
+    fn load_limits(&self) -> impl ActorFuture<Self, Output = ()> + 'static {
         let shared = self.shared.clone();
         let org = self.org;
         let fut = async move {
@@ -159,14 +160,14 @@ impl TenantActor {
             let burst: Option<i32> = row.try_get(1).ok()?;
             Some((rate, burst))
         };
-        ctx.wait(fut.into_actor(self).map(|limits, act, _| {
+        fut.into_actor(self).map(|limits, act, _| {
             let (rate, burst) = limits.unwrap_or((None, None));
             let rate = rate.map_or(act.shared.config.default_tenant_rate, |r| r.max(1) as u32);
             let burst = burst.map_or(act.shared.config.default_tenant_burst.max(rate), |b| {
                 b.max(1) as u32
             });
             act.gate.install(Limits::new(rate, burst));
-        }));
+        })
     }
 }
 
@@ -175,7 +176,7 @@ impl Actor for TenantActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(16_384);
-        self.load_limits(ctx);
+        ctx.wait(self.load_limits());
         ctx.run_interval(Duration::from_secs(30), |act, ctx| {
             if act.gate.used.swap(false, Ordering::Relaxed) {
                 act.last_used = Instant::now();
@@ -207,10 +208,11 @@ impl Handler<Admit> for TenantActor {
 }
 
 impl Handler<ReloadLimits> for TenantActor {
-    type Result = ();
+    /// Answered once the new limits are installed.
+    type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, _: ReloadLimits, ctx: &mut Self::Context) {
-        self.load_limits(ctx);
+    fn handle(&mut self, _: ReloadLimits, _: &mut Self::Context) -> Self::Result {
+        Box::pin(self.load_limits())
     }
 }
 
@@ -280,10 +282,14 @@ impl Tenants {
         tenant
     }
 
-    /// Tells a running tenant actor to reload its limits.
-    pub fn reload(&self, org: OrganizationId) {
-        if let Some(tenant) = self.actors.get(&org) {
-            tenant.addr.do_send(ReloadLimits);
+    /// Has a running tenant actor reload its limits, and waits until they
+    /// are in force (a tenant started later reads them when it starts).
+    pub async fn reload(&self, org: OrganizationId) {
+        let addr = self.actors.get(&org).map(|t| t.addr.clone());
+        if let Some(addr) = addr {
+            if let Err(e) = addr.send(ReloadLimits).await {
+                tracing::warn!(organization = %org, error = %e, "tenant limits not reloaded");
+            }
         }
     }
 }

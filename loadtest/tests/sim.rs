@@ -5,14 +5,14 @@
 //! The simulator runs in-process on 127.0.0.1:0; the engine's webhook
 //! endpoint is a wiremock server that only records what it is posted.
 
+mod common;
+
+use common::{client, engine, spec};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use msgengine_domain::message::{MessageState, OutboundMessage};
-use msgengine_domain::provider::{
-    from_object, AnyProviderSpec, EmailProviderSpec, ProviderSpec, SmsProviderSpec,
-    WhatsappProviderSpec,
-};
+use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::{Channel, MessageId, OrganizationId};
 use msgengine_loadtest::sim::{self, config::SimConfig, SimHandle, StartOptions};
 use msgengine_providers::webhook::{webhook_handler_for, InboundWebhook, SuppressionReason};
@@ -29,20 +29,6 @@ const APP_SECRET: &str = "meta-app-secret";
 const PHONE_NUMBER_ID: &str = "1234567890";
 const MAILGUN_KEY: &str = "key-mailgun-0123456789";
 const SIGNING_KEY: &str = "mailgun-signing-key";
-
-fn spec(channel: Channel, json: Value) -> AnyProviderSpec {
-    let Value::Object(object) = json else {
-        panic!("spec JSON must be an object");
-    };
-    match channel {
-        Channel::Email => from_object::<EmailProviderSpec>(object).map(ProviderSpec::into_any),
-        Channel::Sms => from_object::<SmsProviderSpec>(object).map(ProviderSpec::into_any),
-        Channel::Whatsapp => {
-            from_object::<WhatsappProviderSpec>(object).map(ProviderSpec::into_any)
-        }
-    }
-    .unwrap_or_else(|e| panic!("invalid test spec: {e:?}"))
-}
 
 fn twilio_spec(base: &str, token: &str) -> AnyProviderSpec {
     spec(
@@ -87,10 +73,6 @@ fn message(channel: Channel, to: &str) -> OutboundMessage {
     }
 }
 
-fn client() -> reqwest::Client {
-    msgengine_providers::http_client(Duration::from_secs(5))
-}
-
 /// The simulator with every provider, webhooks to `engine` (no delay).
 async fn simulator(engine: Option<&MockServer>, behaviour: Value) -> SimHandle {
     let hook = |path: &str| engine.map(|e| format!("{}{path}", e.uri()));
@@ -120,15 +102,6 @@ async fn simulator(engine: Option<&MockServer>, behaviour: Value) -> SimHandle {
     sim::start(config, StartOptions::loopback())
         .await
         .expect("simulator starts")
-}
-
-async fn engine() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
-        .mount(&server)
-        .await;
-    server
 }
 
 /// Waits until the engine has received `n` webhooks.

@@ -9,21 +9,20 @@
 //! The simulator runs in-process on 127.0.0.1:0; the engine's webhook
 //! endpoint is a wiremock server that only records what it is posted.
 
+mod common;
+
+use common::{client, engine, spec};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use msgengine_domain::message::{MessageExtras, MessageState, OutboundMessage, WhatsappTemplate};
-use msgengine_domain::provider::{
-    from_object, AnyProviderSpec, EmailProviderSpec, ProviderSpec, SmsProviderSpec,
-    WhatsappProviderSpec,
-};
+use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::{Channel, MessageId, OrganizationId};
 use msgengine_loadtest::sim::{self, config::SimConfig, SimHandle, StartOptions};
 use msgengine_providers::webhook::{webhook_handler_for, InboundWebhook, SuppressionReason};
 use msgengine_providers::{sender_for, FailureKind};
 use serde_json::{json, Value};
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{MockServer, Request};
 
 const SENDGRID_KEY: &str = "SG.sim-sendgrid-key";
 const MAILJET_PUBLIC: &str = "mj-public-key";
@@ -106,20 +105,6 @@ const CASES: [Case; 7] = [
     },
 ];
 
-fn spec(channel: Channel, json: Value) -> AnyProviderSpec {
-    let Value::Object(object) = json else {
-        panic!("spec JSON must be an object");
-    };
-    match channel {
-        Channel::Email => from_object::<EmailProviderSpec>(object).map(ProviderSpec::into_any),
-        Channel::Sms => from_object::<SmsProviderSpec>(object).map(ProviderSpec::into_any),
-        Channel::Whatsapp => {
-            from_object::<WhatsappProviderSpec>(object).map(ProviderSpec::into_any)
-        }
-    }
-    .unwrap_or_else(|e| panic!("invalid test spec: {e:?}"))
-}
-
 /// The engine's connection for `case` against `sim`, with good or bad
 /// credentials.
 fn engine_spec(case: &Case, sim: &SimHandle, good: bool) -> AnyProviderSpec {
@@ -180,10 +165,6 @@ fn message(case: &Case) -> OutboundMessage {
     }
 }
 
-fn client() -> reqwest::Client {
-    msgengine_providers::http_client(Duration::from_secs(5))
-}
-
 /// The simulator with every new provider, webhooks to `engine` (no
 /// delay), `behaviour` on every account.
 async fn simulator(engine: Option<&MockServer>, behaviour: Value) -> SimHandle {
@@ -238,15 +219,6 @@ async fn simulator(engine: Option<&MockServer>, behaviour: Value) -> SimHandle {
     sim::start(config, StartOptions::loopback())
         .await
         .expect("simulator starts")
-}
-
-async fn engine() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
-        .mount(&server)
-        .await;
-    server
 }
 
 /// Waits until the engine has received `n` webhooks on `path`.

@@ -315,7 +315,7 @@ pub async fn set_rate_limit(
     )
     .await?;
     tx.commit().await?;
-    state.engine.limits_changed(id);
+    state.engine.limits_changed(id).await;
     Ok(HttpResponse::Ok().json(json!({
         "organizationId": id,
         "messagesPerSecond": body.messages_per_second,

@@ -30,7 +30,7 @@ use serde_json::json;
 
 use super::config::{Outcome, ProviderKind};
 use super::webhooks::Step;
-use super::{form_pairs, idempotency_key, random_hex, same_secret, Account, Fate, Shared};
+use super::{form_pairs, idempotency_key, random_hex, same_secret, Account, Shared};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/version1/messaging", web::post().to(send))
@@ -116,23 +116,23 @@ async fn send(shared: web::Data<Shared>, request: HttpRequest, body: web::Bytes)
         .filter(|r| !r.is_empty())
         .collect();
     let key = idempotency_key(&request);
-    match account.fate() {
-        Fate::RateLimited => {
-            shared.stats.record_send(&recipients, key, false);
-            let mut answer = HttpResponse::TooManyRequests();
-            account.retry_after(&mut answer);
-            return answer
+    if let Some(refused) = shared.injected_failure(
+        account,
+        &recipients,
+        key,
+        |mut answer| {
+            answer
                 .content_type("text/plain; charset=utf-8")
-                .body("Too Many Requests");
-        }
-        Fate::ServerError => {
-            shared.stats.record_send(&recipients, key, false);
-            return text(
+                .body("Too Many Requests")
+        },
+        || {
+            text(
                 actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal Server Error",
-            );
-        }
-        Fate::Accept => {}
+            )
+        },
+    ) {
+        return refused;
     }
     let message = get("message");
     let missing = if recipients.is_empty() {

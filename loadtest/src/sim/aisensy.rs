@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use super::config::{Outcome, ProviderKind};
 use super::webhooks::Step;
-use super::{idempotency_key, random_hex, same_secret, Account, Fate, Shared};
+use super::{idempotency_key, random_hex, same_secret, Account, Shared};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/campaign/t1/api/v2", web::post().to(send))
@@ -97,18 +97,14 @@ async fn send(shared: web::Data<Shared>, request: HttpRequest, body: web::Bytes)
     };
     let recipients: Vec<String> = number.iter().cloned().collect();
     let key = idempotency_key(&request);
-    match account.fate() {
-        Fate::RateLimited => {
-            shared.stats.record_send(&recipients, key, false);
-            let mut answer = HttpResponse::TooManyRequests();
-            account.retry_after(&mut answer);
-            return answer.json(json!({"message": "Too many requests"}));
-        }
-        Fate::ServerError => {
-            shared.stats.record_send(&recipients, key, false);
-            return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
-        }
-        Fate::Accept => {}
+    if let Some(refused) = shared.injected_failure(
+        account,
+        &recipients,
+        key,
+        |mut answer| answer.json(json!({"message": "Too many requests"})),
+        || message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+    ) {
+        return refused;
     }
     if let Some(why) = problem(&payload, account, number.is_some()) {
         account.count(|c| &c.invalid);

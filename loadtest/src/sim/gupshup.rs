@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 
 use super::config::{Outcome, ProviderKind};
 use super::webhooks::Step;
-use super::{form_pairs, idempotency_key, random_hex, same_secret, Account, Fate, Shared};
+use super::{form_pairs, idempotency_key, random_hex, same_secret, uuid_like, Account, Shared};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/wa/api/v1/msg", web::post().to(send_session))
@@ -138,18 +138,14 @@ async fn send(
     let destination = get("destination").filter(|d| !d.is_empty());
     let recipients: Vec<String> = destination.iter().map(|d| format!("+{d}")).collect();
     let key = idempotency_key(&request);
-    match account.fate() {
-        Fate::RateLimited => {
-            shared.stats.record_send(&recipients, key, false);
-            let mut answer = HttpResponse::TooManyRequests();
-            account.retry_after(&mut answer);
-            return answer.json(json!({"status": "error", "message": "Too many requests"}));
-        }
-        Fate::ServerError => {
-            shared.stats.record_send(&recipients, key, false);
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
-        }
-        Fate::Accept => {}
+    if let Some(refused) = shared.injected_failure(
+        account,
+        &recipients,
+        key,
+        |mut answer| answer.json(json!({"status": "error", "message": "Too many requests"})),
+        || error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+    ) {
+        return refused;
     }
     let valid_destination = destination
         .as_deref()
@@ -173,18 +169,6 @@ async fn send(
         shared.post_webhooks(account, url, steps);
     }
     HttpResponse::Accepted().json(json!({"status": "submitted", "messageId": gs_id}))
-}
-
-fn uuid_like() -> String {
-    let h = random_hex(16);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
 }
 
 /// The callbacks of one message for one outcome, in order.

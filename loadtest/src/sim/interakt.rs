@@ -31,7 +31,7 @@ use sha2::Sha256;
 
 use super::config::{Outcome, ProviderKind};
 use super::webhooks::Step;
-use super::{idempotency_key, random_hex, same_secret, Account, Fate, Shared};
+use super::{idempotency_key, same_secret, uuid_like, Account, Shared};
 
 /// The signature header of Interakt's webhooks.
 pub const SIGNATURE_HEADER: &str = "Interakt-Signature";
@@ -119,20 +119,17 @@ async fn send(shared: web::Data<Shared>, request: HttpRequest, body: web::Bytes)
         .map(|(code, national)| format!("+{code}{national}"))
         .collect();
     let key = idempotency_key(&request);
-    match account.fate() {
-        Fate::RateLimited => {
-            shared.stats.record_send(&recipients, key, false);
-            let mut limited = HttpResponse::TooManyRequests();
-            account.retry_after(&mut limited);
-            return limited.json(
-                json!({"result": false, "message": "Rate limit exceeded for this resource"}),
-            );
-        }
-        Fate::ServerError => {
-            shared.stats.record_send(&recipients, key, false);
-            return answer(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
-        }
-        Fate::Accept => {}
+    if let Some(refused) = shared.injected_failure(
+        account,
+        &recipients,
+        key,
+        |mut limited| {
+            limited
+                .json(json!({"result": false, "message": "Rate limit exceeded for this resource"}))
+        },
+        || answer(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
+    ) {
+        return refused;
     }
     let why = match number {
         None => Some("fullPhoneNumber or countryCode and phoneNumber are required"),
@@ -165,18 +162,6 @@ async fn send(shared: web::Data<Shared>, request: HttpRequest, body: web::Bytes)
     HttpResponse::Created().json(json!({
         "result": true, "message": "Message created successfully", "id": id,
     }))
-}
-
-fn uuid_like() -> String {
-    let h = random_hex(16);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
 }
 
 /// What the webhooks of one message say.

@@ -35,7 +35,7 @@ use sha2::Sha256;
 
 use super::config::{Outcome, ProviderKind};
 use super::webhooks::Step;
-use super::{basic_auth, form_pairs, idempotency_key, random_hex, same_secret, Fate, Shared};
+use super::{basic_auth, form_pairs, idempotency_key, random_hex, same_secret, Shared};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v3/{domain}/messages", web::post().to(send_message))
@@ -145,18 +145,14 @@ async fn send_message(
         .filter(|r| !r.is_empty())
         .collect();
     let key = idempotency_key(&request);
-    match account.fate() {
-        Fate::RateLimited => {
-            shared.stats.record_send(&recipients, key, false);
-            let mut answer = HttpResponse::TooManyRequests();
-            account.retry_after(&mut answer);
-            return answer.json(json!({"message": "Too many requests"}));
-        }
-        Fate::ServerError => {
-            shared.stats.record_send(&recipients, key, false);
-            return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
-        }
-        Fate::Accept => {}
+    if let Some(refused) = shared.injected_failure(
+        account,
+        &recipients,
+        key,
+        |mut answer| answer.json(json!({"message": "Too many requests"})),
+        || message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+    ) {
+        return refused;
     }
     let refuse = |why: &str| {
         account.count(|c| &c.invalid);

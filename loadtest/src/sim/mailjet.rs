@@ -35,23 +35,11 @@ use serde_json::{json, Value};
 
 use super::config::{Outcome, ProviderKind};
 use super::webhooks::Step;
-use super::{basic_auth, idempotency_key, random_hex, same_secret, Account, Fate, Shared};
+use super::{basic_auth, idempotency_key, same_secret, uuid_like, Account, Shared};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v3.1/send", web::post().to(send))
         .route("/v3/REST/dns/{domain}", web::get().to(dns));
-}
-
-fn uuid_like() -> String {
-    let h = random_hex(16);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
 }
 
 /// A request-level error (the flat object).
@@ -169,19 +157,17 @@ async fn send(shared: web::Data<Shared>, request: HttpRequest, body: web::Bytes)
         .unwrap_or_default();
     let recipients: Vec<String> = messages.iter().flat_map(recipients_of).collect();
     let key = idempotency_key(&request);
-    match account.fate() {
-        Fate::RateLimited => {
-            shared.stats.record_send(&recipients, key, false);
-            let mut answer = HttpResponse::TooManyRequests();
-            account.retry_after(&mut answer);
-            return answer.json(json!({"ErrorIdentifier": uuid_like(), "StatusCode": 429,
-                                      "ErrorMessage": "Too many requests"}));
-        }
-        Fate::ServerError => {
-            shared.stats.record_send(&recipients, key, false);
-            return flat(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
-        }
-        Fate::Accept => {}
+    if let Some(refused) = shared.injected_failure(
+        account,
+        &recipients,
+        key,
+        |mut answer| {
+            answer.json(json!({"ErrorIdentifier": uuid_like(), "StatusCode": 429,
+                                      "ErrorMessage": "Too many requests"}))
+        },
+        || flat(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+    ) {
+        return refused;
     }
     if messages.is_empty() {
         account.count(|c| &c.invalid);

@@ -33,7 +33,7 @@ use sha2::Sha256;
 
 use super::config::{Outcome, ProviderKind};
 use super::webhooks::Step;
-use super::{bearer, idempotency_key, random_hex, same_secret, Fate, Shared};
+use super::{bearer, idempotency_key, random_hex, same_secret, Shared};
 
 /// The signature header of Meta's webhooks.
 pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
@@ -172,27 +172,27 @@ async fn send_message(
         .filter(|d| !d.is_empty());
     let recipients: Vec<String> = to.iter().map(|d| format!("+{d}")).collect();
     let key = idempotency_key(&request);
-    match account.fate() {
-        Fate::RateLimited => {
-            shared.stats.record_send(&recipients, key, false);
-            let mut answer = HttpResponse::TooManyRequests();
-            account.retry_after(&mut answer);
-            return answer.json(json!({"error": {
+    if let Some(refused) = shared.injected_failure(
+        account,
+        &recipients,
+        key,
+        |mut answer| {
+            answer.json(json!({"error": {
                 "message": "(#4) Application request limit reached",
                 "type": "OAuthException",
                 "code": 4,
                 "fbtrace_id": format!("A{}", random_hex(11)),
-            }}));
-        }
-        Fate::ServerError => {
-            shared.stats.record_send(&recipients, key, false);
-            return error(
+            }}))
+        },
+        || {
+            error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 1,
                 "An unknown error has occurred.",
-            );
-        }
-        Fate::Accept => {}
+            )
+        },
+    ) {
+        return refused;
     }
     let refuse = |why: &str| {
         account.count(|c| &c.invalid);

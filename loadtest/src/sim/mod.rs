@@ -271,6 +271,31 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Rolls the account's dice for one authenticated send. On an injected
+    /// 429 or 5xx the refused send is recorded and the provider's own answer
+    /// returned: `limited` gets a 429 builder with `Retry-After` already set,
+    /// `failed` builds the 5xx. `None`: go on and accept.
+    pub(crate) fn injected_failure(
+        &self,
+        account: &Account,
+        recipients: &[String],
+        key: Option<&str>,
+        limited: impl FnOnce(actix_web::HttpResponseBuilder) -> HttpResponse,
+        failed: impl FnOnce() -> HttpResponse,
+    ) -> Option<HttpResponse> {
+        let answer = match account.fate() {
+            Fate::Accept => return None,
+            Fate::RateLimited => {
+                let mut answer = HttpResponse::TooManyRequests();
+                account.retry_after(&mut answer);
+                limited(answer)
+            }
+            Fate::ServerError => failed(),
+        };
+        self.stats.record_send(recipients, key, false);
+        Some(answer)
+    }
+
     /// The accounts of one type.
     pub(crate) fn of_type<'a>(
         &'a self,
@@ -530,6 +555,19 @@ mod subtle_free {
         }
         a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
+}
+
+/// A random id in the 8-4-4-4-12 hex form providers use for message ids.
+pub(crate) fn uuid_like() -> String {
+    let h = random_hex(16);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// `n` random bytes as lowercase hex.

@@ -41,7 +41,7 @@ use serde_json::{json, Map, Value};
 
 use super::config::{Outcome, ProviderKind};
 use super::webhooks::Step;
-use super::{bearer, idempotency_key, random_hex, same_secret, Account, Fate, Shared};
+use super::{bearer, idempotency_key, random_hex, same_secret, Account, Shared};
 
 /// The signature header of the Signed Event Webhook.
 pub const SIGNATURE_HEADER: &str = "X-Twilio-Email-Event-Webhook-Signature";
@@ -224,29 +224,28 @@ async fn send_mail(
     let mail: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let recipients = recipients_of(&mail);
     let key = idempotency_key(&request);
-    match account.fate() {
-        Fate::RateLimited => {
-            shared.stats.record_send(&recipients, key, false);
-            let mut answer = HttpResponse::TooManyRequests();
-            account.retry_after(&mut answer);
+    if let Some(refused) = shared.injected_failure(
+        account,
+        &recipients,
+        key,
+        |mut answer| {
             let reset = Utc::now().timestamp()
                 + i64::try_from(account.behaviour().retry_after_secs.unwrap_or(1)).unwrap_or(1);
             answer
                 .insert_header(("X-RateLimit-Limit", "600"))
                 .insert_header(("X-RateLimit-Remaining", "0"))
                 .insert_header(("X-RateLimit-Reset", reset.to_string()));
-            return answer
-                .json(json!({"errors": [{"field": null, "message": "too many requests"}]}));
-        }
-        Fate::ServerError => {
-            shared.stats.record_send(&recipients, key, false);
-            return errors(
+            answer.json(json!({"errors": [{"field": null, "message": "too many requests"}]}))
+        },
+        || {
+            errors(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "An internal server error occurred",
                 None,
-            );
-        }
-        Fate::Accept => {}
+            )
+        },
+    ) {
+        return refused;
     }
     if mail.is_null() {
         account.count(|c| &c.invalid);

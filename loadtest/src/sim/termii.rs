@@ -29,7 +29,7 @@ use sha2::Sha512;
 
 use super::config::{Outcome, ProviderKind};
 use super::webhooks::Step;
-use super::{idempotency_key, same_secret, Account, Fate, Shared};
+use super::{idempotency_key, same_secret, Account, Shared};
 
 /// The signature header of Termii's webhooks.
 pub const SIGNATURE_HEADER: &str = "X-Termii-Signature";
@@ -89,18 +89,14 @@ async fn send(shared: web::Data<Shared>, request: HttpRequest, body: web::Bytes)
     };
     let recipients = recipients_of(&payload);
     let key = idempotency_key(&request);
-    match account.fate() {
-        Fate::RateLimited => {
-            shared.stats.record_send(&recipients, key, false);
-            let mut answer = HttpResponse::TooManyRequests();
-            account.retry_after(&mut answer);
-            return answer.json(json!({"message": "Too many requests"}));
-        }
-        Fate::ServerError => {
-            shared.stats.record_send(&recipients, key, false);
-            return message(StatusCode::INTERNAL_SERVER_ERROR, "Server Error");
-        }
-        Fate::Accept => {}
+    if let Some(refused) = shared.injected_failure(
+        account,
+        &recipients,
+        key,
+        |mut answer| answer.json(json!({"message": "Too many requests"})),
+        || message(StatusCode::INTERNAL_SERVER_ERROR, "Server Error"),
+    ) {
+        return refused;
     }
     let text = |k: &str| {
         payload

@@ -37,7 +37,7 @@ use sha1::Sha1;
 use super::config::{Outcome, ProviderKind};
 use super::stats::ProviderCounters;
 use super::webhooks::Step;
-use super::{basic_auth, form_pairs, idempotency_key, random_hex, same_secret, Fate, Shared};
+use super::{basic_auth, form_pairs, idempotency_key, random_hex, same_secret, Shared};
 
 /// The API version in every path and callback.
 pub const API_VERSION: &str = "2010-04-01";
@@ -177,23 +177,21 @@ async fn create_message(
     let to = get("To");
     let recipients: Vec<String> = to.map(|t| vec![bare(t).to_owned()]).unwrap_or_default();
     let key = idempotency_key(&request);
-    match account.fate() {
-        Fate::RateLimited => {
-            shared.stats.record_send(&recipients, key, false);
-            let mut answer = HttpResponse::TooManyRequests();
-            account.retry_after(&mut answer);
-            return answer.json(json!({
+    if let Some(refused) = shared.injected_failure(
+        account,
+        &recipients,
+        key,
+        |mut answer| {
+            answer.json(json!({
                 "code": 20429,
                 "message": "Too Many Requests",
                 "more_info": "https://www.twilio.com/docs/errors/20429",
                 "status": 429,
-            }));
-        }
-        Fate::ServerError => {
-            shared.stats.record_send(&recipients, key, false);
-            return error(500, 20500, "An internal server error has occurred");
-        }
-        Fate::Accept => {}
+            }))
+        },
+        || error(500, 20500, "An internal server error has occurred"),
+    ) {
+        return refused;
     }
     let invalid = |code: u32, message: String| {
         account.count(|c| &c.invalid);

@@ -99,12 +99,15 @@ pub async fn ingest_many(
     if total == 0 {
         return Ok(out);
     }
-    let fresh_keys = insert_events(tx, jobs, total).await?;
-    let mut unclaimed = fresh_keys;
+    // Claimed by the first job that carries them.
+    let mut unclaimed = insert_events(tx, jobs, total).await?;
     let mut fresh: Vec<Fresh<'_>> = Vec::with_capacity(total);
     for (job_index, job) in jobs.iter().enumerate() {
         for e in job.events {
-            if unclaimed.remove(&(job.provider.0, e.event_id.as_str())) {
+            let new = unclaimed
+                .get_mut(&job.provider.0)
+                .is_some_and(|ids| ids.remove(e.event_id.as_str()));
+            if new {
                 fresh.push(Fresh {
                     job: job_index,
                     org: job.org,
@@ -131,13 +134,13 @@ pub async fn ingest_many(
     Ok(out)
 }
 
-/// Inserts every event (replays do nothing) and returns the keys of those
-/// that were new.
-async fn insert_events<'a>(
+/// Inserts every event (replays do nothing) and returns the ids of those
+/// that were new, per provider.
+async fn insert_events(
     tx: &deadpool_postgres::Transaction<'_>,
-    jobs: &'a [IngestJob<'a>],
+    jobs: &[IngestJob<'_>],
     total: usize,
-) -> Result<HashSet<(Uuid, &'a str)>, StoreError> {
+) -> Result<HashMap<Uuid, HashSet<String>>, StoreError> {
     let stmt = tx
         .prepare_cached(
             "INSERT INTO webhook_events (provider_id, event_id, organization_id, provider_message_id,
@@ -200,18 +203,12 @@ async fn insert_events<'a>(
             ],
         )
         .await?;
-    // Map the returned keys back to the callers' strings (borrowed, no copies).
-    let mut returned: HashSet<(Uuid, String)> = HashSet::with_capacity(rows.len());
+    let mut fresh: HashMap<Uuid, HashSet<String>> = HashMap::new();
     for row in &rows {
-        returned.insert((row.try_get(0)?, row.try_get(1)?));
-    }
-    let mut fresh = HashSet::with_capacity(returned.len());
-    for job in jobs {
-        for e in job.events {
-            if returned.contains(&(job.provider.0, e.event_id.clone())) {
-                fresh.insert((job.provider.0, e.event_id.as_str()));
-            }
-        }
+        fresh
+            .entry(row.try_get(0)?)
+            .or_default()
+            .insert(row.try_get(1)?);
     }
     Ok(fresh)
 }
