@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use msgengine_domain::Secret;
 use msgengine_storage::crypto::KeyRing;
-use msgengine_storage::embedded::{Cluster, ClusterOptions};
+use msgengine_storage::embedded::{cluster_dir_for, Cluster, ClusterOptions};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
@@ -64,7 +64,8 @@ pub fn private_cluster_settings() -> Vec<(String, String)> {
 
 impl Database {
     /// Uses `DATABASE_URL` when set, otherwise starts (or adopts) the private
-    /// cluster in `data_dir/postgres`.
+    /// cluster of `data_dir` (in `data_dir/postgres` unless placed elsewhere:
+    /// `storage::embedded::cluster_dir_for`).
     pub async fn resolve(settings: &Settings, usage: ClusterUse) -> anyhow::Result<Database> {
         if let Some(url) = &settings.database.url {
             return Ok(Database {
@@ -81,7 +82,9 @@ impl Database {
                 settings.data_dir.display()
             );
         }
-        let dir = settings.data_dir.join("postgres");
+        // `data_dir/postgres`, or (as root, when the PostgreSQL user cannot reach the data
+        // directory) the place recorded in `data_dir/cluster-location`.
+        let dir = cluster_dir_for(&settings.data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
         let cluster = Cluster::start(ClusterOptions {
             dir: dir.clone(),
             unsafe_fast: false,

@@ -13,6 +13,7 @@
 mod binaries;
 mod host;
 mod options;
+mod placement;
 
 use std::ffi::OsStr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -25,6 +26,10 @@ use nix::unistd::Uid;
 use tokio_postgres::error::SqlState;
 
 pub use binaries::find_binaries;
+pub use placement::{
+    cluster_dir_for, decide_placement, relocated_dir, Placement, PlacementInputs, LOCATION_FILE,
+    RELOCATED_BASE,
+};
 use host::{
     check_reachable, io_err, lock_dir, prepare_dir, read_postmaster_pid, socket_dir_for,
     unprivileged_user, RunAs,
@@ -61,13 +66,16 @@ pub enum EmbeddedError {
     #[error("running as root, but neither the `postgres` nor the `nobody` OS user exists to run PostgreSQL as (it refuses to run as root); create a `postgres` user or set DATABASE_URL")]
     NoUnprivilegedUser,
     /// The unprivileged user cannot traverse to the cluster directory.
-    #[error("PostgreSQL must run as the OS user `{user}` (it refuses root), but `{user}` cannot enter {blocker} (mode {mode:o}), so it cannot reach {dir}; choose a --data-dir that `{user}` can reach (e.g. under /var/lib or /srv) or set DATABASE_URL")]
+    #[error("PostgreSQL must run as the OS user `{user}` (it refuses root), but `{user}` cannot enter {blocker} (mode {mode:o}), so it cannot reach {dir}; make {blocker} searchable for `{user}`, choose a --data-dir that `{user}` can reach (e.g. under /var/lib or /srv) or set DATABASE_URL")]
     Unreachable {
         user: String,
         dir: PathBuf,
         blocker: PathBuf,
         mode: u32,
     },
+    /// `<data dir>/cluster-location` does not name an absolute directory.
+    #[error("{file} must hold the absolute path of the private PostgreSQL cluster's directory; fix or remove it")]
+    BadLocation { file: PathBuf },
     /// The socket directory exists but belongs to someone else.
     #[error("the PostgreSQL socket directory {0} is not a directory owned by us; remove it or choose another --data-dir")]
     ForeignSocketDir(PathBuf),

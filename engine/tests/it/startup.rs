@@ -167,3 +167,160 @@ async fn production_mode_refuses_to_start_without_a_key_ring() {
         "nothing generated in production"
     );
 }
+
+/// A private home like root's own `/root` (0700), with the repository inside:
+/// `<tmp>/home` 0700 / `repo/data`. Removed on drop, with the relocated cluster.
+struct PrivateHome {
+    root: PathBuf,
+    data: PathBuf,
+}
+
+impl PrivateHome {
+    fn new() -> Self {
+        let root =
+            std::env::temp_dir().join(format!("msgengine-home-{}", uuid::Uuid::new_v4().simple()));
+        let home = root.join("home");
+        let data = home.join("repo").join("data");
+        std::fs::create_dir_all(&data).expect("create home");
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        Self { root, data }
+    }
+
+    fn recorded_cluster(&self) -> Option<PathBuf> {
+        std::fs::read_to_string(self.data.join(msgengine_storage::embedded::LOCATION_FILE))
+            .ok()
+            .map(|text| PathBuf::from(text.trim()))
+    }
+}
+
+impl Drop for PrivateHome {
+    fn drop(&mut self) {
+        if let Some(cluster) = self.recorded_cluster() {
+            // A server left running by a failed assertion: stop it as its owner.
+            let owner = std::fs::metadata(&cluster).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+            if let (Ok(bin), Ok(uid)) = (msgengine_storage::embedded::find_binaries(), owner) {
+                let _ = std::os::unix::process::CommandExt::uid(
+                    std::process::Command::new(bin.join("pg_ctl"))
+                        .arg("stop")
+                        .arg("-D")
+                        .arg(cluster.join("pgdata"))
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null()),
+                    uid,
+                )
+                .status();
+            }
+            let _ = std::fs::remove_dir_all(cluster);
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+async fn organization_names(port: u16, token: &str) -> Vec<String> {
+    let res = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/api/admin/organizations"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    let body: serde_json::Value = res.json().await.expect("json");
+    body["organizations"]
+        .as_array()
+        .expect("organizations")
+        .iter()
+        .map(|o| o["name"].as_str().expect("name").to_owned())
+        .collect()
+}
+
+/// The README's first command, run as root from a repository in a 0700 home: PostgreSQL runs
+/// as `postgres`, which cannot enter the home, so the cluster goes to /var/lib/msgengine and the
+/// data directory records where; restarts and `keys rotate` find it there. Not root (a
+/// developer's machine): the placement rule itself is checked for the same directories.
+#[tokio::test]
+async fn serve_as_root_from_a_private_home_places_its_cluster_where_postgres_can_reach_it() {
+    use msgengine_storage::embedded::{self, Placement};
+    let home = PrivateHome::new();
+    if !nix::unistd::Uid::effective().is_root() {
+        let relocated = embedded::relocated_dir(Path::new(embedded::RELOCATED_BASE), &home.data);
+        let unreachable = msgengine_storage::embedded::EmbeddedError::Unreachable {
+            user: "postgres".into(),
+            dir: home.data.join("postgres"),
+            blocker: home.root.join("home"),
+            mode: 0o700,
+        };
+        let placement = embedded::decide_placement(embedded::PlacementInputs {
+            recorded: None,
+            local: home.data.join("postgres"),
+            local_initialised: false,
+            local_reachable: Err(unreachable),
+            relocated: relocated.clone(),
+        })
+        .expect("placed");
+        assert_eq!(placement, Placement::Relocate(relocated));
+        // Without root nothing is relocated: the cluster stays in the data directory.
+        let dir = embedded::cluster_dir_for(&home.data).expect("placed");
+        assert_eq!(dir, home.data.canonicalize().expect("canonical").join("postgres"));
+        return;
+    }
+
+    let port = free_port();
+    let mut server = serve(&home.data, port, &[]);
+    wait_ready(port, &mut server).await;
+    let cluster = home.recorded_cluster().expect("data/cluster-location names the cluster");
+    assert!(cluster.starts_with(embedded::RELOCATED_BASE), "{cluster:?}");
+    assert!(cluster.join("pgdata/PG_VERSION").exists());
+    let meta = std::fs::metadata(&cluster).expect("cluster dir");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    let postgres = nix::unistd::User::from_name("postgres")
+        .expect("user lookup")
+        .expect("a postgres user");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        postgres.uid.as_raw()
+    );
+    // The other contents of the data directory stay in it.
+    for file in ["admin-token", "master.keys", "msgengine.lock"] {
+        assert!(home.data.join(file).exists(), "{file}");
+    }
+    assert!(!home.data.join("postgres").exists());
+
+    let token = std::fs::read_to_string(home.data.join("admin-token")).expect("token");
+    let res = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/admin/organizations"))
+        .bearer_auth(token.trim())
+        .json(&serde_json::json!({"name": "in-private-home"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 201);
+
+    // `keys rotate` next to the running server uses the same cluster.
+    let rotate = Command::new(env!("CARGO_BIN_EXE_msgengine"))
+        .args(["keys", "rotate", "--data-dir"])
+        .arg(&home.data)
+        .env_remove("DATABASE_URL")
+        .env_remove("MSGENGINE_MASTER_KEYS")
+        .env_remove("MSGENGINE_MASTER_KEYS_FILE")
+        .env_remove("MSGENGINE_ENV")
+        .output()
+        .await
+        .expect("keys rotate runs");
+    assert!(
+        rotate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotate.stderr)
+    );
+    assert!(stop(&mut server).await.success());
+    assert!(!cluster.join("pgdata/postmaster.pid").exists());
+
+    // A restart finds the recorded cluster, with its data.
+    let port = free_port();
+    let mut server = serve(&home.data, port, &[]);
+    wait_ready(port, &mut server).await;
+    assert_eq!(home.recorded_cluster(), Some(cluster));
+    assert_eq!(
+        organization_names(port, token.trim()).await,
+        vec!["in-private-home".to_owned()]
+    );
+    assert!(stop(&mut server).await.success());
+}

@@ -4,12 +4,14 @@
 //! Prometheus, and every dashboard query, template variable and rule is evaluated through its
 //! HTTP API: a query that errors or returns no series fails the test.
 //!
-//! promtool and prometheus come from the Debian package `prometheus` (.ci/run installs it);
-//! when they are missing the tests fail, never skip. Prometheus runs on 127.0.0.1 with its
+//! promtool and prometheus come from the Debian package `prometheus`: the machine's, or one
+//! the harness downloads itself without root (`tools.rs`); when neither works the tests fail
+//! with instructions, never skip. Prometheus runs on 127.0.0.1 with its
 //! storage in a temporary directory and is killed when the test ends, panics included.
 
 mod load;
 mod server;
+mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use serde_json::Value;
 
 use crate::helpers::TestApp;
 use server::Prometheus;
+use tools::tool;
 
 /// Template variables Grafana fills in itself, as the test substitutes them.
 const GRAFANA_BUILTINS: &[(&str, &str)] = &[
@@ -39,21 +42,6 @@ fn repo_path(relative: &str) -> PathBuf {
 fn read(relative: &str) -> String {
     std::fs::read_to_string(repo_path(relative))
         .unwrap_or_else(|e| panic!("cannot read {relative}: {e}"))
-}
-
-/// A tool on PATH or in /usr/bin; a missing one fails the test.
-fn tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin")])
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "`{name}` is not on PATH or in /usr/bin: install the Debian package `prometheus` \
-                 (apt-get install prometheus; .ci/run does this)"
-            )
-        })
 }
 
 fn promtool(args: &[&str]) {
