@@ -9,6 +9,8 @@
 //! series are resolved once into handles ([`ProviderMetrics`],
 //! [`TenantSeries`]). A batch is counted with one `increment(n)`.
 
+pub mod connections;
+
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::RwLock;
@@ -413,13 +415,11 @@ pub struct ProviderMetrics {
     failovers: Counter,
     failed_permanent: Counter,
     failed_exhausted: Counter,
-    breaker_state: Gauge,
-    breaker_open_seconds: Gauge,
     /// Into closed, half_open, open.
     transitions: [Counter; 3],
-    success_ratio: Gauge,
-    latency_ewma: Gauge,
-    in_flight: Gauge,
+    /// The gauges labelled with the connection: removed from `/metrics`
+    /// when the last handle on them goes (the actor stops).
+    series: connections::ConnectionSeries,
     rate_limited: Counter,
 }
 
@@ -428,7 +428,6 @@ impl ProviderMetrics {
     pub fn new(channel: Channel, provider_type: &str, connection: Uuid) -> Self {
         let ch = channel.as_str();
         let p = provider_label(channel, provider_type);
-        let conn = connection.to_string();
         let duration = [
             histogram!(PROVIDER_REQUEST_DURATION, "channel" => ch, "provider" => p, "outcome" => "transient"),
             histogram!(PROVIDER_REQUEST_DURATION, "channel" => ch, "provider" => p, "outcome" => "timeout"),
@@ -447,16 +446,12 @@ impl ProviderMetrics {
             failovers: counter!(FAILOVERS, "channel" => ch, "provider" => p),
             failed_permanent: counter!(MESSAGES_FAILED, "channel" => ch, "provider" => p, "reason" => "permanent"),
             failed_exhausted: counter!(MESSAGES_FAILED, "channel" => ch, "provider" => p, "reason" => "exhausted"),
-            breaker_state: gauge!(BREAKER_STATE, "provider" => p, "connection" => conn.clone()),
-            breaker_open_seconds: gauge!(BREAKER_OPEN_SECONDS, "provider" => p, "connection" => conn.clone()),
             transitions: [
                 counter!(BREAKER_TRANSITIONS, "provider" => p, "to" => "closed"),
                 counter!(BREAKER_TRANSITIONS, "provider" => p, "to" => "half_open"),
                 counter!(BREAKER_TRANSITIONS, "provider" => p, "to" => "open"),
             ],
-            success_ratio: gauge!(PROVIDER_SUCCESS_RATIO, "provider" => p, "connection" => conn.clone()),
-            latency_ewma: gauge!(PROVIDER_LATENCY_EWMA, "provider" => p, "connection" => conn.clone()),
-            in_flight: gauge!(PROVIDER_IN_FLIGHT, "provider" => p, "connection" => conn),
+            series: connections::ConnectionSeries::new(p, connection),
             rate_limited: counter!(RATE_LIMITED, "scope" => "provider"),
         };
         // Register every series at zero: a connection shows up with its
@@ -472,12 +467,32 @@ impl ProviderMetrics {
         metrics.failovers.increment(0);
         metrics.failed_permanent.increment(0);
         metrics.failed_exhausted.increment(0);
-        metrics.breaker_state.set(0.0);
-        metrics.breaker_open_seconds.set(0.0);
-        metrics.success_ratio.set(1.0);
-        metrics.latency_ewma.set(0.0);
-        metrics.in_flight.set(0.0);
+        metrics.breaker_state().set(0.0);
+        metrics.breaker_open_seconds().set(0.0);
+        metrics.success_ratio().set(1.0);
+        metrics.latency_ewma().set(0.0);
+        metrics.in_flight_gauge().set(0.0);
         metrics
+    }
+
+    fn breaker_state(&self) -> &Gauge {
+        self.series.gauge(0)
+    }
+
+    fn breaker_open_seconds(&self) -> &Gauge {
+        self.series.gauge(1)
+    }
+
+    fn success_ratio(&self) -> &Gauge {
+        self.series.gauge(2)
+    }
+
+    fn latency_ewma(&self) -> &Gauge {
+        self.series.gauge(3)
+    }
+
+    fn in_flight_gauge(&self) -> &Gauge {
+        self.series.gauge(4)
     }
 
     /// The provider accepted a message (`delivered`: and confirmed delivery at once).
@@ -537,20 +552,20 @@ impl ProviderMetrics {
         if changed {
             self.transitions[breaker_index(state)].increment(1);
         }
-        self.breaker_state.set(breaker_index(state) as f64);
-        self.breaker_open_seconds.set(open_secs);
+        self.breaker_state().set(breaker_index(state) as f64);
+        self.breaker_open_seconds().set(open_secs);
     }
 
     /// The rolling health statistics.
     pub fn health(&self, success_ratio: f64, latency_ewma: std::time::Duration, in_flight: usize) {
-        self.success_ratio.set(success_ratio);
-        self.latency_ewma.set(latency_ewma.as_secs_f64());
-        self.in_flight.set(in_flight as f64);
+        self.success_ratio().set(success_ratio);
+        self.latency_ewma().set(latency_ewma.as_secs_f64());
+        self.in_flight_gauge().set(in_flight as f64);
     }
 
     /// Sends under way.
     pub fn in_flight(&self, n: usize) {
-        self.in_flight.set(n as f64);
+        self.in_flight_gauge().set(n as f64);
     }
 
     /// The connection's own limiter held sends back.

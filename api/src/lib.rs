@@ -12,7 +12,10 @@ pub mod routes;
 pub mod state;
 
 pub use error::ApiError;
-pub use routes::{configure, route_not_found, ROUTES};
+pub use routes::{
+    configure, configure_api, configure_webhook_listener, configure_webhooks, route_not_found,
+    ROUTES,
+};
 pub use state::{AppState, Limits, RenderMetrics};
 
 /// Query-string errors answer 400 with the JSON error body.

@@ -6,6 +6,11 @@
 //! the matched route pattern (`/api/messaging/status/{messageId}`), never
 //! the path itself, so ids never become label values; `unmatched` when no
 //! route matched.
+//!
+//! `GET /metrics` is open unless the operator sets a scrape token
+//! (`metrics.bearer_token`): then only `Authorization: Bearer <token>` gets
+//! the page (compared as SHA-256 digests in constant time), anything else a
+//! 401 with the JSON error body.
 
 use std::time::Instant;
 
@@ -14,10 +19,43 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
+use actix_web::http::header;
+use actix_web::HttpRequest;
 use metrics::SharedString;
 use msgengine_actors::metrics::{HTTP_REQUESTS, HTTP_REQUEST_DURATION};
+use msgengine_domain::Secret;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
+use crate::error::ApiError;
 use crate::state::AppState;
+
+/// The bearer token a scraper must present, kept as its SHA-256 digest.
+pub struct ScrapeToken {
+    digest: [u8; 32],
+}
+
+impl ScrapeToken {
+    pub fn new(token: &Secret) -> Self {
+        Self {
+            digest: Sha256::digest(token.expose().as_bytes()).into(),
+        }
+    }
+
+    /// Whether the request carries `Authorization: Bearer <this token>`.
+    pub fn admits(&self, req: &HttpRequest) -> bool {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        presented.is_some_and(|token| {
+            let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+            bool::from(self.digest.ct_eq(&digest))
+        })
+    }
+}
 
 /// Counts and times a request.
 pub async fn record_request(
@@ -87,11 +125,19 @@ pub fn status_label(status: StatusCode) -> SharedString {
     SharedString::const_str(fixed)
 }
 
-/// `GET /metrics`: every series in the Prometheus text format.
-pub async fn render(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
+/// `GET /metrics`: every series in the Prometheus text format (401 without
+/// the scrape token when one is set).
+pub async fn render(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    if let Some(token) = &state.metrics_token {
+        if !token.admits(&req) {
+            return Err(ApiError::unauthorized(
+                "GET /metrics needs the scrape token: Authorization: Bearer <metrics.bearer_token>",
+            ));
+        }
+    }
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body((state.metrics)())
+        .body((state.metrics)()))
 }
 
 #[cfg(test)]
@@ -112,5 +158,20 @@ mod tests {
         );
         assert_eq!(&*status_label(StatusCode::TOO_MANY_REQUESTS), "429");
         assert_eq!(&*status_label(StatusCode::IM_A_TEAPOT), "418");
+    }
+
+    #[test]
+    fn the_scrape_token_admits_only_its_own_bearer() {
+        use actix_web::test::TestRequest;
+        let token = ScrapeToken::new(&Secret::new("scrape-token-0123456789"));
+        let with = |value: &str| {
+            TestRequest::default()
+                .insert_header((header::AUTHORIZATION, value.to_owned()))
+                .to_http_request()
+        };
+        assert!(token.admits(&with("Bearer scrape-token-0123456789")));
+        assert!(!token.admits(&with("Bearer scrape-token-012345678")));
+        assert!(!token.admits(&with("Basic scrape-token-0123456789")));
+        assert!(!token.admits(&TestRequest::default().to_http_request()));
     }
 }

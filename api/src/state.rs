@@ -18,6 +18,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest send request body, in bytes (a batch of 1,000). Default 8 MiB.
     pub max_send_body_bytes: usize,
+    /// Live provider connections per organization, all channels. Default 50.
+    pub max_providers_per_org: u32,
 }
 
 impl Default for Limits {
@@ -25,6 +27,7 @@ impl Default for Limits {
         Self {
             max_body_bytes: 256 * 1024,
             max_send_body_bytes: 8 * 1024 * 1024,
+            max_providers_per_org: 50,
         }
     }
 }
@@ -40,6 +43,8 @@ pub struct AppState {
     pub engine: msgengine_actors::Engine,
     /// Renders the Prometheus text page for `GET /metrics`.
     pub metrics: RenderMetrics,
+    /// When set, `GET /metrics` requires this bearer token.
+    pub metrics_token: Option<Arc<crate::metrics::ScrapeToken>>,
     pub limits: Limits,
     /// Connections behind webhook URLs (routes::webhooks).
     pub webhook_connections: Arc<crate::routes::webhooks::WebhookConnections>,

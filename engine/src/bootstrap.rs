@@ -89,6 +89,7 @@ impl Database {
             dir: dir.clone(),
             unsafe_fast: false,
             extra_settings: private_cluster_settings(),
+            tcp: None,
         })
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

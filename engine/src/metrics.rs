@@ -1,6 +1,7 @@
 //! The Prometheus recorder: installed once per process (tests build many
 //! servers in one process; they share it), with the explicit buckets of
-//! `docs/metrics.md`. `GET /metrics` renders through the returned handle; the
+//! `docs/metrics.md`. `GET /metrics` renders through the returned handle (and
+//! [`render`] adds the per-connection gauges); the
 //! exporter's own HTTP listener is never started.
 
 use std::sync::OnceLock;
@@ -62,4 +63,13 @@ fn builder() -> Result<PrometheusBuilder, BuildError> {
             Matcher::Full(m::DB_BATCH_ROWS.into()),
             m::BATCH_ROWS_BUCKETS,
         )
+}
+
+/// The `/metrics` page: the recorder's series, then the per-connection gauges
+/// (kept apart so a deleted connection's series go with it:
+/// `msgengine_actors::metrics::connections`).
+pub fn render(handle: &PrometheusHandle) -> String {
+    let mut page = handle.render();
+    m::connections::render(&mut page);
+    page
 }

@@ -61,6 +61,10 @@ pub struct MetricsSettings {
     /// How often the queue depth and age gauges are read from the database,
     /// in seconds. Default 5.
     pub queue_poll_secs: u64,
+    /// When set, `GET /metrics` answers only requests with `Authorization:
+    /// Bearer <token>` (401 otherwise). At least 16 characters. Default none
+    /// (open, as the listener is loopback by default).
+    pub bearer_token: Option<Secret>,
 }
 
 impl Default for MetricsSettings {
@@ -68,6 +72,7 @@ impl Default for MetricsSettings {
         Self {
             tenant_label_limit: 100,
             queue_poll_secs: 5,
+            bearer_token: None,
         }
     }
 }
@@ -98,6 +103,9 @@ pub struct EngineSettings {
     /// URLs are refused, so a tenant cannot make the engine call into its
     /// own network (SSRF).
     pub webhooks_allow_private: bool,
+    /// Live provider connections an organization may have, all channels
+    /// together; one more is refused with 409 `provider_limit_reached`. Default 50.
+    pub max_providers_per_org: u32,
 }
 
 impl Default for EngineSettings {
@@ -112,6 +120,7 @@ impl Default for EngineSettings {
             drain_secs: 20,
             outbound_loopback_only: false,
             webhooks_allow_private: false,
+            max_providers_per_org: 50,
         }
     }
 }
@@ -131,6 +140,11 @@ pub struct ServerSettings {
     /// The URL providers reach this server at (`https://msg.example.com`),
     /// used for per-message status callbacks (Twilio). Default none.
     pub public_url: Option<String>,
+    /// A second listener for the provider webhook routes (`/api/webhooks/…`,
+    /// plus `/healthz`). When set, the main listener no longer serves them,
+    /// so the webhook port can face the internet while the API stays
+    /// private. Port 0 picks a free port. Default none (one listener).
+    pub webhook_listen: Option<SocketAddr>,
 }
 
 /// Database settings.
@@ -144,6 +158,12 @@ pub struct DatabaseSettings {
     pub pool_max_size: usize,
     /// How long a request waits for a pooled connection, in milliseconds. Default 5000.
     pub pool_wait_timeout_ms: u64,
+    /// Longest any statement may run, in milliseconds (PostgreSQL's
+    /// `statement_timeout` on every pooled connection); 0 = no limit. Default 30000.
+    pub statement_timeout_ms: u64,
+    /// Longest a statement may wait for a lock, in milliseconds (`lock_timeout`);
+    /// 0 = no limit. Default 10000.
+    pub lock_timeout_ms: u64,
 }
 
 /// Secrets and authentication settings.
@@ -187,6 +207,7 @@ impl Default for ServerSettings {
             max_body_bytes: 256 * 1024,
             shutdown_timeout_secs: 30,
             public_url: None,
+            webhook_listen: None,
         }
     }
 }
@@ -197,6 +218,8 @@ impl Default for DatabaseSettings {
             url: None,
             pool_max_size: 16,
             pool_wait_timeout_ms: 5_000,
+            statement_timeout_ms: 30_000,
+            lock_timeout_ms: 10_000,
         }
     }
 }
@@ -310,6 +333,20 @@ impl Settings {
         if self.database.pool_max_size == 0 {
             return Err("database.pool_max_size must be at least 1".into());
         }
+        if (1..100).contains(&self.database.statement_timeout_ms) {
+            return Err("database.statement_timeout_ms must be 0 (no limit) or at least 100".into());
+        }
+        if let Some(token) = &self.metrics.bearer_token {
+            if token.expose().chars().count() < 16 {
+                return Err("metrics.bearer_token must be at least 16 characters".into());
+            }
+        }
+        if self.engine.max_providers_per_org == 0 {
+            return Err("engine.max_providers_per_org must be at least 1".into());
+        }
+        if self.server.webhook_listen == Some(self.server.listen) && self.server.listen.port() != 0 {
+            return Err("server.webhook_listen must differ from server.listen".into());
+        }
         Ok(())
     }
 }
@@ -353,9 +390,24 @@ mod tests {
             ("MSGENGINE__SERVER__MAX_BODY_BYTES", "4096"),
             ("MSGENGINE__DATABASE__POOL_MAX_SIZE", "8"),
             ("MSGENGINE__METRICS__TENANT_LABEL_LIMIT", "20"),
+            ("MSGENGINE__METRICS__BEARER_TOKEN", "scrape-token-0123456789"),
+            ("MSGENGINE__DATABASE__STATEMENT_TIMEOUT_MS", "5000"),
+            ("MSGENGINE__SERVER__WEBHOOK_LISTEN", "0.0.0.0:8081"),
+            ("MSGENGINE__ENGINE__MAX_PROVIDERS_PER_ORG", "7"),
         ]))
         .expect("loads");
         assert_eq!(s.metrics.tenant_label_limit, 20);
+        assert_eq!(
+            s.metrics.bearer_token.as_ref().map(Secret::expose),
+            Some("scrape-token-0123456789")
+        );
+        assert_eq!(s.database.statement_timeout_ms, 5000);
+        assert_eq!(s.database.lock_timeout_ms, 10_000);
+        assert_eq!(
+            s.server.webhook_listen.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:8081")
+        );
+        assert_eq!(s.engine.max_providers_per_org, 7);
         assert_eq!(s.metrics.queue_poll_secs, 5);
         assert_eq!(
             s.database.url.as_ref().map(Secret::expose),
@@ -390,5 +442,14 @@ mod tests {
         let s = Settings::load(&FakeEnv(vec![("MSGENGINE__METRICS__QUEUE_POLL_SECS", "0")]))
             .expect("loads");
         assert!(s.validate().is_err_and(|e| e.contains("queue_poll_secs")));
+        let s = Settings::load(&FakeEnv(vec![("MSGENGINE__METRICS__BEARER_TOKEN", "short")]))
+            .expect("loads");
+        assert!(s.validate().is_err_and(|e| e.contains("bearer_token")));
+        let s = Settings::load(&FakeEnv(vec![(
+            "MSGENGINE__DATABASE__STATEMENT_TIMEOUT_MS",
+            "5",
+        )]))
+        .expect("loads");
+        assert!(s.validate().is_err_and(|e| e.contains("statement_timeout_ms")));
     }
 }

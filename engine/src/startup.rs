@@ -1,9 +1,11 @@
-//! Builds and runs the server: database, migrations, state, HTTP listener.
+//! Builds and runs the server: database, migrations, state, HTTP listeners.
 //! `Application::build` binds (port 0 picks a free port, as tests do) and
 //! exposes the port; `run_until_stopped` serves until SIGINT/SIGTERM (or the
-//! handle's stop), then stops the private cluster if it started one.
+//! handle's stop), then stops the private cluster if it started one. With
+//! `server.webhook_listen` the provider webhook routes get a listener of their
+//! own (and the main one no longer serves them); it stops with the main one.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +14,8 @@ use actix_web::{middleware, web, App, HttpServer};
 use anyhow::Context;
 use msgengine_actors::{Engine, EngineConfig};
 use msgengine_api::auth::{AdminToken, AuthCache};
+use msgengine_api::metrics::ScrapeToken;
+use msgengine_storage::driver::deadpool_postgres;
 use msgengine_api::{AppState, Limits};
 use msgengine_providers::ProviderRegistry;
 use msgengine_storage::{connect_pool, migrate, PoolSettings};
@@ -23,6 +27,8 @@ use crate::settings::Settings;
 pub struct Application {
     port: u16,
     server: Server,
+    /// The webhook listener's port and server, when it has its own.
+    webhooks: Option<(u16, Server)>,
     database: Database,
     engine: Engine,
     drain: Duration,
@@ -47,6 +53,8 @@ impl Application {
             &PoolSettings {
                 max_size: settings.database.pool_max_size,
                 wait_timeout_ms: settings.database.pool_wait_timeout_ms,
+                statement_timeout_ms: settings.database.statement_timeout_ms,
+                lock_timeout_ms: settings.database.lock_timeout_ms,
             },
         )
         .await
@@ -56,9 +64,7 @@ impl Application {
                 .get()
                 .await
                 .context("cannot get a database connection")?;
-            migrate::run(&mut client)
-                .await
-                .context("cannot apply migrations")?;
+            migrate_without_timeouts(&mut client).await?;
         }
         tracing::info!(key_id = ring.active_key_id(), "credential key ring loaded");
         // The phone number metadata loads on first use (hundreds of
@@ -79,20 +85,31 @@ impl Application {
             ))),
             registry: Arc::new(ProviderRegistry::live(engine.http())),
             engine: engine.clone(),
-            metrics: Arc::new(move || metrics.render()),
+            metrics: Arc::new(move || crate::metrics::render(&metrics)),
+            metrics_token: settings
+                .metrics
+                .bearer_token
+                .as_ref()
+                .map(|token| Arc::new(ScrapeToken::new(token))),
             limits: Limits {
                 max_body_bytes: settings.server.max_body_bytes,
+                max_providers_per_org: settings.engine.max_providers_per_org,
                 ..Limits::default()
             },
         };
-        let listener = TcpListener::bind(settings.server.listen)
-            .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
-        let port = listener.local_addr()?.port();
-        let server = build_server(state, listener, &settings)?;
-        tracing::info!(address = %settings.server.listen.ip(), port, "msgengine listening");
+        let data = web::Data::new(state);
+        let (port, server) = match settings.server.webhook_listen {
+            None => listen(&data, settings.server.listen, &settings, Routes::All)?,
+            Some(_) => listen(&data, settings.server.listen, &settings, Routes::Api)?,
+        };
+        let webhooks = match settings.server.webhook_listen {
+            Some(addr) => Some(listen(&data, addr, &settings, Routes::Webhooks)?),
+            None => None,
+        };
         Ok(Application {
             port,
             server,
+            webhooks,
             database,
             engine,
             drain: Duration::from_secs(settings.engine.drain_secs),
@@ -102,6 +119,11 @@ impl Application {
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The webhook listener's bound port, when it has its own (`server.webhook_listen`).
+    pub fn webhook_port(&self) -> Option<u16> {
+        self.webhooks.as_ref().map(|(port, _)| *port)
     }
 
     /// A handle to stop the server gracefully.
@@ -118,7 +140,19 @@ impl Application {
     /// requests finish), then drains in-flight sends, releases this node's
     /// leases and stops the private database if this process runs it.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let webhooks = self.webhooks.map(|(_, server)| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
         let outcome = self.server.await;
+        if let Some((handle, running)) = webhooks {
+            handle.stop(true).await;
+            match running.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "webhook listener failed"),
+                Err(e) => tracing::warn!(error = %e, "webhook listener task failed"),
+            }
+        }
         tracing::info!("HTTP server stopped; draining in-flight sends");
         self.engine.shutdown(self.drain).await;
         self.database.shutdown().await;
@@ -144,12 +178,64 @@ fn engine_config(settings: &Settings) -> EngineConfig {
     }
 }
 
+/// Applies migrations with the pool's statement and lock timeouts lifted for
+/// them (a migration may rewrite a large table, and waits for another node's
+/// migration under the advisory lock), then restores them for the pool.
+async fn migrate_without_timeouts(client: &mut deadpool_postgres::Client) -> anyhow::Result<()> {
+    client
+        .batch_execute("SET statement_timeout = 0; SET lock_timeout = 0")
+        .await
+        .context("cannot prepare the migration connection")?;
+    migrate::run(client)
+        .await
+        .context("cannot apply migrations")?;
+    client
+        .batch_execute("RESET statement_timeout; RESET lock_timeout")
+        .await
+        .context("cannot restore the connection's timeouts")
+}
+
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy)]
+enum Routes {
+    /// Everything (no separate webhook listener).
+    All,
+    /// Everything but the provider webhooks.
+    Api,
+    /// The provider webhooks and `/healthz`.
+    Webhooks,
+}
+
+impl Routes {
+    fn configure(self) -> fn(&mut web::ServiceConfig) {
+        match self {
+            Routes::All => msgengine_api::configure,
+            Routes::Api => msgengine_api::configure_api,
+            Routes::Webhooks => msgengine_api::configure_webhook_listener,
+        }
+    }
+}
+
+/// Binds `addr` and builds the server for `routes`; the bound port and the server.
+fn listen(
+    data: &web::Data<AppState>,
+    addr: SocketAddr,
+    settings: &Settings,
+    routes: Routes,
+) -> anyhow::Result<(u16, Server)> {
+    let listener = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let port = listener.local_addr()?.port();
+    let server = build_server(data.clone(), listener, settings, routes.configure())?;
+    tracing::info!(address = %addr.ip(), port, routes = ?routes, "msgengine listening");
+    Ok((port, server))
+}
+
 fn build_server(
-    state: AppState,
+    data: web::Data<AppState>,
     listener: TcpListener,
     settings: &Settings,
+    routes: fn(&mut web::ServiceConfig),
 ) -> anyhow::Result<Server> {
-    let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
@@ -162,7 +248,7 @@ fn build_server(
                 middleware::Logger::new(r#"%a "%{METHOD}xi %U" %s %b %Dms"#)
                     .custom_request_replace("METHOD", |req| req.method().to_string()),
             )
-            .configure(msgengine_api::configure)
+            .configure(routes)
             .default_service(web::to(msgengine_api::route_not_found))
     })
     .listen(listener)?

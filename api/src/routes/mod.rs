@@ -77,6 +77,34 @@ pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
 /// Registers every route on an actix app or scope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    configure_api(cfg);
+    configure_webhooks(cfg);
+}
+
+/// The provider webhook routes (`/api/webhooks/…`), which the server can serve on a
+/// listener of their own (`server.webhook_listen`).
+pub fn configure_webhooks(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/api/webhooks/whatsapp/{providerId}")
+            .app_data(web::PayloadConfig::new(webhooks::MAX_WEBHOOK_BYTES))
+            .route(web::get().to(webhooks::handshake))
+            .route(web::post().to(whatsapp_webhook)),
+    )
+    .service(
+        resource("/api/webhooks/{channel}/{providerId}")
+            .app_data(web::PayloadConfig::new(webhooks::MAX_WEBHOOK_BYTES))
+            .route(web::post().to(webhooks::receive)),
+    );
+}
+
+/// The webhook listener's routes: the webhooks and `/healthz`.
+pub fn configure_webhook_listener(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/healthz").route(web::get().to(health::healthz)));
+    configure_webhooks(cfg);
+}
+
+/// Every route but the provider webhooks.
+pub fn configure_api(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
         .service(resource("/openapi.json").route(web::get().to(openapi)))
@@ -129,17 +157,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/api/suppressions/{recipient}")
             .route(web::get().to(suppressions::get))
             .route(web::delete().to(suppressions::remove)),
-    )
-    .service(
-        resource("/api/webhooks/whatsapp/{providerId}")
-            .app_data(web::PayloadConfig::new(webhooks::MAX_WEBHOOK_BYTES))
-            .route(web::get().to(webhooks::handshake))
-            .route(web::post().to(whatsapp_webhook)),
-    )
-    .service(
-        resource("/api/webhooks/{channel}/{providerId}")
-            .app_data(web::PayloadConfig::new(webhooks::MAX_WEBHOOK_BYTES))
-            .route(web::post().to(webhooks::receive)),
     );
     cfg.service(
         resource("/api/webhook-endpoint")

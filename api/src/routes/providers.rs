@@ -81,6 +81,18 @@ pub async fn create<S: ProviderSpec>(
     let id = ProviderId::new();
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
+    // Under the organization's lock, so concurrent creates cannot pass the cap together.
+    let live = repo::lock_and_count_live(&tx, tenant.organization_id).await?;
+    let limit = state.limits.max_providers_per_org;
+    if live >= i64::from(limit) {
+        return Err(ApiError::conflict(
+            "provider_limit_reached",
+            format!(
+                "this organization has {live} provider connections, the most allowed is {limit}; \
+                 delete one first"
+            ),
+        ));
+    }
     let record = repo::insert(&tx, &state.ring, tenant.organization_id, id, &spec).await?;
     record_audit(
         &tx,

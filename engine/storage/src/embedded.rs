@@ -2,7 +2,8 @@
 //! `DATABASE_URL` is given, and what the test kit reuses for a throwaway test cluster.
 //!
 //! Invariants:
-//! - The server listens on a unix socket only (`listen_addresses=''`) in a 0700 directory, so
+//! - The server listens on a unix socket only (`listen_addresses=''`; tests may add a loopback
+//!   TCP address) in a 0700 directory, so
 //!   trust authentication reaches nobody but this OS user (and root).
 //! - PostgreSQL refuses to run as root: when we are root, initdb and pg_ctl run as `postgres`
 //!   (or `nobody`), which owns the data directory, the socket directory and the server log.
@@ -54,6 +55,9 @@ pub struct ClusterOptions {
     pub unsafe_fast: bool,
     /// Server settings appended as `-c name=value` (e.g. max_connections).
     pub extra_settings: Vec<(String, String)>,
+    /// Also listen on this TCP address (tests of TLS connections); its port names the
+    /// socket too. `None` (every real use): the unix socket only, on [`DEFAULT_PORT`].
+    pub tcp: Option<std::net::SocketAddr>,
 }
 
 /// Why the private cluster could not be started, stopped or reached.
@@ -147,12 +151,13 @@ impl Cluster {
             check_reachable(&dir, user)?;
         }
         let _lock = lock_dir(&dir).await?;
+        let port = opts.tcp.map_or(DEFAULT_PORT, |addr| addr.port());
         let mut cluster = Cluster {
             bin_dir,
             pgdata: dir.join("pgdata"),
-            socket_dir: socket_dir_for(&dir, DEFAULT_PORT),
+            socket_dir: socket_dir_for(&dir, port),
             dir,
-            port: DEFAULT_PORT,
+            port,
             started_here: false,
             run_as,
         };

@@ -11,7 +11,8 @@ pub enum StoreError {
     /// The row does not exist (or belongs to another organization).
     #[error("not found")]
     NotFound,
-    /// The database cannot be reached or the pool is exhausted.
+    /// The database cannot be reached, the pool is exhausted, or a statement ran past
+    /// `statement_timeout` / waited past `lock_timeout`.
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// A query failed for another reason. Shown with the server's message and
@@ -50,6 +51,13 @@ impl From<tokio_postgres::Error> for StoreError {
             }
             if *db.code() == SqlState::FOREIGN_KEY_VIOLATION {
                 return StoreError::NotFound;
+            }
+            // A statement past `statement_timeout` (57014) or a lock wait past `lock_timeout`
+            // (55P03): the database did not answer in time, like one that is down, so
+            // callers back off and retry instead of treating the data as bad.
+            if *db.code() == SqlState::QUERY_CANCELED || *db.code() == SqlState::LOCK_NOT_AVAILABLE
+            {
+                return StoreError::Unavailable(format!("{} ({})", db.message(), db.code().code()));
             }
             if db.code().code().starts_with("08") || db.code().code().starts_with("57P") {
                 return StoreError::Unavailable(db.message().to_owned());

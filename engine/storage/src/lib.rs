@@ -12,6 +12,7 @@ pub mod error;
 pub mod migrate;
 pub mod pool;
 pub mod repo;
+pub mod tls;
 
 pub use error::StoreError;
 

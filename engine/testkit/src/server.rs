@@ -121,6 +121,7 @@ async fn start_cluster(dir: &Path, marker: &Path) -> Result<Cluster, String> {
             "max_connections".to_owned(),
             TEST_MAX_CONNECTIONS.to_owned(),
         )],
+        tcp: None,
     };
     let cluster = Cluster::start(options).await.map_err(|e| {
         format!(

@@ -19,6 +19,8 @@ pub struct TestApp {
     pub db: TestDb,
     pub key_ring: String,
     pub engine: msgengine_actors::Engine,
+    /// `http://127.0.0.1:<port>` of the webhook listener, when it has its own.
+    pub webhook_base: Option<String>,
     handle: actix_web::dev::ServerHandle,
 }
 
@@ -38,6 +40,22 @@ impl TestApp {
 
     /// Starts a server over an existing database with the given key ring.
     pub async fn spawn_on(db: TestDb, key_ring: String) -> TestApp {
+        Self::spawn_configured(db, key_ring, |_| {}).await
+    }
+
+    /// A server on a fresh database whose settings the test adjusts (after the
+    /// test defaults).
+    pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let db = TestDb::new().await;
+        let key_ring = KeyRing::generate_entry("test1");
+        Self::spawn_configured(db, key_ring, configure).await
+    }
+
+    async fn spawn_configured(
+        db: TestDb,
+        key_ring: String,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestApp {
         let mut settings = Settings {
             environment: Environment::Development,
             data_dir: std::env::temp_dir().join("msgengine-test-unused"),
@@ -52,8 +70,12 @@ impl TestApp {
         settings.security.master_keys = Some(Secret::new(key_ring.clone()));
         // No test may reach a real provider.
         settings.engine.outbound_loopback_only = true;
+        configure(&mut settings);
         let app = Application::build(settings).await.expect("server builds");
         let base = format!("http://127.0.0.1:{}", app.port());
+        let webhook_base = app
+            .webhook_port()
+            .map(|port| format!("http://127.0.0.1:{port}"));
         let handle = app.handle();
         let engine = app.engine().clone();
         tokio::spawn(app.run_until_stopped());
@@ -63,6 +85,7 @@ impl TestApp {
             db,
             key_ring,
             engine,
+            webhook_base,
             handle,
         }
     }

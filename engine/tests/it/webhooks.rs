@@ -510,6 +510,7 @@ mod writer {
             &PoolSettings {
                 max_size: 1,
                 wait_timeout_ms: 30_000,
+                ..PoolSettings::default()
             },
         )
         .await

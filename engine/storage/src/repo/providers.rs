@@ -128,6 +128,30 @@ pub async fn insert<S: ProviderSpec>(
     from_row(ring, &row)
 }
 
+/// Locks the organization's set of connections until the caller's transaction
+/// ends and counts its live (not deleted) connections, all channels together.
+/// Two creates in one organization serialise here, so a cap checked against
+/// this count holds under concurrency (`FOR NO KEY UPDATE`: foreign-key checks
+/// of other tables on the organization row are not blocked).
+pub async fn lock_and_count_live(
+    client: &impl GenericClient,
+    org: OrganizationId,
+) -> Result<i64, StoreError> {
+    let lock = client
+        .prepare_cached("SELECT 1 FROM organizations WHERE id = $1 FOR NO KEY UPDATE")
+        .await?;
+    client
+        .query_opt(&lock, &[&org.0])
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let count = client
+        .prepare_cached(
+            "SELECT count(*) FROM providers WHERE organization_id = $1 AND deleted_at IS NULL",
+        )
+        .await?;
+    Ok(client.query_one(&count, &[&org.0]).await?.try_get(0)?)
+}
+
 /// The organization's live connections of the spec's channel, oldest first.
 pub async fn list<S: ProviderSpec>(
     client: &impl GenericClient,
