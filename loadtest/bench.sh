@@ -18,7 +18,10 @@ runs=" ${RUNS:-batch-15k single-5k batch-12k single-4k soak-5min} "
 data=$(mktemp -d /tmp/msgengine-bench-XXXXXX)
 chmod 755 "$data"
 port=18200
-"$bin/msgengine" serve --listen 127.0.0.1:$port --data-dir "$data" >"$out/engine.log" 2>&1 &
+# Loopback only: the engine reaches nothing but this machine (sandbox providers here;
+# the simulator on 127.0.0.1 in scenarios), and the default public-only address
+# policy would refuse the simulator.
+MSGENGINE__ENGINE__OUTBOUND_LOOPBACK_ONLY=true "$bin/msgengine" serve --listen 127.0.0.1:$port --data-dir "$data" >"$out/engine.log" 2>&1 &
 engine=$!
 trap 'kill -TERM $engine 2>/dev/null; wait $engine 2>/dev/null; rm -rf "$data"' EXIT
 for _ in $(seq 1 60); do curl -sf http://127.0.0.1:$port/readyz >/dev/null && break; sleep 0.5; done

@@ -369,7 +369,7 @@ impl Engine {
     }
 
     /// The HTTP client provider calls go through (pooled, shared).
-    pub fn http(&self) -> &msgengine_providers::reqwest::Client {
+    pub fn http(&self) -> &msgengine_providers::ProviderClient {
         &self.shared.http
     }
 

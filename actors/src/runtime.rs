@@ -61,6 +61,10 @@ pub struct EngineConfig {
     /// Every outbound provider call must go to a loopback host (tests, load
     /// tests against the simulator). Default false.
     pub outbound_loopback_only: bool,
+    /// Provider calls (HTTP and SMTP) may reach private, loopback and
+    /// link-local addresses. Default false: only public addresses, checked
+    /// after DNS resolution at connect time (SSRF guard).
+    pub providers_allow_private: bool,
     /// Organizations' webhook endpoints may be private, loopback or
     /// link-local addresses. Default false (refused: SSRF guard).
     pub webhooks_allow_private: bool,
@@ -95,6 +99,7 @@ impl Default for EngineConfig {
             message_lifetime: Duration::from_secs(24 * 3600),
             provider_timeout: Duration::from_secs(30),
             outbound_loopback_only: false,
+            providers_allow_private: false,
             webhooks_allow_private: false,
             public_url: None,
             tenant_label_limit: 100,
@@ -104,6 +109,18 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
+    /// Which addresses provider calls may reach.
+    pub fn provider_addresses(&self) -> msgengine_providers::AddressPolicy {
+        use msgengine_providers::AddressPolicy;
+        if self.outbound_loopback_only {
+            AddressPolicy::Loopback
+        } else if self.providers_allow_private {
+            AddressPolicy::Any
+        } else {
+            AddressPolicy::Public
+        }
+    }
+
     /// Where outbound webhook deliveries may go.
     pub fn webhook_targets(&self) -> crate::outbound::Targets {
         use crate::outbound::Targets;
@@ -122,7 +139,9 @@ pub struct Shared {
     pub config: EngineConfig,
     pub pool: Pool,
     pub ring: Arc<KeyRing>,
-    pub http: reqwest_client::Client,
+    /// The client every provider call goes through, enforcing
+    /// [`EngineConfig::provider_addresses`].
+    pub http: msgengine_providers::ProviderClient,
     pub routes: RouteTable,
     pub policy: Box<dyn RoutePolicy>,
     pub writer: OutcomeWriter,
@@ -145,11 +164,10 @@ impl Shared {
         writer: OutcomeWriter,
         arbiters: Vec<ArbiterHandle>,
     ) -> Self {
-        let http = if config.outbound_loopback_only {
-            msgengine_providers::http::loopback_only_http_client(config.provider_timeout)
-        } else {
-            msgengine_providers::http_client(config.provider_timeout)
-        };
+        let http = msgengine_providers::ProviderClient::new(
+            config.provider_timeout,
+            config.provider_addresses(),
+        );
         Self {
             tenant_metrics: crate::metrics::TenantSeries::new(config.tenant_label_limit),
             config,

@@ -98,6 +98,11 @@ pub struct EngineSettings {
     /// Refuse every outbound provider call whose host is not loopback (for
     /// tests and load tests against the simulator). Default false.
     pub outbound_loopback_only: bool,
+    /// Let provider calls (HTTP and SMTP) reach private, loopback,
+    /// link-local and other non-public addresses (a relay or provider on
+    /// an internal network). Default false: a connection whose host is or
+    /// resolves to such an address is refused before connecting.
+    pub providers_allow_private: bool,
     /// Let organizations' webhook endpoints be private, loopback or
     /// link-local addresses (an internal receiver). Default false: such
     /// URLs are refused, so a tenant cannot make the engine call into its
@@ -119,6 +124,7 @@ impl Default for EngineSettings {
             lease_secs: 60,
             drain_secs: 20,
             outbound_loopback_only: false,
+            providers_allow_private: false,
             webhooks_allow_private: false,
             max_providers_per_org: 50,
         }

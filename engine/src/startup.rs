@@ -170,6 +170,7 @@ fn engine_config(settings: &Settings) -> EngineConfig {
         provider_rate_per_second: e.provider_rate_per_second,
         provider_timeout: Duration::from_millis(e.provider_timeout_ms),
         outbound_loopback_only: e.outbound_loopback_only,
+        providers_allow_private: e.providers_allow_private,
         webhooks_allow_private: e.webhooks_allow_private,
         public_url: settings.server.public_url.clone(),
         tenant_label_limit: settings.metrics.tenant_label_limit,

@@ -38,7 +38,7 @@ const INTERAKT_SECRET: &str = "interakt-webhook-secret";
 const SMTP_USER: &str = "relay-user";
 const SMTP_PASSWORD: &str = "relay-password";
 /// The `token` query parameter of the providers that do not sign.
-const TOKEN: &str = "hook-token-0123";
+const TOKEN: &str = "hook-token-0123456789";
 
 /// One HTTP provider under test.
 struct Case {
@@ -522,6 +522,7 @@ fn smtp_sender(spec: &AnyProviderSpec) -> msgengine_providers::smtp::SmtpSender 
         email,
         msgengine_providers::smtp::SmtpOptions {
             send_timeout: Duration::from_secs(5),
+            address_policy: msgengine_providers::AddressPolicy::Loopback,
             ..Default::default()
         },
     )

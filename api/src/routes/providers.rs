@@ -6,7 +6,9 @@
 //! (RFC 7396): fields left out keep their value (secrets included, since a
 //! client cannot read them back), `null` clears an optional field; the merged
 //! result is validated exactly like a create. Secrets are write-only: responses
-//! show `{"isSet": bool, "last4": ...}` in their place.
+//! show `{"isSet": bool, "last4": ...}` in their place. A patch that changes
+//! where credentials are sent (`baseUrl`, the SMTP host, an account id in the
+//! request path…) must carry those credentials again (422 naming the secret).
 
 use actix_web::{web, HttpResponse};
 use msgengine_domain::provider::{self, ProviderSpec};
@@ -137,6 +139,9 @@ pub async fn update<S: ProviderSpec>(
     let mut merged = provider::to_object(&before.spec);
     provider::merge_patch(&mut merged, &patch);
     let after: S = provider::from_object(merged)?;
+    // Moving the connection elsewhere needs its secrets in this request: a
+    // stored key is never presented to a host the key holder did not enter it for.
+    provider::check_destination_change(&before.spec, &after, &patch)?;
     let changed = provider::changed_fields(&before.spec, &after);
     if changed.is_empty() {
         return Ok(HttpResponse::Ok().json(render(&before)));

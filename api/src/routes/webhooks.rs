@@ -8,7 +8,15 @@
 //! nothing), applied to their message without ever moving it backwards, kept
 //! for later when the message is not known yet, and bounces, complaints and
 //! unsubscribes put the recipient on the organization's suppression list.
+//!
+//! Where a signature leaves part of the body uncovered (Mailgun signs only
+//! its timestamp and token), the handler names a single-use nonce: it is
+//! claimed in `webhook_nonces` (shared by every node) before the body is
+//! parsed, and a second request carrying it with a different body is a 401.
+//! Meta's GET handshake answers a wrong verify token with 403, as Meta
+//! documents.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,9 +35,10 @@ use msgengine_domain::provider::{
 };
 use msgengine_domain::{Channel, OrganizationId, ProviderId};
 use msgengine_providers::webhook::{
-    webhook_handler_for, InboundWebhook, WebhookError, WebhookEvent, WebhookReply,
+    webhook_handler_for, InboundWebhook, Nonce, WebhookError, WebhookEvent, WebhookReply,
 };
 use msgengine_storage::repo::webhook_events::{EventRow, Ingested};
+use msgengine_storage::repo::webhook_nonces::{self, NonceUse};
 use msgengine_storage::StoreError;
 use serde_json::json;
 
@@ -156,7 +165,8 @@ fn header_map(req: &HttpRequest) -> msgengine_providers::reqwest::header::Header
     out
 }
 
-/// Counts a refused webhook (`reason`: `signature`, `stale`, `unknown_provider`, `malformed`).
+/// Counts a refused webhook (`reason`: `signature`, `stale`, `replayed`,
+/// `unknown_provider`, `malformed`).
 fn count_rejected(channel: Channel, reason: &'static str) {
     metrics::counter!(WEBHOOKS_REJECTED, "channel" => channel.as_str(), "reason" => reason)
         .increment(1);
@@ -196,6 +206,49 @@ fn refused(e: WebhookError) -> ApiError {
         }
         WebhookError::Stale(m) => ApiError::new(StatusCode::UNAUTHORIZED, "stale_webhook", m),
         WebhookError::Malformed(m) => ApiError::bad_request("malformed_webhook", m),
+    }
+}
+
+/// Claims counted since start; every [`SWEEP_EVERY`]th sweeps expired nonces.
+static NONCE_CLAIMS: AtomicU64 = AtomicU64::new(0);
+/// How often (in claims) expired nonces are swept, and how many per sweep:
+/// more than are claimed in between, so the table stays at about one
+/// timestamp window of rows.
+const SWEEP_EVERY: u64 = 256;
+const SWEEP_LIMIT: i64 = 5_000;
+
+/// Claims a verified request's nonce: a repeat with another body is a
+/// replayed signature (401); the same body again is a provider's retry.
+async fn claim_nonce(
+    state: &AppState,
+    provider: ProviderId,
+    nonce: &Nonce,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(body);
+    let client = state.pool.get().await?;
+    let used =
+        webhook_nonces::claim(&client, provider.0, &nonce.value, &digest, nonce.expires_at).await?;
+    if NONCE_CLAIMS.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+        let pool = state.pool.clone();
+        actix_web::rt::spawn(async move {
+            let swept = match pool.get().await {
+                Ok(client) => webhook_nonces::sweep_expired(&client, SWEEP_LIMIT).await,
+                Err(e) => Err(StoreError::Unavailable(e.to_string())),
+            };
+            if let Err(e) = swept {
+                tracing::warn!(error = %e, "sweeping expired webhook nonces failed");
+            }
+        });
+    }
+    match used {
+        NonceUse::First | NonceUse::Repeat => Ok(()),
+        NonceUse::Replayed => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "replayed_webhook",
+            "this signature was already used with a different body",
+        )),
     }
 }
 
@@ -255,6 +308,16 @@ pub async fn receive(
         refused(e)
     };
     handler.verify(&inbound, now).map_err(counted)?;
+    if let Some(nonce) = handler.nonce(&inbound) {
+        claim_nonce(&state, provider, &nonce, &body)
+            .await
+            .inspect_err(|e| {
+                if e.status == StatusCode::UNAUTHORIZED {
+                    tracing::warn!(provider = %provider.0, "replayed webhook signature refused");
+                    count_rejected(channel, "replayed");
+                }
+            })?;
+    }
     let events = handler.parse(&inbound, now).map_err(counted)?;
     let rows: Vec<EventRow> = events.into_iter().map(event_row).collect();
     let suppress: Vec<(String, String)> = rows
@@ -319,6 +382,15 @@ pub async fn handshake(
             .content_type("text/plain; charset=utf-8")
             .body(text)),
         Some(Ok(WebhookReply::Ok)) => Ok(HttpResponse::Ok().json(json!({}))),
+        // Meta's documented answer to a verify token that does not match.
+        Some(Err(WebhookError::Unauthorized(m))) => {
+            tracing::warn!(provider = %provider.0, "webhook handshake refused: {m}");
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "verify_token_mismatch",
+                m,
+            ))
+        }
         Some(Err(e)) => Err(refused(e)),
         None => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -287,13 +287,15 @@ pub fn text_of(value: &Value) -> Option<String> {
 /// Sends a management request: the answer when it is 2xx, otherwise the
 /// provider's classification of it; secrets scrubbed either way.
 pub async fn call(
+    http: &crate::http::ProviderClient,
     request: RequestBuilder,
     secrets: &[&str],
     classify: fn(u16, &HeaderMap, &[u8]) -> ProviderError,
 ) -> Result<Answer, ProviderError> {
-    let answer = http::execute(request)
+    let answer = http
+        .execute(request)
         .await
-        .map_err(|e| http::scrub(e, secrets))?;
+        .map_err(|e| crate::http::scrub(e, secrets))?;
     if (200..300).contains(&answer.status) {
         return Ok(answer);
     }

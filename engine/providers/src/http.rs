@@ -13,6 +13,8 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{RequestBuilder, StatusCode};
 use url::Url;
 
+pub use crate::address::is_public_ip;
+use crate::address::{AddressPolicy, Refused};
 use crate::send::{FailureKind, ProviderError};
 
 /// The header our simulator and test servers use to detect duplicate sends.
@@ -68,15 +70,14 @@ pub fn http_client(request_timeout: Duration) -> reqwest::Client {
 /// Like [`http_client`], but every host name must resolve to loopback
 /// (`localhost`, or any name whose addresses are all loopback): a call to
 /// any other host fails at once with a connect error naming the setting.
-/// Tests and load tests run the engine with it
-/// (`engine.outbound_loopback_only`), so no test can reach a real provider.
-/// IP-literal URLs are not resolved: callers pass loopback literals only.
+/// IP-literal URLs are not resolved: check them with
+/// [`AddressPolicy::check_url`] first ([`ProviderClient`] does).
 pub fn loopback_only_http_client(request_timeout: Duration) -> reqwest::Client {
     restricted_client(
         request_timeout,
         Restricted {
-            allow: |ip| ip.is_loopback(),
-            refusal: "is not a loopback host and outbound calls are limited to loopback (engine.outbound_loopback_only)",
+            policy: AddressPolicy::Loopback,
+            refusal: AddressPolicy::Loopback.refusal(),
         },
     )
 }
@@ -91,7 +92,7 @@ pub fn public_only_http_client(request_timeout: Duration) -> reqwest::Client {
     restricted_client(
         request_timeout,
         Restricted {
-            allow: is_public_ip,
+            policy: AddressPolicy::Public,
             refusal: "resolves to a private, loopback or link-local address, which webhook endpoints may not use (engine.webhooks_allow_private)",
         },
     )
@@ -112,63 +113,85 @@ fn restricted_client(request_timeout: Duration, restriction: Restricted) -> reqw
     built.unwrap_or_else(|_| reqwest::Client::new())
 }
 
-/// True for an address on the public internet: not loopback, private
-/// (RFC 1918, IPv6 unique-local), link-local (incl. the cloud metadata
-/// address 169.254.169.254), carrier-grade NAT, unspecified, broadcast,
-/// multicast, documentation or benchmarking ranges; IPv4-mapped IPv6
-/// addresses are judged as their IPv4 address.
-pub fn is_public_ip(ip: std::net::IpAddr) -> bool {
-    use std::net::IpAddr;
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, _, _] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-                || (a == 198 && (b == 18 || b == 19))
-                || a >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public_ip(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
-        }
+/// The HTTP client every provider call goes through, with the
+/// [`AddressPolicy`] it enforces: host names are checked by its resolver on
+/// every new connection, IP literals by [`ProviderClient::execute`] before
+/// the request is sent. Derefs to the `reqwest::Client` for building
+/// requests; sending them goes through [`ProviderClient::execute`] only
+/// (never `RequestBuilder::send`, which would skip the literal check).
+#[derive(Debug, Clone)]
+pub struct ProviderClient {
+    client: reqwest::Client,
+    policy: AddressPolicy,
+}
+
+impl ProviderClient {
+    /// A pooled client (see [`try_http_client`]) enforcing `policy`.
+    pub fn new(request_timeout: Duration, policy: AddressPolicy) -> Self {
+        let client = match policy {
+            AddressPolicy::Any => http_client(request_timeout),
+            _ => restricted_client(
+                request_timeout,
+                Restricted {
+                    policy,
+                    refusal: policy.refusal(),
+                },
+            ),
+        };
+        Self { client, policy }
+    }
+
+    /// What this client may reach.
+    pub fn policy(&self) -> AddressPolicy {
+        self.policy
+    }
+
+    /// Sends the request and reads the answer; a failure to get one is
+    /// classified here (timeout, connect error...). An IP-literal host the
+    /// policy refuses is a permanent misconfiguration, and nothing is sent.
+    pub async fn execute(&self, request: RequestBuilder) -> Result<Answer, ProviderError> {
+        let (_, request) = request.build_split();
+        let request = request.map_err(classify_transport)?;
+        self.policy
+            .check_url(request.url())
+            .map_err(|refused| ProviderError::misconfigured(bound(&refused.to_string())))?;
+        // Sent on this client whatever built it: its resolver checks names.
+        let response = self
+            .client
+            .execute(request)
+            .await
+            .map_err(classify_transport)?;
+        read_answer(response).await
     }
 }
 
-/// A resolver that answers only names whose every address passes `allow`.
+impl std::ops::Deref for ProviderClient {
+    type Target = reqwest::Client;
+
+    fn deref(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+/// A resolver that answers only names whose every address the policy allows.
 struct Restricted {
-    allow: fn(std::net::IpAddr) -> bool,
+    policy: AddressPolicy,
     refusal: &'static str,
 }
 
 impl reqwest::dns::Resolve for Restricted {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
-        let (allow, refusal) = (self.allow, self.refusal);
+        let (policy, refusal) = (self.policy, self.refusal);
         Box::pin(async move {
-            let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map(|addrs| addrs.collect())
-                .unwrap_or_default();
-            if !found.is_empty() && found.iter().all(|a| allow(a.ip())) {
-                let addrs: reqwest::dns::Addrs = Box::new(found.into_iter());
-                return Ok(addrs);
+            match policy.resolve(&host, 0).await {
+                Ok(found) => {
+                    let addrs: reqwest::dns::Addrs = Box::new(found.into_iter());
+                    Ok(addrs)
+                }
+                Err(Refused::Address { host, .. }) => Err(format!("{host} {refusal}").into()),
+                Err(unresolved) => Err(unresolved.to_string().into()),
             }
-            Err(format!("{host} {refusal}").into())
         })
     }
 }
@@ -294,10 +317,8 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
-/// Sends the request and reads the answer; a failure to get one is
-/// classified here (timeout, connect error...).
-pub async fn execute(request: RequestBuilder) -> Result<Answer, ProviderError> {
-    let mut response = request.send().await.map_err(classify_transport)?;
+/// Reads an answer, body cut at [`MAX_BODY_BYTES`].
+async fn read_answer(mut response: reqwest::Response) -> Result<Answer, ProviderError> {
     let status = response.status().as_u16();
     let headers = std::mem::take(response.headers_mut());
     let mut body = Vec::new();
@@ -391,36 +412,6 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn only_publicly_routable_addresses_count_as_public() {
-        for private in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "255.255.255.255",
-            "224.0.0.1",
-            "198.18.0.1",
-            "::1",
-            "::",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:10.0.0.1",
-            "::ffff:127.0.0.1",
-            "2001:db8::1",
-        ] {
-            let ip: std::net::IpAddr = private.parse().expect("address");
-            assert!(!is_public_ip(ip), "{private} is not public");
-        }
-        for public in ["8.8.8.8", "41.58.0.1", "2606:4700::1111", "::ffff:8.8.4.4"] {
-            let ip: std::net::IpAddr = public.parse().expect("address");
-            assert!(is_public_ip(ip), "{public} is public");
-        }
-    }
-
     #[tokio::test]
     async fn the_public_only_client_refuses_names_of_internal_addresses() {
         let client = public_only_http_client(Duration::from_secs(2));
@@ -433,6 +424,52 @@ mod tests {
             format!("{err:?}").contains("webhooks_allow_private"),
             "{err:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_public_provider_client_refuses_internal_hosts_before_connecting() {
+        // A server on loopback that must see nothing: the name `localhost`
+        // and the literal 127.0.0.1 both lead to it, and both are refused.
+        let server = wiremock::MockServer::start().await;
+        let port = server.address().port();
+        let client = ProviderClient::new(Duration::from_secs(2), AddressPolicy::Public);
+        let e = client
+            .execute(client.get(format!("http://localhost:{port}/v3/x")))
+            .await
+            .err();
+        assert!(
+            e.as_ref()
+                .is_some_and(|e| e.message.contains("providers_allow_private")),
+            "{e:?}"
+        );
+        // IP literals never reach a resolver: refused before the request is
+        // sent (nothing is connected to, so 10.x and the metadata address are
+        // safe to name here), as a permanent misconfiguration.
+        for url in [
+            format!("http://127.0.0.1:{port}/v3/x"),
+            "http://10.0.0.1/v3/x".to_owned(),
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+            "http://[fd00:ec2::254]/latest/meta-data/".to_owned(),
+            "http://[::ffff:10.0.0.1]/".to_owned(),
+        ] {
+            let e = client.execute(client.get(url.as_str())).await.err();
+            assert!(
+                e.as_ref().is_some_and(|e| e.kind == FailureKind::Permanent
+                    && e.code.as_deref() == Some("msgengine_misconfigured")
+                    && e.message.contains("providers_allow_private")
+                    && !e.message.contains("/v3/x")),
+                "{url}: {e:?}"
+            );
+        }
+        let received = server.received_requests().await.unwrap_or_default();
+        assert!(received.is_empty(), "{received:?}");
+
+        // The loopback policy (tests) reaches the same server.
+        let loopback = ProviderClient::new(Duration::from_secs(2), AddressPolicy::Loopback);
+        let answer = loopback
+            .execute(loopback.get(format!("http://127.0.0.1:{port}/v3/x")))
+            .await;
+        assert_eq!(answer.map(|a| a.status).ok(), Some(404));
     }
 
     fn retry_after(value: &str) -> HeaderMap {

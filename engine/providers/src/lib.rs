@@ -3,8 +3,11 @@
 //! - [`send`]: the [`Sender`] seam the provider actors call for one delivery
 //!   attempt, its receipt and its classified [`ProviderError`], and
 //!   [`sender_for`], which picks the adapter for a connection's spec.
-//! - [`http`]: the shared HTTP client and the helpers every HTTP adapter uses
-//!   (`Retry-After`, status classification, bounded body reads, redaction).
+//! - [`http`]: the shared HTTP client ([`ProviderClient`]) and the helpers
+//!   every HTTP adapter uses (`Retry-After`, status classification, bounded
+//!   body reads, redaction).
+//! - [`address`]: which addresses provider calls (HTTP and SMTP) may reach
+//!   ([`AddressPolicy`]), checked after DNS resolution at connect time.
 //! - One folder per adapter: [`sandbox`] (every channel, no network),
 //!   [`mailgun`], [`sendgrid`], [`mailjet`] (email, sharing [`esp`]) and
 //!   [`smtp`] (SMTP submission); [`twilio_sms`], [`africastalking`] and
@@ -22,6 +25,7 @@
 //! never appear in a [`ProviderError`], in `Debug` output or in logs; an
 //! adapter scrubs them from provider-supplied text before returning it.
 
+pub mod address;
 pub mod africastalking;
 pub mod aisensy;
 pub mod esp;
@@ -43,7 +47,8 @@ pub mod twilio_sms;
 pub mod twilio_whatsapp;
 pub mod webhook;
 
-pub use http::{http_client, parse_retry_after, try_http_client};
+pub use address::AddressPolicy;
+pub use http::{http_client, parse_retry_after, try_http_client, ProviderClient};
 pub use reqwest;
 pub use send::{
     sender_for, sender_for_connection, FailureKind, ProviderError, SendReceipt, Sender,

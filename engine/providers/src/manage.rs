@@ -217,7 +217,7 @@ fn unsupported_type(spec: &AnyProviderSpec) -> UnsupportedProvider {
 /// Email management for a connection; one match arm per provider type.
 pub fn email_admin_for(
     spec: &AnyProviderSpec,
-    http: &reqwest::Client,
+    http: &crate::http::ProviderClient,
 ) -> Result<Arc<dyn EmailAdmin>, UnsupportedProvider> {
     let admin: Option<Arc<dyn EmailAdmin>> = match spec {
         AnyProviderSpec::Email(s) => match s.provider_type {
@@ -241,7 +241,7 @@ pub fn email_admin_for(
 /// WhatsApp management for a connection; one match arm per provider type.
 pub fn whatsapp_admin_for(
     spec: &AnyProviderSpec,
-    http: &reqwest::Client,
+    http: &crate::http::ProviderClient,
 ) -> Result<Arc<dyn WhatsappAdmin>, UnsupportedProvider> {
     let admin: Option<Arc<dyn WhatsappAdmin>> = match spec {
         AnyProviderSpec::Email(_) => None,
@@ -267,7 +267,7 @@ pub fn whatsapp_admin_for(
 /// SMS management for a connection; one match arm per provider type.
 pub fn sms_admin_for(
     spec: &AnyProviderSpec,
-    http: &reqwest::Client,
+    http: &crate::http::ProviderClient,
 ) -> Result<Arc<dyn SmsAdmin>, UnsupportedProvider> {
     let admin: Option<Arc<dyn SmsAdmin>> = match spec {
         AnyProviderSpec::Email(_) => None,

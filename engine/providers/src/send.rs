@@ -168,7 +168,7 @@ pub struct SenderContext {
 /// [`sender_for`] with a [`SenderContext`].
 pub fn sender_for_connection(
     spec: &AnyProviderSpec,
-    http: &reqwest::Client,
+    http: &crate::http::ProviderClient,
     context: &SenderContext,
 ) -> Result<Arc<dyn Sender>, UnsupportedProvider> {
     if let Some(url) = &context.status_callback {
@@ -198,7 +198,7 @@ pub fn sender_for_connection(
 /// `msgengine_misconfigured` error naming the field.
 pub fn sender_for(
     spec: &AnyProviderSpec,
-    http: &reqwest::Client,
+    http: &crate::http::ProviderClient,
 ) -> Result<Arc<dyn Sender>, UnsupportedProvider> {
     // Every provider type has an adapter; the Result stays for types added
     // to the domain before their adapter.
@@ -211,7 +211,13 @@ pub fn sender_for(
             EmailProviderType::Mailgun => Arc::new(mailgun::MailgunSender::new(s, http.clone())),
             EmailProviderType::Sendgrid => Arc::new(sendgrid::SendgridSender::new(s, http.clone())),
             EmailProviderType::Mailjet => Arc::new(mailjet::MailjetSender::new(s, http.clone())),
-            EmailProviderType::Smtp => Arc::new(smtp::SmtpSender::new(s)),
+            EmailProviderType::Smtp => Arc::new(smtp::SmtpSender::with_options(
+                s,
+                smtp::SmtpOptions {
+                    address_policy: http.policy(),
+                    ..smtp::SmtpOptions::default()
+                },
+            )),
         },
         AnyProviderSpec::Sms(s) => match s.provider_type {
             SmsProviderType::Sandbox => Arc::new(sandbox::SandboxSender::new(

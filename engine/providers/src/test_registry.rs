@@ -62,7 +62,7 @@ impl ProviderRegistry {
     /// The registry the server uses: a live probe for every provider type
     /// that has one (one `with_probe` line per type), calling out through
     /// the shared `http` client.
-    pub fn live(http: &reqwest::Client) -> Self {
+    pub fn live(http: &crate::http::ProviderClient) -> Self {
         Self::new()
             .with_probe(
                 Channel::Sms,
@@ -122,7 +122,12 @@ impl ProviderRegistry {
             .with_probe(
                 Channel::Email,
                 "SMTP",
-                Arc::new(crate::smtp::SmtpProbe::new()),
+                Arc::new(crate::smtp::SmtpProbe::with_options(
+                    crate::smtp::SmtpOptions {
+                        address_policy: http.policy(),
+                        ..crate::smtp::SmtpOptions::default()
+                    },
+                )),
             )
     }
 

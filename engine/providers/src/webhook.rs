@@ -23,6 +23,7 @@ use msgengine_domain::message::MessageState;
 use msgengine_domain::provider::{
     email::EmailProviderType, sms::SmsProviderType, whatsapp::WhatsappProviderType, AnyProviderSpec,
 };
+use msgengine_domain::Secret;
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 
@@ -175,6 +176,18 @@ impl WebhookEvent {
     }
 }
 
+/// A value a signature covers that must be accepted only once (Mailgun's
+/// `token`): the signature does not cover the whole body, so the same
+/// signature could otherwise carry other events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nonce {
+    /// The value, unique per request at the provider.
+    pub value: String,
+    /// Until when it must be remembered: past it, the freshness check
+    /// refuses the signed timestamp anyway.
+    pub expires_at: DateTime<Utc>,
+}
+
 /// What the endpoint answers to a verified request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebhookReply {
@@ -196,6 +209,15 @@ pub trait WebhookHandler: Send + Sync {
         request: &InboundWebhook<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<WebhookEvent>, WebhookError>;
+
+    /// The single-use value of a verified request, for schemes whose
+    /// signature leaves part of the body uncovered: the endpoint remembers
+    /// it until [`Nonce::expires_at`] (in the database, so across nodes) and
+    /// refuses a second request carrying it with a different body. `None`
+    /// (the default) for schemes that sign the whole request.
+    fn nonce(&self, _request: &InboundWebhook<'_>) -> Option<Nonce> {
+        None
+    }
 
     /// A GET handshake (Meta's `hub.mode=subscribe`); `None` when this
     /// provider has none (the endpoint answers 405).
@@ -251,6 +273,23 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+/// Compares a token taken from a request with the configured one without
+/// leaking the content or the length of either through timing: both are
+/// hashed (SHA-256) and the digests compared in constant time.
+pub fn token_eq(given: &[u8], expected: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    constant_time_eq(&Sha256::digest(given), &Sha256::digest(expected))
+}
+
+/// The configured token of a provider that does not sign its callbacks,
+/// when it is long enough to be unguessable
+/// ([`MIN_WEBHOOK_TOKEN_CHARS`](msgengine_domain::provider::MIN_WEBHOOK_TOKEN_CHARS));
+/// a shorter one (stored before the rule) authenticates nothing.
+pub fn usable_token(token: Option<&Secret>) -> Option<&Secret> {
+    use msgengine_domain::provider::MIN_WEBHOOK_TOKEN_CHARS;
+    token.filter(|t| t.expose().chars().count() >= MIN_WEBHOOK_TOKEN_CHARS)
+}
+
 /// Refuses a signed unix timestamp more than [`MAX_CLOCK_SKEW_SECS`] from `now`.
 pub fn check_fresh(unix_secs: i64, now: DateTime<Utc>) -> Result<(), WebhookError> {
     let skew = (now.timestamp() - unix_secs).abs();
@@ -271,6 +310,22 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn token_eq_compares_digests() {
+        assert!(token_eq(b"a-long-enough-token", b"a-long-enough-token"));
+        assert!(!token_eq(b"a-long-enough-token", b"a-long-enough-tokem"));
+        assert!(!token_eq(b"", b"a-long-enough-token"));
+    }
+
+    #[test]
+    fn short_tokens_are_not_usable() {
+        let short = Secret::new("fifteen-chars-x");
+        let long = Secret::new("sixteen-chars-xy");
+        assert!(usable_token(Some(&short)).is_none());
+        assert!(usable_token(Some(&long)).is_some());
+        assert!(usable_token(None).is_none());
     }
 
     #[test]

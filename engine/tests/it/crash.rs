@@ -38,6 +38,9 @@ async fn start(db: &TestDb, keys: &str) -> Engine {
         .env("MSGENGINE_MASTER_KEYS", keys)
         .env("MSGENGINE__ENGINE__LEASE_SECS", "5")
         .env("MSGENGINE__ENGINE__DRAIN_SECS", "10")
+        // The provider is a wiremock on 127.0.0.1, which the default
+        // public-only address policy refuses.
+        .env("MSGENGINE__ENGINE__OUTBOUND_LOOPBACK_ONLY", "true")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -26,9 +26,13 @@ pub fn spec(channel: Channel, json: Value) -> AnyProviderSpec {
     .unwrap_or_else(|e| panic!("invalid test spec: {e:?}"))
 }
 
-/// The providers crate's HTTP client, as the engine builds it.
-pub fn client() -> reqwest::Client {
-    msgengine_providers::http_client(Duration::from_secs(5))
+/// The providers crate's HTTP client, as the engine builds it with
+/// `engine.outbound_loopback_only` (the simulator listens on loopback).
+pub fn client() -> msgengine_providers::ProviderClient {
+    msgengine_providers::ProviderClient::new(
+        Duration::from_secs(5),
+        msgengine_providers::AddressPolicy::Loopback,
+    )
 }
 
 /// Stands in for the engine's webhook endpoint: answers every POST 200 and

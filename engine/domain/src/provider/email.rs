@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{check_secret, default_true, require, ProviderSpec};
+use super::{check_secret, check_webhook_token, default_true, require, Destination, ProviderSpec};
 use crate::channel::Channel;
 use crate::secret::Secret;
 use crate::validate::{self as v, Valid, ValidationError};
@@ -119,10 +119,30 @@ impl ProviderSpec for EmailProviderSpec {
         self.provider_type.as_str()
     }
 
+    fn destination(&self) -> Destination {
+        let (fields, secrets): (&'static [&'static str], &'static [&'static str]) = match self
+            .provider_type
+        {
+            // The sending domain is in every request path (/v3/{domain}/messages).
+            EmailProviderType::Mailgun => (&["baseUrl", "domain"], &["apiKey"]),
+            EmailProviderType::Mailjet | EmailProviderType::Sendgrid => (&["baseUrl"], &["apiKey"]),
+            EmailProviderType::Smtp => (
+                &["smtpConfig.host", "smtpConfig.port", "smtpConfig.tls"],
+                &["smtpConfig.password"],
+            ),
+            EmailProviderType::Sandbox => return Destination::NONE,
+        };
+        Destination { fields, secrets }
+    }
+
     fn validate(&mut self) -> Valid<()> {
         v::text("name", &self.name, 100)?;
         check_secret("apiKey", self.api_key.as_ref())?;
         check_secret("webhookSecret", self.webhook_secret.as_ref())?;
+        if self.provider_type == EmailProviderType::Mailjet {
+            // Mailjet does not sign: the token in the callback URL is all there is.
+            check_webhook_token("webhookSecret", self.webhook_secret.as_ref())?;
+        }
         if let Some(d) = &self.domain {
             v::hostname("domain", d)?;
         }

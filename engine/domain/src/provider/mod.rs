@@ -13,8 +13,11 @@
 //!   `null` clears) so an update is validated exactly like a create;
 //! - [`changed_fields`] names what an update changed, for the audit log;
 //! - [`redacted_view`] renders a spec for responses, each secret replaced by
-//!   `{"isSet": bool, "last4": ...}`.
+//!   `{"isSet": bool, "last4": ...}`;
+//! - [`check_destination_change`] keeps stored secrets bound to where they
+//!   were entered: an update that moves a connection elsewhere must carry them.
 
+mod destination;
 pub mod email;
 pub mod sms;
 pub mod whatsapp;
@@ -27,6 +30,7 @@ use crate::channel::Channel;
 use crate::secret::Secret;
 use crate::validate::{Valid, ValidationError};
 
+pub use destination::{check_destination_change, Destination, MIN_WEBHOOK_TOKEN_CHARS};
 pub use email::EmailProviderSpec;
 pub use sms::SmsProviderSpec;
 pub use whatsapp::WhatsappProviderSpec;
@@ -52,6 +56,9 @@ pub trait ProviderSpec: Serialize + DeserializeOwned + Clone + Send + Sync + 'st
     fn validate(&mut self) -> Valid<()>;
     /// Wraps the spec for code that handles every channel.
     fn into_any(self) -> AnyProviderSpec;
+    /// Where this provider type sends its credentials: the fields that decide
+    /// the destination and the secrets sent there (see [`Destination`]).
+    fn destination(&self) -> Destination;
 }
 
 /// Keys that are stored as columns, not inside the settings document.
@@ -358,6 +365,25 @@ where
 /// Checks a secret's shape when present.
 pub(crate) fn check_secret(field: &str, value: Option<&Secret>) -> Valid<()> {
     value.map_or(Ok(()), |s| crate::validate::secret(field, s.expose()))
+}
+
+/// Checks a token that a provider which does not sign its callbacks sends
+/// back in the callback URL: when present, at least
+/// [`MIN_WEBHOOK_TOKEN_CHARS`] characters, so it cannot be guessed.
+pub(crate) fn check_webhook_token(field: &str, value: Option<&Secret>) -> Valid<()> {
+    match value {
+        Some(token) if token.expose().chars().count() < MIN_WEBHOOK_TOKEN_CHARS => {
+            Err(ValidationError::new(
+                field,
+                "token_too_short",
+                format!(
+                    "{field} must be at least {MIN_WEBHOOK_TOKEN_CHARS} characters: this provider \
+                     does not sign its callbacks, so the token is all that authenticates them"
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 pub(crate) fn default_true() -> bool {

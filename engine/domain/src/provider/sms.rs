@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{default_true, ProviderSpec};
+use super::{check_webhook_token, default_true, Destination, ProviderSpec};
 use crate::channel::Channel;
 use crate::secret::Secret;
 use crate::validate::{self as v, Valid, ValidationError};
@@ -109,6 +109,25 @@ impl ProviderSpec for SmsProviderSpec {
         self.provider_type.as_str()
     }
 
+    fn destination(&self) -> Destination {
+        let (fields, secrets): (&'static [&'static str], &'static [&'static str]) =
+            match self.provider_type {
+                // The Account SID is in every request path (/Accounts/{sid}/…).
+                SmsProviderType::Twilio => (
+                    &["baseUrl", "credentials.accountSid"],
+                    &["credentials.authToken", "credentials.apiKeySecret"],
+                ),
+                // The username `sandbox` switches to Africa's Talking's sandbox host.
+                SmsProviderType::Africastalking => (
+                    &["baseUrl", "credentials.username"],
+                    &["credentials.apiKey"],
+                ),
+                SmsProviderType::Termii => (&["baseUrl"], &["credentials.apiKey"]),
+                SmsProviderType::Sandbox => return Destination::NONE,
+            };
+        Destination { fields, secrets }
+    }
+
     fn validate(&mut self) -> Valid<()> {
         v::text("name", &self.name, 100)?;
         if let Some(u) = &self.base_url {
@@ -141,6 +160,9 @@ impl SmsProviderSpec {
                 ));
             }
             v::secret(&field, secret.expose())?;
+            if name == "webhookToken" {
+                check_webhook_token(&field, Some(secret))?;
+            }
         }
         for (name, required) in names {
             if *required && !self.credentials.contains_key(*name) {

@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_secret, default_true, require, ProviderSpec};
+use super::{check_secret, check_webhook_token, default_true, require, Destination, ProviderSpec};
 use crate::channel::Channel;
 use crate::secret::Secret;
 use crate::validate::{self as v, Valid, ValidationError};
@@ -108,11 +108,36 @@ impl ProviderSpec for WhatsappProviderSpec {
         self.provider_type.as_str()
     }
 
+    fn destination(&self) -> Destination {
+        let fields: &'static [&'static str] = match self.provider_type {
+            // Both ids go into Graph API paths (/{phone-number-id}/messages,
+            // /{waba-id}/message_templates).
+            WhatsappProviderType::MetaCloud => &["baseUrl", "phoneNumberId", "businessAccountId"],
+            // The Account SID is in every request path.
+            WhatsappProviderType::Twilio => &["baseUrl", "businessAccountId"],
+            // The app name is in the template-list path.
+            WhatsappProviderType::Gupshup => &["baseUrl", "appName"],
+            WhatsappProviderType::Aisensy | WhatsappProviderType::Interakt => &["baseUrl"],
+            WhatsappProviderType::Sandbox => return Destination::NONE,
+        };
+        Destination {
+            fields,
+            secrets: &["accessToken"],
+        }
+    }
+
     fn validate(&mut self) -> Valid<()> {
         v::text("name", &self.name, 100)?;
         check_secret("accessToken", self.access_token.as_ref())?;
         check_secret("webhookVerifyToken", self.webhook_verify_token.as_ref())?;
         check_secret("webhookSecret", self.webhook_secret.as_ref())?;
+        if matches!(
+            self.provider_type,
+            WhatsappProviderType::Gupshup | WhatsappProviderType::Aisensy
+        ) {
+            // Neither signs its callbacks: the token in the URL is all there is.
+            check_webhook_token("webhookSecret", self.webhook_secret.as_ref())?;
+        }
         if let Some(p) = &self.phone_number {
             self.phone_number = Some(v::e164("phoneNumber", p)?);
         }

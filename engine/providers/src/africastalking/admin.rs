@@ -37,12 +37,12 @@ impl SmsAdmin for AfricasTalkingAdmin {
 
 /// The live check for Africa's Talking connections.
 pub struct AfricasTalkingProbe {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
 }
 
 impl AfricasTalkingProbe {
     /// A probe calling out through the shared `http` client.
-    pub fn new(http: reqwest::Client) -> Self {
+    pub fn new(http: crate::http::ProviderClient) -> Self {
         Self { http }
     }
 
@@ -55,7 +55,7 @@ impl AfricasTalkingProbe {
             .get(url)
             .header("apiKey", api_key.expose())
             .header(ACCEPT, "application/json");
-        let answer = http::execute(request).await.map_err(|e| {
+        let answer = self.http.execute(request).await.map_err(|e| {
             format!(
                 "could not reach Africa's Talking: {}",
                 account.scrub(e).message

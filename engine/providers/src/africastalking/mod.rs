@@ -120,14 +120,14 @@ fn root_url(base: Option<&str>, sandbox: bool) -> Option<Url> {
 
 /// An Africa's Talking SMS connection.
 pub struct AfricasTalkingSender {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
     account: Account,
     sender_id: Option<String>,
 }
 
 impl AfricasTalkingSender {
     /// A sender for `spec`; calls go through the shared `http` client.
-    pub fn new(spec: &SmsProviderSpec, http: reqwest::Client) -> Self {
+    pub fn new(spec: &SmsProviderSpec, http: crate::http::ProviderClient) -> Self {
         Self {
             http,
             account: Account::new(spec),
@@ -160,7 +160,9 @@ impl Sender for AfricasTalkingSender {
             .header(ACCEPT, "application/json")
             .header(IDEMPOTENCY_HEADER, idempotency_key)
             .form(&form);
-        let answer = http::execute(request)
+        let answer = self
+            .http
+            .execute(request)
             .await
             .map_err(|e| self.account.scrub(e))?;
         receipt_or_error(answer.status, &answer.headers, &answer.body)

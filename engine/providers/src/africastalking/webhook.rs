@@ -22,7 +22,8 @@ use msgengine_domain::provider::SmsProviderSpec;
 use msgengine_domain::Secret;
 
 use crate::webhook::{
-    constant_time_eq, InboundWebhook, SuppressionReason, WebhookError, WebhookEvent, WebhookHandler,
+    token_eq, usable_token, InboundWebhook, SuppressionReason, WebhookError, WebhookEvent,
+    WebhookHandler,
 };
 
 /// The query parameter carrying the connection's webhook token.
@@ -48,10 +49,11 @@ impl WebhookHandler for AfricasTalkingWebhook {
         request: &InboundWebhook<'_>,
         _now: DateTime<Utc>,
     ) -> Result<(), WebhookError> {
-        let Some(expected) = &self.token else {
+        let Some(expected) = usable_token(self.token.as_ref()) else {
             return Err(WebhookError::Unauthorized(
                 "Africa's Talking does not sign delivery reports: set credentials.webhookToken \
-                 and add ?token=<it> to the callback URL in the Africa's Talking dashboard"
+                 (at least 16 characters) and add ?token=<it> to the callback URL in the \
+                 Africa's Talking dashboard"
                     .into(),
             ));
         };
@@ -62,9 +64,7 @@ impl WebhookHandler for AfricasTalkingWebhook {
             None => Err(WebhookError::Unauthorized(
                 "no token query parameter on the callback URL".into(),
             )),
-            Some(given) if constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) => {
-                Ok(())
-            }
+            Some(given) if token_eq(given.as_bytes(), expected.expose().as_bytes()) => Ok(()),
             Some(_) => Err(WebhookError::Unauthorized(
                 "the token query parameter does not match credentials.webhookToken".into(),
             )),

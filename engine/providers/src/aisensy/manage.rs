@@ -84,12 +84,12 @@ impl WhatsappAdmin for AisensyAdmin {
 
 /// The live connection test (see the module docs).
 pub struct AisensyProbe {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
 }
 
 impl AisensyProbe {
     /// A probe calling out through the shared `http` client.
-    pub fn new(http: reqwest::Client) -> Self {
+    pub fn new(http: crate::http::ProviderClient) -> Self {
         Self { http }
     }
 }
@@ -121,7 +121,7 @@ impl ConnectionProbe for AisensyProbe {
         // No destination and no userName: nothing can be sent, no contact made.
         let body = json!({"apiKey": api_key.expose(), "campaignName": PROBE_CAMPAIGN});
         let request = self.http.post(endpoint).json(&body);
-        let answer = match http::execute(request).await {
+        let answer = match self.http.execute(request).await {
             Ok(answer) => answer,
             Err(e) => {
                 return check(

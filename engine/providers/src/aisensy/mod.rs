@@ -49,7 +49,7 @@ const CAMPAIGN_PATH: [&str; 4] = ["campaign", "t1", "api", "v2"];
 
 /// An AiSensy connection.
 pub struct AisensySender {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
     /// `None` when `baseUrl` is not an http(s) URL.
     endpoint: Option<Url>,
     api_key: Option<Secret>,
@@ -57,7 +57,7 @@ pub struct AisensySender {
 
 impl AisensySender {
     /// A sender for `spec`; calls go through the shared `http` client.
-    pub fn new(spec: &WhatsappProviderSpec, http: reqwest::Client) -> Self {
+    pub fn new(spec: &WhatsappProviderSpec, http: crate::http::ProviderClient) -> Self {
         Self {
             http,
             endpoint: campaign_endpoint(spec),
@@ -167,7 +167,9 @@ impl Sender for AisensySender {
             .post(endpoint.clone())
             .header(IDEMPOTENCY_HEADER, idempotency_key)
             .json(&body);
-        let answer = http::execute(request)
+        let answer = self
+            .http
+            .execute(request)
             .await
             .map_err(|e| http::scrub(e, &secrets))?;
         if (200..300).contains(&answer.status) {

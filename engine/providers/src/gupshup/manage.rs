@@ -29,7 +29,7 @@ const PROVIDER: &str = "GUPSHUP";
 
 /// Template management of one Gupshup connection.
 pub struct GupshupAdmin {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
     /// `None` when `appName` is missing or `baseUrl` is not an http(s) URL.
     templates_endpoint: Option<Url>,
     api_key: Option<Secret>,
@@ -37,7 +37,7 @@ pub struct GupshupAdmin {
 
 impl GupshupAdmin {
     /// The admin for `spec`; calls go through the shared `http` client.
-    pub fn new(spec: &WhatsappProviderSpec, http: reqwest::Client) -> Self {
+    pub fn new(spec: &WhatsappProviderSpec, http: crate::http::ProviderClient) -> Self {
         let templates_endpoint = spec.app_name.as_deref().and_then(|app| {
             http::endpoint(
                 spec.base_url.as_deref(),
@@ -66,7 +66,9 @@ impl GupshupAdmin {
             .http
             .get(endpoint.clone())
             .header("apikey", api_key.expose());
-        let answer = http::execute(request)
+        let answer = self
+            .http
+            .execute(request)
             .await
             .map_err(|e| http::scrub(e, &secrets))?;
         if (200..300).contains(&answer.status) {
@@ -169,12 +171,12 @@ impl WhatsappAdmin for GupshupAdmin {
 
 /// The live connection test: the app's template list (see the module docs).
 pub struct GupshupProbe {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
 }
 
 impl GupshupProbe {
     /// A probe calling out through the shared `http` client.
-    pub fn new(http: reqwest::Client) -> Self {
+    pub fn new(http: crate::http::ProviderClient) -> Self {
         Self { http }
     }
 }

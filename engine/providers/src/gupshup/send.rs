@@ -32,7 +32,7 @@ use crate::send::{FailureKind, ProviderError, SendReceipt, Sender};
 
 /// A Gupshup WhatsApp connection.
 pub struct GupshupSender {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
     /// `POST /wa/api/v1/msg`; `None` when `baseUrl` is not an http(s) URL.
     session_endpoint: Option<Url>,
     /// `POST /wa/api/v1/template/msg`.
@@ -45,7 +45,7 @@ pub struct GupshupSender {
 
 impl GupshupSender {
     /// A sender for `spec`; calls go through the shared `http` client.
-    pub fn new(spec: &WhatsappProviderSpec, http: reqwest::Client) -> Self {
+    pub fn new(spec: &WhatsappProviderSpec, http: crate::http::ProviderClient) -> Self {
         let base = spec.base_url.as_deref();
         Self {
             http,
@@ -111,7 +111,9 @@ impl Sender for GupshupSender {
             .header("apikey", api_key.expose())
             .header(IDEMPOTENCY_HEADER, idempotency_key)
             .form(&form);
-        let answer = http::execute(request)
+        let answer = self
+            .http
+            .execute(request)
             .await
             .map_err(|e| http::scrub(e, &secrets))?;
         http::sent_or_error(&answer, &secrets, submitted_id, classify_response)

@@ -31,8 +31,8 @@ use serde_json::Value;
 
 use super::e164;
 use crate::webhook::{
-    constant_time_eq, Engagement, InboundWebhook, SuppressionReason, WebhookError, WebhookEvent,
-    WebhookHandler,
+    token_eq, usable_token, Engagement, InboundWebhook, SuppressionReason, WebhookError,
+    WebhookEvent, WebhookHandler,
 };
 
 /// Checks the `token` query parameter of a callback from a provider that
@@ -44,10 +44,10 @@ pub fn verify_token_param(
     secret: Option<&Secret>,
     provider: &str,
 ) -> Result<(), WebhookError> {
-    let Some(secret) = secret.filter(|s| !s.expose().is_empty()) else {
+    let Some(secret) = usable_token(secret) else {
         return Err(WebhookError::Unauthorized(format!(
-            "{provider} does not sign its callbacks and this connection has no webhookSecret: \
-             set one and append ?token=<webhookSecret> to the callback URL"
+            "{provider} does not sign its callbacks and this connection has no webhookSecret of \
+             at least 16 characters: set one and append ?token=<webhookSecret> to the callback URL"
         )));
     };
     let token = url::form_urlencoded::parse(request.query.as_bytes())
@@ -57,7 +57,7 @@ pub fn verify_token_param(
         None => Err(WebhookError::Unauthorized(
             "the token query parameter is missing".into(),
         )),
-        Some(token) if constant_time_eq(token.as_bytes(), secret.expose().as_bytes()) => Ok(()),
+        Some(token) if token_eq(token.as_bytes(), secret.expose().as_bytes()) => Ok(()),
         Some(_) => Err(WebhookError::Unauthorized(
             "the token query parameter does not match the connection's webhookSecret".into(),
         )),

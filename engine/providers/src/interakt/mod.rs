@@ -54,7 +54,7 @@ fn message_url(base: Option<&str>) -> Option<Url> {
 
 /// An INTERAKT connection's sender.
 pub struct InteraktSender {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
     /// `None` when `baseUrl` is not an http(s) URL.
     endpoint: Option<Url>,
     api_key: Option<Secret>,
@@ -64,7 +64,7 @@ pub struct InteraktSender {
 
 impl InteraktSender {
     /// A sender for `spec`; calls go through the shared `http` client.
-    pub fn new(spec: &WhatsappProviderSpec, http: reqwest::Client) -> Self {
+    pub fn new(spec: &WhatsappProviderSpec, http: crate::http::ProviderClient) -> Self {
         Self {
             http,
             endpoint: message_url(spec.base_url.as_deref()),
@@ -108,7 +108,9 @@ impl Sender for InteraktSender {
             .header(AUTHORIZATION, format!("Basic {}", api_key.expose()))
             .header(IDEMPOTENCY_HEADER, idempotency_key)
             .json(&body);
-        let answer = http::execute(request)
+        let answer = self
+            .http
+            .execute(request)
             .await
             .map_err(|e| http::scrub(e, &secrets))?;
         http::sent_or_error(&answer, &secrets, accepted_id, classify_response)

@@ -21,12 +21,12 @@ use crate::test_registry::{Check, CheckStatus, ConnectionProbe};
 
 /// The live check of INTERAKT connections.
 pub struct InteraktProbe {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
 }
 
 impl InteraktProbe {
     /// A probe calling out through the shared `http` client.
-    pub fn new(http: reqwest::Client) -> Self {
+    pub fn new(http: crate::http::ProviderClient) -> Self {
         Self { http }
     }
 }
@@ -62,7 +62,7 @@ impl ConnectionProbe for InteraktProbe {
             .post(url)
             .header(AUTHORIZATION, format!("Basic {}", key.expose()))
             .json(&json!({}));
-        let answer = match http::execute(request).await {
+        let answer = match self.http.execute(request).await {
             Ok(answer) => answer,
             Err(e) => {
                 return check(

@@ -54,14 +54,14 @@ const STATS_EVENTS: [&str; 7] = [
 
 /// Mailgun management for one connection (its domain and API key).
 pub struct MailgunAdmin {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
     base_url: Option<String>,
     domain: Option<String>,
     api_key: Option<Secret>,
 }
 
 impl MailgunAdmin {
-    pub fn new(spec: &EmailProviderSpec, http: reqwest::Client) -> Self {
+    pub fn new(spec: &EmailProviderSpec, http: crate::http::ProviderClient) -> Self {
         Self {
             http,
             base_url: spec.base_url.clone(),
@@ -100,7 +100,13 @@ impl MailgunAdmin {
         build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<Answer, ProviderError> {
         let (request, api_key) = self.request(method, segments)?;
-        esp::call(build(request), &[api_key.expose()], classify_response).await
+        esp::call(
+            &self.http,
+            build(request),
+            &[api_key.expose()],
+            classify_response,
+        )
+        .await
     }
 }
 

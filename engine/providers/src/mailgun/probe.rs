@@ -20,11 +20,11 @@ const HINTS: ProbeHints<'static> = ProbeHints {
 
 /// Tests Mailgun connections through the shared client.
 pub struct MailgunProbe {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
 }
 
 impl MailgunProbe {
-    pub fn new(http: reqwest::Client) -> Self {
+    pub fn new(http: crate::http::ProviderClient) -> Self {
         Self { http }
     }
 }
@@ -48,10 +48,11 @@ impl ConnectionProbe for MailgunProbe {
             Err(e) => return failed(e.message),
         };
         let request = self.http.get(url).basic_auth("api", Some(api_key.expose()));
-        let answer = match esp::call(request, &[api_key.expose()], classify_response).await {
-            Ok(answer) => answer,
-            Err(e) => return esp::probe_failed(&e, &HINTS),
-        };
+        let answer =
+            match esp::call(&self.http, request, &[api_key.expose()], classify_response).await {
+                Ok(answer) => answer,
+                Err(e) => return esp::probe_failed(&e, &HINTS),
+            };
         let found: Found = match esp::json_body(&answer, "Mailgun", "the domain") {
             Ok(found) => found,
             Err(e) => return failed(e.message),

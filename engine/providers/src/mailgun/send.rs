@@ -41,7 +41,7 @@ type Form<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 
 /// A Mailgun connection.
 pub struct MailgunSender {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
     /// `None` when `domain` is missing or `baseUrl` is not an http(s) URL.
     endpoint: Option<Url>,
     api_key: Option<Secret>,
@@ -51,7 +51,7 @@ pub struct MailgunSender {
 
 impl MailgunSender {
     /// A sender for `spec`; calls go through the shared `http` client.
-    pub fn new(spec: &EmailProviderSpec, http: reqwest::Client) -> Self {
+    pub fn new(spec: &EmailProviderSpec, http: crate::http::ProviderClient) -> Self {
         let endpoint = spec.domain.as_deref().and_then(|domain| {
             http::endpoint(
                 spec.base_url.as_deref(),
@@ -158,7 +158,9 @@ impl Sender for MailgunSender {
                 )
                 .body(multipart(&fields, &files, &boundary))
         };
-        let answer = http::execute(request)
+        let answer = self
+            .http
+            .execute(request)
             .await
             .map_err(|e| http::scrub(e, &secrets))?;
         http::sent_or_error(&answer, &secrets, accepted_id, classify_response)

@@ -8,6 +8,12 @@
 //! must be within [`MAX_CLOCK_SKEW_SECS`](crate::webhook::MAX_CLOCK_SKEW_SECS)
 //! of now (Mailgun recommends refusing stale ones).
 //!
+//! Only `timestamp` and `token` are signed, not `event-data`: a captured
+//! signature could carry any events. So verification reads the `signature`
+//! object alone (the rest of the body is skipped, not built), and the token
+//! is the request's [`Nonce`]: the endpoint remembers it for the timestamp
+//! window and refuses it on a request with a different body.
+//!
 //! Mapping (§12): `accepted` → sent (Mailgun took it: our `sent`), `rejected`
 //! → failed, `delivered` → delivered, `failed` permanent with reason
 //! `bounce`/`delayed-bounce` → bounced + bounce suppression, other permanent
@@ -27,8 +33,8 @@ use sha2::Sha256;
 
 use crate::esp::{self, MESSAGE_ID_KEY};
 use crate::webhook::{
-    check_fresh, constant_time_eq, Engagement, InboundWebhook, SuppressionReason, WebhookError,
-    WebhookEvent, WebhookHandler,
+    check_fresh, constant_time_eq, Engagement, InboundWebhook, Nonce, SuppressionReason,
+    WebhookError, WebhookEvent, WebhookHandler, MAX_CLOCK_SKEW_SECS,
 };
 
 /// A Mailgun connection's webhook scheme.
@@ -45,12 +51,21 @@ impl MailgunWebhook {
     }
 }
 
+/// The body as parsing reads it, once verified.
 #[derive(Deserialize)]
 struct Payload {
-    signature: Signature,
     #[serde(rename = "event-data")]
     event_data: Map<String, Value>,
 }
+
+/// The body as far as verification reads it: `event-data` is skipped.
+#[derive(Deserialize)]
+struct Signed {
+    signature: Signature,
+}
+
+/// Longest token accepted (Mailgun's are 50 characters): it is stored.
+const MAX_TOKEN_CHARS: usize = 256;
 
 #[derive(Deserialize)]
 struct Signature {
@@ -67,6 +82,12 @@ fn payload(request: &InboundWebhook<'_>) -> Result<Payload, WebhookError> {
     })
 }
 
+fn signature(request: &InboundWebhook<'_>) -> Result<Signature, WebhookError> {
+    serde_json::from_slice::<Signed>(request.body)
+        .map(|signed| signed.signature)
+        .map_err(|_| WebhookError::Unauthorized("no Mailgun signature object in the body".into()))
+}
+
 impl WebhookHandler for MailgunWebhook {
     fn verify(&self, request: &InboundWebhook<'_>, now: DateTime<Utc>) -> Result<(), WebhookError> {
         let Some(key) = &self.signing_key else {
@@ -74,14 +95,10 @@ impl WebhookHandler for MailgunWebhook {
                 "webhookSecret (Mailgun's HTTP webhook signing key) is not configured".into(),
             ));
         };
-        let signature: Signature = match payload(request) {
-            Ok(p) => p.signature,
-            Err(_) => {
-                return Err(WebhookError::Unauthorized(
-                    "no Mailgun signature object in the body".into(),
-                ))
-            }
-        };
+        let signature = signature(request)?;
+        if signature.token.chars().count() > MAX_TOKEN_CHARS {
+            return Err(WebhookError::Unauthorized("the token is too long".into()));
+        }
         let given = hex::decode(signature.signature.trim())
             .map_err(|_| WebhookError::Unauthorized("signature is not hex".into()))?;
         let mut mac = Hmac::<Sha256>::new_from_slice(key.expose().as_bytes())
@@ -108,6 +125,18 @@ impl WebhookHandler for MailgunWebhook {
     ) -> Result<Vec<WebhookEvent>, WebhookError> {
         let data = payload(request)?.event_data;
         Ok(vec![event(&data, now)?])
+    }
+
+    /// The signed token, remembered until its timestamp can no longer pass
+    /// the freshness check (on any node whose clock is within the same skew).
+    fn nonce(&self, request: &InboundWebhook<'_>) -> Option<Nonce> {
+        let signature = signature(request).ok()?;
+        let timestamp = signature.timestamp.trim().parse::<i64>().ok()?;
+        let until = timestamp.checked_add(2 * MAX_CLOCK_SKEW_SECS)?;
+        Some(Nonce {
+            value: signature.token,
+            expires_at: DateTime::from_timestamp(until, 0)?,
+        })
     }
 }
 

@@ -37,7 +37,7 @@ pub const WEBHOOK_EVENTS: [&str; 7] = [
 
 /// Mailjet management for one connection.
 pub struct MailjetAdmin {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
     base_url: Option<String>,
     domain: Option<String>,
     api_key: Option<Secret>,
@@ -45,7 +45,7 @@ pub struct MailjetAdmin {
 }
 
 impl MailjetAdmin {
-    pub fn new(spec: &EmailProviderSpec, http: reqwest::Client) -> Self {
+    pub fn new(spec: &EmailProviderSpec, http: crate::http::ProviderClient) -> Self {
         Self {
             http,
             base_url: spec.base_url.clone(),
@@ -75,7 +75,13 @@ impl MailjetAdmin {
             .http
             .request(method, url)
             .basic_auth(public, Some(private));
-        esp::call(build(request), &[private, public], classify_response).await
+        esp::call(
+            &self.http,
+            build(request),
+            &[private, public],
+            classify_response,
+        )
+        .await
     }
 
     /// `Data` of a REST answer.

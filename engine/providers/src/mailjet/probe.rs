@@ -21,11 +21,11 @@ const HINTS: ProbeHints<'static> = ProbeHints {
 
 /// Tests Mailjet connections through the shared client.
 pub struct MailjetProbe {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
 }
 
 impl MailjetProbe {
-    pub fn new(http: reqwest::Client) -> Self {
+    pub fn new(http: crate::http::ProviderClient) -> Self {
         Self { http }
     }
 }
@@ -47,10 +47,11 @@ impl ConnectionProbe for MailjetProbe {
             Err(e) => return failed(e.message),
         };
         let request = self.http.get(url).basic_auth(public, Some(private));
-        let answer = match esp::call(request, &[private, public], classify_response).await {
-            Ok(answer) => answer,
-            Err(e) => return esp::probe_failed(&e, &HINTS),
-        };
+        let answer =
+            match esp::call(&self.http, request, &[private, public], classify_response).await {
+                Ok(answer) => answer,
+                Err(e) => return esp::probe_failed(&e, &HINTS),
+            };
         let body: Value = match esp::json_body(&answer, "Mailjet", "the sender domain") {
             Ok(body) => body,
             Err(e) => return failed(e.message),

@@ -31,7 +31,7 @@ const MAX_PAYLOAD_BYTES: usize = 4 * 1024;
 
 /// A Mailjet connection.
 pub struct MailjetSender {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
     /// `None` when `baseUrl` is not an http(s) URL.
     endpoint: Option<Url>,
     api_key: Option<Secret>,
@@ -40,7 +40,7 @@ pub struct MailjetSender {
 
 impl MailjetSender {
     /// A sender for `spec`; calls go through the shared `http` client.
-    pub fn new(spec: &EmailProviderSpec, http: reqwest::Client) -> Self {
+    pub fn new(spec: &EmailProviderSpec, http: crate::http::ProviderClient) -> Self {
         Self {
             http,
             endpoint: http::endpoint(
@@ -182,7 +182,9 @@ impl Sender for MailjetSender {
             .basic_auth(public, Some(private))
             .header(IDEMPOTENCY_HEADER, idempotency_key)
             .json(&body(message, &from, idempotency_key));
-        let answer = http::execute(request)
+        let answer = self
+            .http
+            .execute(request)
             .await
             .map_err(|e| http::scrub(e, &secrets))?;
         http::sent_or_error(&answer, &secrets, accepted_id, classify_response)

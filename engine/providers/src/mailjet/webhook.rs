@@ -28,8 +28,8 @@ use serde_json::{Map, Value};
 
 use crate::esp;
 use crate::webhook::{
-    constant_time_eq, Engagement, InboundWebhook, SuppressionReason, WebhookError, WebhookEvent,
-    WebhookHandler,
+    token_eq, usable_token, Engagement, InboundWebhook, SuppressionReason, WebhookError,
+    WebhookEvent, WebhookHandler,
 };
 
 /// A Mailjet connection's webhook scheme.
@@ -67,16 +67,16 @@ impl WebhookHandler for MailjetWebhook {
         request: &InboundWebhook<'_>,
         _now: DateTime<Utc>,
     ) -> Result<(), WebhookError> {
-        let Some(token) = &self.token else {
+        let Some(token) = usable_token(self.token.as_ref()) else {
             return Err(WebhookError::Unauthorized(
-                "webhookSecret is not configured: Mailjet does not sign webhooks, so msgengine requires it as the token query parameter".into(),
+                "webhookSecret (at least 16 characters) is not configured: Mailjet does not sign webhooks, so msgengine requires it as the token query parameter".into(),
             ));
         };
         let expected = token.expose().as_bytes();
         let in_query = url::form_urlencoded::parse(request.query.as_bytes())
-            .any(|(name, value)| name == "token" && constant_time_eq(value.as_bytes(), expected));
-        let in_basic = basic_password(request)
-            .is_some_and(|password| constant_time_eq(password.as_bytes(), expected));
+            .any(|(name, value)| name == "token" && token_eq(value.as_bytes(), expected));
+        let in_basic =
+            basic_password(request).is_some_and(|password| token_eq(password.as_bytes(), expected));
         if in_query || in_basic {
             return Ok(());
         }

@@ -39,7 +39,7 @@ pub struct MetaCloudAdmin {
 
 impl MetaCloudAdmin {
     /// Management for `spec`; calls go through the shared `http` client.
-    pub fn new(spec: &WhatsappProviderSpec, http: reqwest::Client) -> Self {
+    pub fn new(spec: &WhatsappProviderSpec, http: crate::http::ProviderClient) -> Self {
         Self {
             connection: Connection::new(spec, http),
         }

@@ -68,7 +68,7 @@ const TRANSIENT_CODES: [i64; 4] = [
 /// What an adapter needs of a META_CLOUD connection.
 #[derive(Debug, Clone)]
 pub(crate) struct Connection {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
     base_url: Option<String>,
     access_token: Option<Secret>,
     phone_number_id: Option<String>,
@@ -78,7 +78,7 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub(crate) fn new(spec: &WhatsappProviderSpec, http: reqwest::Client) -> Self {
+    pub(crate) fn new(spec: &WhatsappProviderSpec, http: crate::http::ProviderClient) -> Self {
         let secrets = [
             &spec.access_token,
             &spec.webhook_verify_token,
@@ -133,7 +133,11 @@ impl Connection {
 
     /// Sends `request` and reads the answer; a non-2xx answer is classified.
     async fn call(&self, request: reqwest::RequestBuilder) -> Result<http::Answer, ProviderError> {
-        let answer = http::execute(request).await.map_err(|e| self.scrub(e))?;
+        let answer = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| self.scrub(e))?;
         if !(200..300).contains(&answer.status) {
             return Err(self.scrub(classify_response(
                 answer.status,

@@ -15,12 +15,12 @@ use crate::test_registry::{Check, CheckStatus, ConnectionProbe};
 
 /// The live check of META_CLOUD connections.
 pub struct MetaCloudProbe {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
 }
 
 impl MetaCloudProbe {
     /// A probe calling out through the shared `http` client.
-    pub fn new(http: reqwest::Client) -> Self {
+    pub fn new(http: crate::http::ProviderClient) -> Self {
         Self { http }
     }
 }
@@ -91,7 +91,7 @@ async fn lookup(c: &Connection, node: &str, fields: &str) -> Result<Answer, Stri
     url.query_pairs_mut().append_pair("fields", fields);
     let token = c.token().map_err(words)?;
     let request = c.http.get(url).bearer_auth(token.expose());
-    let answer = match http::execute(request).await {
+    let answer = match c.http.execute(request).await {
         Ok(answer) => answer,
         Err(e) => return Err(format!("could not reach Meta's Graph API: {}", words(e))),
     };

@@ -26,7 +26,7 @@ pub struct MetaCloudSender {
 
 impl MetaCloudSender {
     /// A sender for `spec`; calls go through the shared `http` client.
-    pub fn new(spec: &WhatsappProviderSpec, http: reqwest::Client) -> Self {
+    pub fn new(spec: &WhatsappProviderSpec, http: crate::http::ProviderClient) -> Self {
         Self {
             connection: Connection::new(spec, http),
         }
@@ -50,7 +50,7 @@ impl Sender for MetaCloudSender {
             .bearer_auth(token.expose())
             .header(IDEMPOTENCY_HEADER, idempotency_key)
             .json(&body);
-        let answer = http::execute(request).await.map_err(|e| c.scrub(e))?;
+        let answer = c.http.execute(request).await.map_err(|e| c.scrub(e))?;
         let secrets: Vec<&str> = c.secrets.iter().map(|s| s.expose()).collect();
         http::sent_or_error(&answer, &secrets, message_id, classify_response)
     }

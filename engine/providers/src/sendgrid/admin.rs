@@ -37,7 +37,7 @@ use crate::send::{FailureKind, ProviderError};
 
 /// SendGrid management for one connection.
 pub struct SendgridAdmin {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
     base_url: Option<String>,
     domain: Option<String>,
     api_key: Option<Secret>,
@@ -45,7 +45,7 @@ pub struct SendgridAdmin {
 }
 
 impl SendgridAdmin {
-    pub fn new(spec: &EmailProviderSpec, http: reqwest::Client) -> Self {
+    pub fn new(spec: &EmailProviderSpec, http: crate::http::ProviderClient) -> Self {
         let domain = spec.domain.clone().or_else(|| {
             spec.from_email
                 .as_deref()
@@ -72,7 +72,13 @@ impl SendgridAdmin {
         };
         let url = endpoint(self.base_url.as_deref(), segments)?;
         let request = self.http.request(method, url).bearer_auth(api_key.expose());
-        esp::call(build(request), &[api_key.expose()], classify_response).await
+        esp::call(
+            &self.http,
+            build(request),
+            &[api_key.expose()],
+            classify_response,
+        )
+        .await
     }
 }
 

@@ -22,11 +22,11 @@ const HINTS: ProbeHints<'static> = ProbeHints {
 
 /// Tests SendGrid connections through the shared client.
 pub struct SendgridProbe {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
 }
 
 impl SendgridProbe {
-    pub fn new(http: reqwest::Client) -> Self {
+    pub fn new(http: crate::http::ProviderClient) -> Self {
         Self { http }
     }
 }
@@ -51,10 +51,11 @@ impl ConnectionProbe for SendgridProbe {
             Err(e) => return failed(e.message),
         };
         let request = self.http.get(url).bearer_auth(api_key.expose());
-        let answer = match esp::call(request, &[api_key.expose()], classify_response).await {
-            Ok(answer) => answer,
-            Err(e) => return esp::probe_failed(&e, &HINTS),
-        };
+        let answer =
+            match esp::call(&self.http, request, &[api_key.expose()], classify_response).await {
+                Ok(answer) => answer,
+                Err(e) => return esp::probe_failed(&e, &HINTS),
+            };
         let scopes: Scopes = match esp::json_body(&answer, "SendGrid", "the key's scopes") {
             Ok(scopes) => scopes,
             Err(e) => return failed(e.message),

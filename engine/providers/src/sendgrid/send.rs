@@ -61,7 +61,7 @@ pub(super) const EVENT_FIELDS: [&str; 24] = [
 
 /// A SendGrid connection.
 pub struct SendgridSender {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
     /// `None` when `baseUrl` is not an http(s) URL.
     endpoint: Option<Url>,
     api_key: Option<Secret>,
@@ -70,7 +70,7 @@ pub struct SendgridSender {
 
 impl SendgridSender {
     /// A sender for `spec`; calls go through the shared `http` client.
-    pub fn new(spec: &EmailProviderSpec, http: reqwest::Client) -> Self {
+    pub fn new(spec: &EmailProviderSpec, http: crate::http::ProviderClient) -> Self {
         Self {
             http,
             endpoint: http::endpoint(
@@ -185,7 +185,9 @@ impl Sender for SendgridSender {
             .bearer_auth(api_key.expose())
             .header(IDEMPOTENCY_HEADER, idempotency_key)
             .json(&body(message, &from, idempotency_key));
-        let answer = http::execute(request)
+        let answer = self
+            .http
+            .execute(request)
             .await
             .map_err(|e| http::scrub(e, &secrets))?;
         let message_id = answer

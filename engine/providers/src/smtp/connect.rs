@@ -4,8 +4,14 @@
 //!
 //! Everything that can be wrong with the configuration is found here, once,
 //! when the sender or probe is built, and reported in words naming the field.
+//!
+//! The host is resolved here too ([`Target::resolve`]) and lettre is given
+//! the checked address, never the name: what was checked is what is
+//! connected to (no second lookup a rebinding DNS server could answer
+//! differently), while TLS still verifies the certificate against the name.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
@@ -17,7 +23,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
 use super::SmtpOptions;
-use crate::send::ProviderError;
+use crate::address::{AddressPolicy, Refused};
+use crate::send::{FailureKind, ProviderError};
 
 /// The pooled async transport of one SMTP connection.
 pub(crate) type Transport = AsyncSmtpTransport<Tokio1Executor>;
@@ -100,10 +107,27 @@ impl Target {
         }
     }
 
-    /// The pooled transport. lettre's pool spawns its idle-connection reaper
-    /// on the current Tokio runtime, so this must run inside one.
-    pub fn transport(&self, options: &SmtpOptions) -> Transport {
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host)
+    /// The addresses to connect to: the host resolved now, refused unless
+    /// the policy allows every address it has (a permanent
+    /// misconfiguration); a name that does not resolve is a transient failure.
+    pub async fn resolve(&self, policy: AddressPolicy) -> Result<Vec<SocketAddr>, ProviderError> {
+        match policy.resolve(&self.host, self.port).await {
+            Ok(found) => Ok(found),
+            Err(refused @ Refused::Address { .. }) => Err(ProviderError::misconfigured(format!(
+                "smtpConfig.host {refused}"
+            ))),
+            Err(unresolved) => Err(ProviderError::new(
+                FailureKind::Transient,
+                unresolved.to_string(),
+            )),
+        }
+    }
+
+    /// The pooled transport to the checked address `ip` (TLS verified
+    /// against the host name). lettre's pool spawns its idle-connection
+    /// reaper on the current Tokio runtime, so this must run inside one.
+    pub fn transport_to(&self, ip: IpAddr, options: &SmtpOptions) -> Transport {
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(ip.to_string())
             .port(self.port)
             .tls(self.lettre_tls())
             .hello_name(self.hello.clone())
@@ -121,6 +145,23 @@ impl Target {
         }
         builder.build()
     }
+}
+
+/// Of several checked addresses (`localhost` is often `::1` and
+/// `127.0.0.1`), the first that accepts a TCP connection within `timeout`,
+/// as a connector trying each in turn would pick; the first when none does
+/// (the send then fails on it with the real error). The pool is built for
+/// one address: lettre takes a single server.
+pub(crate) async fn first_reachable(found: &[SocketAddr], timeout: Duration) -> Option<SocketAddr> {
+    if found.len() > 1 {
+        for address in found {
+            let connected = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address));
+            if matches!(connected.await, Ok(Ok(_))) {
+                return Some(*address);
+            }
+        }
+    }
+    found.first().copied()
 }
 
 /// TLS parameters for `host`: the certificate must be valid for it and chain

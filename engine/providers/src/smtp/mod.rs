@@ -8,6 +8,10 @@
 //!   sends; replaced (never reused) after a timeout, because a connection cut
 //!   off mid-transaction is in an unknown protocol state.
 //! - Every attempt is bounded by [`SmtpOptions::send_timeout`].
+//! - The host is resolved and checked against [`SmtpOptions::address_policy`]
+//!   before the pool is built, and again every [`RECHECK_ADDRESS_AFTER`]; the
+//!   pool connects to the checked address (a new pool when it changes), TLS
+//!   still verifies the certificate against the host name.
 //! - The password never appears in an error, `Debug` output or a message.
 //! - SMTP has no delivery receipts: a `250` after DATA means "accepted for
 //!   relay", so the receipt's state is `Sent` (providers.md §4.1). Later
@@ -26,8 +30,9 @@ mod compose;
 mod connect;
 mod probe;
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use lettre::message::Mailbox;
@@ -39,6 +44,7 @@ use classify::queue_id;
 pub use compose::MESSAGE_ID_HEADER;
 pub use probe::SmtpProbe;
 
+use crate::address::AddressPolicy;
 use crate::send::{FailureKind, ProviderError, SendReceipt, Sender};
 use connect::{Target, Transport};
 
@@ -55,7 +61,17 @@ pub struct SmtpOptions {
     pub pool_max_size: u32,
     /// An idle pooled connection is closed after this long. Default 60 s.
     pub pool_idle_timeout: Duration,
+    /// Which addresses the SMTP host may resolve to. Default
+    /// [`AddressPolicy::Public`]; the engine passes its provider policy.
+    pub address_policy: AddressPolicy,
 }
+
+/// How long a resolved and checked SMTP address is used before the host is
+/// resolved (and checked) again.
+pub const RECHECK_ADDRESS_AFTER: Duration = Duration::from_secs(60);
+
+/// Bound on each TCP connect tried when a host has several addresses.
+const CONNECT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Default for SmtpOptions {
     fn default() -> Self {
@@ -64,18 +80,27 @@ impl Default for SmtpOptions {
             extra_root_certificates_pem: Vec::new(),
             pool_max_size: 4,
             pool_idle_timeout: Duration::from_secs(60),
+            address_policy: AddressPolicy::Public,
         }
     }
+}
+
+/// A pool to one checked address.
+struct Pooled {
+    to: IpAddr,
+    checked_at: Instant,
+    transport: Transport,
 }
 
 /// An SMTP connection.
 pub struct SmtpSender {
     /// The checked configuration, or why it cannot send.
     target: Result<Arc<Target>, ProviderError>,
-    /// The pooled transport: built in [`SmtpSender::new`] when called on a
-    /// Tokio runtime (as the engine does), otherwise at the first send;
-    /// emptied after a timeout so the next attempt starts a fresh pool.
-    transport: Mutex<Option<Transport>>,
+    /// The pooled transport and the checked address it connects to: built
+    /// at the first send (resolving is async), rebuilt when the host's
+    /// address changes, emptied after a timeout so the next attempt starts a
+    /// fresh pool.
+    transport: Mutex<Option<Pooled>>,
     /// `fromName <fromEmail>`, or why it is missing.
     default_from: Result<Mailbox, ProviderError>,
     options: SmtpOptions,
@@ -95,10 +120,6 @@ impl SmtpSender {
             Some(config) => Target::prepare(config, &options).map(Arc::new),
             None => Err(ProviderError::misconfigured("SMTP needs smtpConfig")),
         };
-        let transport = match (&target, tokio::runtime::Handle::try_current()) {
-            (Ok(target), Ok(_)) => Some(target.transport(&options)),
-            _ => None,
-        };
         Self {
             secrets: spec
                 .smtp_config
@@ -106,20 +127,58 @@ impl SmtpSender {
                 .map(secret_forms)
                 .unwrap_or_default(),
             target,
-            transport: Mutex::new(transport),
+            transport: Mutex::new(None),
             default_from: default_from(spec),
             options,
         }
     }
 
-    /// The pool to send through (built now if it is not yet).
-    fn transport(&self, target: &Target) -> Transport {
-        let mut slot = self
-            .transport
+    /// The pool to send through: the current one while its address was
+    /// checked less than [`RECHECK_ADDRESS_AFTER`] ago; otherwise the host is
+    /// resolved and checked again, and a new pool is built if it moved.
+    async fn transport(&self, target: &Target) -> Result<Transport, ProviderError> {
+        if let Some(pooled) = self.slot().as_ref() {
+            if pooled.checked_at.elapsed() < RECHECK_ADDRESS_AFTER {
+                return Ok(pooled.transport.clone());
+            }
+        }
+        let found = target.resolve(self.options.address_policy).await?;
+        let current = self.slot().as_ref().map(|pooled| pooled.to);
+        // Still one of the host's (checked) addresses: keep the pool.
+        let to = match current.filter(|ip| found.iter().any(|a| a.ip() == *ip)) {
+            Some(ip) => ip,
+            None => connect::first_reachable(&found, CONNECT_PROBE_TIMEOUT)
+                .await
+                .map(|a| a.ip())
+                .ok_or_else(|| {
+                    ProviderError::new(
+                        FailureKind::Transient,
+                        format!("{} has no address", target.host),
+                    )
+                })?,
+        };
+        let mut slot = self.slot();
+        match slot.as_mut() {
+            Some(pooled) if pooled.to == to => {
+                pooled.checked_at = Instant::now();
+                Ok(pooled.transport.clone())
+            }
+            _ => {
+                let transport = target.transport_to(to, &self.options);
+                *slot = Some(Pooled {
+                    to,
+                    checked_at: Instant::now(),
+                    transport: transport.clone(),
+                });
+                Ok(transport)
+            }
+        }
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Pooled>> {
+        self.transport
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        slot.get_or_insert_with(|| target.transport(&self.options))
-            .clone()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Drops the pool after a timeout: its connection may be mid-transaction.
@@ -168,13 +227,20 @@ impl Sender for SmtpSender {
             None => self.default_from.clone()?,
         };
         let composed = compose::compose(message, from, idempotency_key)?;
-        let transport = self.transport(target);
-        let sent = tokio::time::timeout(self.options.send_timeout, transport.send(composed.email));
-        match sent.await {
+        let (email, message_id) = (composed.email, composed.message_id);
+        // Resolving and checking the host counts against the attempt's bound too.
+        let attempt = async {
+            let transport = self.transport(target).await?;
+            transport
+                .send(email)
+                .await
+                .map_err(|e| classify::classify_error(&e, target, &self.secrets()))
+        };
+        match tokio::time::timeout(self.options.send_timeout, attempt).await {
             Ok(Ok(response)) => {
                 let provider_message_id = match queue_id(&response) {
-                    Some(queue) => format!("{} queue-id={queue}", composed.message_id),
-                    None => composed.message_id,
+                    Some(queue) => format!("{message_id} queue-id={queue}"),
+                    None => message_id,
                 };
                 Ok(SendReceipt {
                     provider_message_id,
@@ -182,7 +248,7 @@ impl Sender for SmtpSender {
                     segments: None,
                 })
             }
-            Ok(Err(e)) => Err(classify::classify_error(&e, target, &self.secrets())),
+            Ok(Err(e)) => Err(e),
             Err(_) => {
                 self.discard_transport();
                 Err(ProviderError::new(
@@ -242,51 +308,12 @@ mod tests {
     fn spec(tls: SmtpTls, host: &str) -> EmailProviderSpec {
         let json = serde_json::json!({"providerType": "SMTP", "name": "relay",
             "fromEmail": "ops@example.com", "fromName": "Acme Ops",
-            "smtpConfig": {"host": host, "port": 2525, "tls": tls}});
+            "smtpConfig": {"host": host, "port": 1, "tls": tls}});
         serde_json::from_value(json).expect("valid spec")
     }
 
-    #[test]
-    fn built_outside_a_runtime_the_pool_waits_for_the_first_send() {
-        let sender = SmtpSender::new(&spec(SmtpTls::None, "127.0.0.1"));
-        assert!(sender.target.is_ok());
-        assert!(sender
-            .transport
-            .lock()
-            .map(|t| t.is_none())
-            .unwrap_or(false));
-    }
-
-    #[tokio::test]
-    async fn built_on_a_runtime_the_pool_exists_at_once() {
-        let sender = SmtpSender::new(&spec(SmtpTls::None, "127.0.0.1"));
-        assert!(sender
-            .transport
-            .lock()
-            .map(|t| t.is_some())
-            .unwrap_or(false));
-    }
-
-    #[test]
-    fn dropped_after_its_runtime_is_gone_it_does_not_panic() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let sender = runtime.block_on(async { SmtpSender::new(&spec(SmtpTls::None, "::1")) });
-        assert!(sender
-            .transport
-            .lock()
-            .map(|t| t.is_some())
-            .unwrap_or(false));
-        drop(runtime);
-        drop(sender);
-    }
-
-    #[tokio::test]
-    async fn clear_text_to_a_remote_host_is_refused_before_any_connection() {
-        let sender = SmtpSender::new(&spec(SmtpTls::None, "smtp.example.com"));
-        let message = OutboundMessage {
+    fn message() -> OutboundMessage {
+        OutboundMessage {
             id: msgengine_domain::MessageId::new(),
             organization_id: msgengine_domain::OrganizationId::new(),
             channel: msgengine_domain::Channel::Email,
@@ -297,8 +324,69 @@ mod tests {
             html: None,
             metadata: None,
             extras: None,
-        };
-        let e = sender.send(&message, "k").await.err();
+        }
+    }
+
+    fn with_policy(spec: &EmailProviderSpec, address_policy: AddressPolicy) -> SmtpSender {
+        SmtpSender::with_options(
+            spec,
+            SmtpOptions {
+                address_policy,
+                ..SmtpOptions::default()
+            },
+        )
+    }
+
+    #[test]
+    fn the_pool_waits_for_the_first_send() {
+        let sender = SmtpSender::new(&spec(SmtpTls::None, "127.0.0.1"));
+        assert!(sender.target.is_ok());
+        assert!(sender.slot().is_none());
+    }
+
+    #[tokio::test]
+    async fn internal_hosts_are_refused_before_any_connection_under_the_public_policy() {
+        // None of these is ever connected to: the refusal comes from the
+        // address check, before lettre is given an address.
+        for (host, tls) in [
+            ("localhost", SmtpTls::Starttls),
+            ("127.0.0.1", SmtpTls::None),
+            ("10.0.0.1", SmtpTls::Starttls),
+            ("169.254.169.254", SmtpTls::Implicit),
+            ("::ffff:192.168.0.1", SmtpTls::Starttls),
+        ] {
+            let sender = with_policy(&spec(tls, host), AddressPolicy::Public);
+            let e = sender.send(&message(), "k").await.err();
+            assert!(
+                e.as_ref().is_some_and(|e| e.kind == FailureKind::Permanent
+                    && e.message.contains("engine.providers_allow_private")),
+                "{host}: {e:?}"
+            );
+            assert!(sender.slot().is_none(), "{host}: no pool was built");
+        }
+    }
+
+    #[test]
+    fn dropped_after_its_runtime_is_gone_it_does_not_panic() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let sender = runtime.block_on(async {
+            let sender = with_policy(&spec(SmtpTls::None, "::1"), AddressPolicy::Loopback);
+            // Port 1 on loopback refuses the connection; the pool exists by then.
+            let _ = sender.send(&message(), "k").await;
+            sender
+        });
+        assert!(sender.slot().is_some());
+        drop(runtime);
+        drop(sender);
+    }
+
+    #[tokio::test]
+    async fn clear_text_to_a_remote_host_is_refused_before_any_connection() {
+        let sender = SmtpSender::new(&spec(SmtpTls::None, "smtp.example.com"));
+        let e = sender.send(&message(), "k").await.err();
         assert!(
             e.as_ref().is_some_and(|e| e.kind == FailureKind::Permanent
                 && e.message.contains("only allowed for a loopback host")),

@@ -13,6 +13,7 @@ use msgengine_domain::provider::AnyProviderSpec;
 use super::classify::classify_error;
 use super::connect::{Target, MECHANISMS};
 use super::{secret_forms, SmtpOptions};
+use crate::address::AddressPolicy;
 use crate::test_registry::{Check, CheckStatus, ConnectionProbe};
 
 /// Tests an SMTP connection's server, TLS and credentials.
@@ -50,7 +51,8 @@ impl ConnectionProbe for SmtpProbe {
         let secrets = secret_forms(config);
         let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
         let timeout = self.options.send_timeout;
-        let walked = tokio::time::timeout(timeout, walk(&target, timeout)).await;
+        let policy = self.options.address_policy;
+        let walked = tokio::time::timeout(timeout, walk(&target, timeout, policy)).await;
         match walked {
             Ok(Ok(steps)) => Check {
                 name: "connection",
@@ -82,13 +84,22 @@ impl From<lettre::transport::smtp::Error> for Failure {
 }
 
 /// Connect, TLS, EHLO, AUTH, NOOP, QUIT; what was done, in words.
-async fn walk(target: &Target, connect_timeout: Duration) -> Result<String, Failure> {
+async fn walk(
+    target: &Target,
+    connect_timeout: Duration,
+    policy: AddressPolicy,
+) -> Result<String, Failure> {
     let implicit = match target.mode {
         SmtpTls::Implicit => target.tls.clone(),
         _ => None,
     };
+    // The checked address, never the name again (see connect.rs).
+    let addresses = target
+        .resolve(policy)
+        .await
+        .map_err(|e| Failure::Words(e.message))?;
     let mut conn = AsyncSmtpConnection::connect_tokio1(
-        (target.host.as_str(), target.port),
+        addresses.as_slice(),
         Some(connect_timeout),
         &target.hello,
         implicit,

@@ -41,12 +41,12 @@ impl SmsAdmin for TermiiAdmin {
 
 /// The live connection test: the account balance (see the module docs).
 pub struct TermiiProbe {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
 }
 
 impl TermiiProbe {
     /// A probe calling out through the shared `http` client.
-    pub fn new(http: reqwest::Client) -> Self {
+    pub fn new(http: crate::http::ProviderClient) -> Self {
         Self { http }
     }
 }
@@ -94,7 +94,7 @@ impl ConnectionProbe for TermiiProbe {
             .http
             .get(endpoint)
             .query(&[("api_key", api_key.expose())]);
-        let answer = match http::execute(request).await {
+        let answer = match self.http.execute(request).await {
             Ok(answer) => answer,
             Err(e) => {
                 return check(

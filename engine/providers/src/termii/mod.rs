@@ -47,7 +47,7 @@ const CHANNEL: &str = "generic";
 
 /// A Termii connection.
 pub struct TermiiSender {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
     /// `None` when `baseUrl` is not an http(s) URL.
     endpoint: Option<Url>,
     api_key: Option<Secret>,
@@ -56,7 +56,7 @@ pub struct TermiiSender {
 
 impl TermiiSender {
     /// A sender for `spec`; calls go through the shared `http` client.
-    pub fn new(spec: &SmsProviderSpec, http: reqwest::Client) -> Self {
+    pub fn new(spec: &SmsProviderSpec, http: crate::http::ProviderClient) -> Self {
         Self {
             http,
             endpoint: http::endpoint(
@@ -120,7 +120,9 @@ impl Sender for TermiiSender {
             .post(endpoint.clone())
             .header(IDEMPOTENCY_HEADER, idempotency_key)
             .json(&body);
-        let answer = http::execute(request)
+        let answer = self
+            .http
+            .execute(request)
             .await
             .map_err(|e| http::scrub(e, &secrets))?;
         http::sent_or_error(&answer, &secrets, sent_id, classify_response)

@@ -50,7 +50,7 @@ const WHATSAPP_FIELDS: FieldNames = FieldNames {
 
 /// One Twilio account's API access.
 pub struct TwilioAccount {
-    pub(super) http: reqwest::Client,
+    pub(super) http: crate::http::ProviderClient,
     /// `{baseUrl}/2010-04-01`; `None` when `baseUrl` is not an http(s) URL.
     root: Option<Url>,
     account_sid: Option<Secret>,
@@ -64,7 +64,7 @@ pub struct TwilioAccount {
 impl TwilioAccount {
     /// The account of an SMS connection: `credentials.accountSid` with
     /// `authToken`, or with `apiKeySid` + `apiKeySecret`.
-    pub fn from_sms(spec: &SmsProviderSpec, http: reqwest::Client) -> Self {
+    pub fn from_sms(spec: &SmsProviderSpec, http: crate::http::ProviderClient) -> Self {
         let sid = spec.credential("accountSid");
         let auth = match (
             sid,
@@ -92,7 +92,7 @@ impl TwilioAccount {
 
     /// The account of a WhatsApp connection: `businessAccountId` is the
     /// Account SID and `accessToken` the Auth Token.
-    pub fn from_whatsapp(spec: &WhatsappProviderSpec, http: reqwest::Client) -> Self {
+    pub fn from_whatsapp(spec: &WhatsappProviderSpec, http: crate::http::ProviderClient) -> Self {
         let sid = spec.business_account_id.clone().map(Secret::new);
         let auth = match (&sid, &spec.access_token) {
             (Some(sid), Some(token)) => Some((AuthKind::AuthToken, sid.clone(), token.clone())),
@@ -175,7 +175,11 @@ impl TwilioAccount {
             .header(TWILIO_IDEMPOTENCY_HEADER, idempotency_key)
             .header(IDEMPOTENCY_HEADER, idempotency_key)
             .form(form);
-        let answer = http::execute(request).await.map_err(|e| self.scrub(e))?;
+        let answer = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| self.scrub(e))?;
         if (200..300).contains(&answer.status) {
             if let Some(created) = parse_resource(&answer.body) {
                 return created
@@ -198,7 +202,11 @@ impl TwilioAccount {
         let leaf = format!("{}.json", provider_message_id.trim());
         let url = self.resource(&["Messages", &leaf])?;
         let request = self.authed(self.http.get(url))?;
-        let answer = http::execute(request).await.map_err(|e| self.scrub(e))?;
+        let answer = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| self.scrub(e))?;
         match parse_resource(&answer.body) {
             Some(message) if answer.status == 200 => Ok(message.into_status()),
             _ => Err(self.scrub(classify_response(

@@ -28,7 +28,7 @@ impl TwilioAccount {
             Ok(request) => request,
             Err(e) => return failed(e.message),
         };
-        let answer = match http::execute(request).await {
+        let answer = match self.http.execute(request).await {
             Ok(answer) => answer,
             Err(e) => return failed(format!("could not reach Twilio: {}", self.scrub(e).message)),
         };
@@ -98,12 +98,12 @@ fn failed(message: String) -> Check {
 
 /// The live check for Twilio connections, SMS and WhatsApp.
 pub struct TwilioProbe {
-    http: reqwest::Client,
+    http: crate::http::ProviderClient,
 }
 
 impl TwilioProbe {
     /// A probe calling out through the shared `http` client.
-    pub fn new(http: reqwest::Client) -> Self {
+    pub fn new(http: crate::http::ProviderClient) -> Self {
         Self { http }
     }
 }

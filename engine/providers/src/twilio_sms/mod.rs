@@ -42,7 +42,7 @@ pub struct TwilioSmsSender {
 
 impl TwilioSmsSender {
     /// A sender for `spec`; calls go through the shared `http` client.
-    pub fn new(spec: &SmsProviderSpec, http: reqwest::Client) -> Self {
+    pub fn new(spec: &SmsProviderSpec, http: crate::http::ProviderClient) -> Self {
         Self {
             account: TwilioAccount::from_sms(spec, http),
             sender_id: spec.sender_id.clone(),

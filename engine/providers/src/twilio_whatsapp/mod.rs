@@ -45,7 +45,7 @@ pub struct TwilioWhatsappSender {
 
 impl TwilioWhatsappSender {
     /// A sender for `spec`; calls go through the shared `http` client.
-    pub fn new(spec: &WhatsappProviderSpec, http: reqwest::Client) -> Self {
+    pub fn new(spec: &WhatsappProviderSpec, http: crate::http::ProviderClient) -> Self {
         Self {
             account: TwilioAccount::from_whatsapp(spec, http),
             phone_number: spec.phone_number.clone(),

@@ -46,9 +46,12 @@ pub fn message(channel: Channel, to: &str, text: &str) -> OutboundMessage {
 }
 
 /// The client the adapters get in tests: a short timeout so the timeout
-/// tests stay quick.
-pub fn client() -> reqwest::Client {
-    msgengine_providers::http_client(Duration::from_millis(200))
+/// tests stay quick, loopback only (wiremock listens on 127.0.0.1).
+pub fn client() -> msgengine_providers::ProviderClient {
+    msgengine_providers::ProviderClient::new(
+        Duration::from_millis(200),
+        msgengine_providers::AddressPolicy::Loopback,
+    )
 }
 
 /// The value of an HTTP Basic `Authorization` header.

@@ -396,6 +396,34 @@ fn mailgun_webhook_refuses_bad_signatures_and_stale_timestamps() {
     );
 }
 
+#[test]
+fn mailgun_verification_reads_only_the_signature_and_names_the_token_as_nonce() {
+    let handler = webhook_handler_for(&signed_spec()).expect("supported");
+    let headers = HeaderMap::new();
+    let good = sign(SIGNING_KEY, &NOW.to_string(), TOKEN);
+    // event-data that no parse would accept: verification never reads it.
+    let body = payload(NOW, &good, json!("not an object"));
+    let request = inbound(&headers, &body);
+    assert_eq!(handler.verify(&request, now()), Ok(()));
+    assert!(matches!(
+        handler.parse(&request, now()),
+        Err(WebhookError::Malformed(_))
+    ));
+    // The token is single-use for as long as its timestamp can pass.
+    let nonce = handler.nonce(&request).expect("a nonce");
+    assert_eq!(nonce.value, TOKEN);
+    assert_eq!(nonce.expires_at.timestamp(), NOW + 600);
+    // Schemes that sign the whole request name none.
+    let twilio = helpers::spec(
+        Channel::Sms,
+        json!({"providerType": "TWILIO", "name": "tw", "senderId": "Acme",
+               "credentials": {"accountSid": "AC0123456789abcdef0123456789abcdef",
+                               "authToken": "0123456789abcdef0123456789abcdef"}}),
+    );
+    let twilio = webhook_handler_for(&twilio).expect("supported");
+    assert!(twilio.nonce(&request).is_none());
+}
+
 fn parse_one(event_data: serde_json::Value) -> WebhookEvent {
     let handler = webhook_handler_for(&signed_spec()).expect("supported");
     let body = payload(NOW, "00", event_data);

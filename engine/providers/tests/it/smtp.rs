@@ -35,6 +35,14 @@ fn sender(server: &SmtpServer, spec: &AnyProviderSpec) -> SmtpSender {
     sender_with(spec, server.options())
 }
 
+/// The default options (Mozilla roots only), allowed to reach loopback.
+fn loopback_defaults() -> SmtpOptions {
+    SmtpOptions {
+        address_policy: msgengine_providers::AddressPolicy::Loopback,
+        ..SmtpOptions::default()
+    }
+}
+
 fn sender_with(spec: &AnyProviderSpec, options: SmtpOptions) -> SmtpSender {
     let AnyProviderSpec::Email(email) = spec else {
         panic!("SMTP specs are email specs");
@@ -396,7 +404,7 @@ async fn nobody_listening_is_transient() {
                 "smtpConfig": {"host": "127.0.0.1", "port": port, "tls": "none",
                                "username": USER, "password": PASSWORD}}),
         );
-        let sender = sender_with(&spec, SmtpOptions::default());
+        let sender = sender_with(&spec, loopback_defaults());
 
         let result = sender.send(&message("ada@example.org"), "k").await;
 
@@ -413,7 +421,7 @@ async fn an_untrusted_certificate_is_permanent_with_words() {
     bounded(async {
         let server = SmtpServer::start(Mode::Starttls);
         // Default options: the Mozilla roots only, not the test CA.
-        let sender = sender_with(&server.spec(USER, PASSWORD), SmtpOptions::default());
+        let sender = sender_with(&server.spec(USER, PASSWORD), loopback_defaults());
 
         let result = sender.send(&message("ada@example.org"), "k").await;
 
@@ -559,7 +567,7 @@ async fn clear_text_to_a_remote_host_fails_the_probe_and_the_send_in_words() {
                 .contains("only allowed for a loopback host"),
             "{report:?}"
         );
-        let sender = sender_with(&spec, SmtpOptions::default());
+        let sender = sender_with(&spec, loopback_defaults());
         let result = sender.send(&message("ada@example.org"), "k").await;
         assert_eq!(refused(&result).kind, FailureKind::Permanent);
     })

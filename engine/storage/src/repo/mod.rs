@@ -11,5 +11,6 @@ pub mod providers;
 mod rotation;
 pub mod suppressions;
 pub mod webhook_events;
+pub mod webhook_nonces;
 
 pub use deadpool_postgres::GenericClient;

@@ -244,6 +244,7 @@ impl SmtpServer {
         SmtpOptions {
             send_timeout: Duration::from_secs(5),
             extra_root_certificates_pem: self.ca_pem.iter().cloned().collect(),
+            address_policy: msgengine_providers::AddressPolicy::Loopback,
             ..SmtpOptions::default()
         }
     }
