@@ -38,6 +38,15 @@ impl TestApp {
 
     /// Starts a server over an existing database with the given key ring.
     pub async fn spawn_on(db: TestDb, key_ring: String) -> TestApp {
+        Self::spawn_with(db, key_ring, |_| {}).await
+    }
+
+    /// Same, with settings changed by `configure` after the test defaults.
+    pub async fn spawn_with(
+        db: TestDb,
+        key_ring: String,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestApp {
         let mut settings = Settings {
             environment: Environment::Development,
             data_dir: std::env::temp_dir().join("msgengine-test-unused"),
@@ -52,6 +61,7 @@ impl TestApp {
         settings.security.master_keys = Some(Secret::new(key_ring.clone()));
         // No test may reach a real provider.
         settings.engine.outbound_loopback_only = true;
+        configure(&mut settings);
         let app = Application::build(settings).await.expect("server builds");
         let base = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
