@@ -5,7 +5,7 @@
 //! under the server and inside tests. Accepting a send: idempotency replay
 //! check, tenant admission (TenantActor), a route check (a channel with no
 //! active provider is refused at once), then group commit; after the commit
-//! the leased rows are dispatched from memory.
+//! the leased rows are dispatched from memory (see [`crate::dispatch`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,12 +19,14 @@ use msgengine_domain::send::{NewMessage, SendRequest};
 use msgengine_domain::{Channel, MessageId, OrganizationId};
 use msgengine_storage::crypto::KeyRing;
 use msgengine_storage::driver::deadpool_postgres::Pool;
-use msgengine_storage::repo::messages::{self, IdempotencyRow, NewMessageRow};
+use msgengine_storage::repo::messages::{self, IdempotencyRow, NewMessageRow, INSERT_LEASE_TOKEN};
 use msgengine_storage::StoreError;
 use serde_json::{json, Value};
 
 use crate::commit::{CommitOutcome, CommitSettings, GroupCommitter};
 use crate::dbrt::DbRuntime;
+use crate::dispatch::Leased;
+use crate::lease::HeldLeases;
 use crate::router::{LoadRoutes, RouterActor};
 use crate::runtime::{EngineConfig, Shared};
 use crate::suppress::Suppressions;
@@ -77,7 +79,6 @@ pub struct Engine {
     stop: Arc<AtomicBool>,
     system: System,
     db: Arc<DbRuntime>,
-    suppressions: Suppressions,
     webhooks: crate::inbound::WebhookWriter,
 }
 
@@ -107,12 +108,14 @@ impl Engine {
         let arbiters: Vec<ArbiterHandle> = (0..config.arbiters.max(1))
             .map(|_| Arbiter::new().handle())
             .collect();
+        let leases = Arc::new(HeldLeases::new(config.node_id, config.lease_for));
         let writer = OutcomeWriter::start(
             db.handle(),
             pool.clone(),
             WriterSettings {
                 shards: config.writer_shards,
                 max_batch: 5000,
+                leases: leases.clone(),
             },
         );
         let commit = CommitSettings {
@@ -128,6 +131,7 @@ impl Engine {
             Box::new(OrderedFailover),
             writer,
             arbiters,
+            leases.clone(),
         ));
         let router = Supervisor::start({
             let shared = shared.clone();
@@ -139,16 +143,26 @@ impl Engine {
             let shared = shared.clone();
             let main = main.clone();
             Arc::new(move |rows: Vec<NewMessageRow>| {
-                let due: Vec<(OutboundMessage, u32)> = rows
+                let due: Vec<Leased> = rows
                     .into_iter()
                     .filter(|r| r.leased)
-                    .filter_map(|r| to_outbound(r).map(|m| (m, 0)))
+                    .filter_map(|r| {
+                        to_outbound(r).map(|m| Leased {
+                            message: Arc::new(m),
+                            attempts: 0,
+                            token: INSERT_LEASE_TOKEN,
+                        })
+                    })
                     .collect();
                 if due.is_empty() {
                     return;
                 }
+                // No earlier than the lease the committer wrote; the usable
+                // margin of HeldLeases covers the commit's own duration.
+                let lease_until = Utc::now()
+                    + chrono::Duration::from_std(shared.config.lease_for).unwrap_or_default();
                 let shared = shared.clone();
-                main.spawn(async move { shared.dispatch(due).await });
+                main.spawn(async move { shared.dispatch(due, lease_until).await });
             })
         };
         let webhooks = crate::inbound::WebhookWriter::start(
@@ -159,6 +173,11 @@ impl Engine {
         let committer = GroupCommitter::start(db.handle(), pool, commit, on_commit);
         let stop = Arc::new(AtomicBool::new(false));
         actix::spawn(crate::scheduler::run(shared.clone(), stop.clone()));
+        db.handle().spawn(crate::lease::run_renewal(
+            leases,
+            shared.pool.clone(),
+            stop.clone(),
+        ));
         crate::gauges::start(
             db.handle(),
             shared.pool.clone(),
@@ -181,7 +200,6 @@ impl Engine {
             stop,
             system: System::current(),
             db,
-            suppressions: Suppressions::default(),
             webhooks,
         }
     }
@@ -236,6 +254,7 @@ impl Engine {
             }
         }
         let suppressed = self
+            .shared
             .suppressions
             .check(
                 &self.shared.pool,
@@ -375,7 +394,7 @@ impl Engine {
 
     /// The suppression lists this engine checks at accept.
     pub fn suppressions(&self) -> &Suppressions {
-        &self.suppressions
+        &self.shared.suppressions
     }
 
     /// Writes a verified webhook's events (group-committed with other
@@ -395,7 +414,7 @@ impl Engine {
             .ingest(org, provider, events, suppress.clone(), wait)
             .await?;
         for (recipient, reason) in &suppress {
-            self.suppressions.add(org, recipient, reason);
+            self.shared.suppressions.add(org, recipient, reason);
         }
         Ok(done)
     }
@@ -404,6 +423,37 @@ impl Engine {
     /// tenant enforces the new ones.
     pub async fn limits_changed(&self, org: OrganizationId) {
         self.tenants.reload(org).await;
+    }
+
+    /// An organization was disabled or enabled (already stored): this node
+    /// stops or resumes its sends at once. Disabling hands every job of its
+    /// provider actors that is not in flight back to the database.
+    pub fn organization_changed(&self, org: OrganizationId, active: bool) {
+        self.shared.orgs.set(org, active);
+        if !active {
+            for handle in self.shared.routes.providers_of(org) {
+                if handle.addr.try_send(crate::provider::HandBack).is_err() {
+                    // A full mailbox: each job is checked again before its attempt.
+                    tracing::warn!(organization = %org, "provider actor busy; its jobs are handed back one by one");
+                }
+            }
+        }
+    }
+
+    /// Leases this node found lost since it started (stale outcomes
+    /// dropped, jobs dropped before their attempt).
+    pub fn leases_lost(&self) -> u64 {
+        self.shared.leases.lost()
+    }
+
+    /// Test hook: stop (or resume) renewing this node's leases.
+    pub fn pause_lease_renewal(&self, paused: bool) {
+        self.shared.leases.pause_renewal(paused);
+    }
+
+    /// Test hook: make every route load fail (or work again).
+    pub fn fail_route_loads(&self, fail: bool) {
+        self.shared.fail_route_loads.store(fail, Ordering::Relaxed);
     }
 
     /// Test hook: the next send through this provider panics inside its actor.

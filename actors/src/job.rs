@@ -1,10 +1,12 @@
-//! A message on its way through the actors: the message, its failover chain
-//! and how many attempts it has had.
+//! A message on its way through the actors: the message, its failover chain,
+//! how many attempts it has had, and the lease it is worked under (every
+//! outcome of the job carries that lease as its fence).
 
 use std::sync::Arc;
 
 use msgengine_domain::message::OutboundMessage;
 use msgengine_domain::ProviderId;
+use msgengine_storage::repo::messages::LeaseFence;
 
 /// One message being delivered.
 #[derive(Debug, Clone)]
@@ -18,6 +20,8 @@ pub struct Job {
     pub attempts_on_provider: u32,
     /// Attempts made in all (including earlier leases, from the database).
     pub total_attempts: u32,
+    /// The lease this node holds on the message (owner and token).
+    pub lease: LeaseFence,
 }
 
 impl Job {

@@ -14,6 +14,9 @@
 //! - [`suppress::Suppressions`]: the suppression lists, checked at accept.
 //! - [`outbound`]: delivers status events to organizations' own webhook endpoints.
 //! - [`scheduler`]: scheduled messages, database-held retries, crash recovery.
+//! - [`dispatch`]: the checks between a leased message and a provider actor.
+//! - [`lease::HeldLeases`]: the leases this node holds, fenced and renewed.
+//! - [`orgs::ActiveOrgs`]: which organizations may send.
 //! - [`gauges`]: the queue and pool gauges, sampled on a timer.
 //! - [`metrics`]: metric names and the handles the hot paths record through.
 //!
@@ -21,11 +24,14 @@
 
 pub mod commit;
 pub mod dbrt;
+pub mod dispatch;
 pub mod engine;
 pub mod gauges;
 pub mod inbound;
 pub mod job;
+pub mod lease;
 pub mod metrics;
+pub mod orgs;
 pub mod outbound;
 pub mod provider;
 pub mod router;

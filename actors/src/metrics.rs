@@ -56,6 +56,7 @@ pub const WEBHOOKS_REJECTED: &str = "msgengine_webhooks_rejected_total";
 pub const WEBHOOK_EVENTS: &str = "msgengine_webhook_events_total";
 pub const OUTBOUND_WEBHOOKS: &str = "msgengine_outbound_webhooks_total";
 pub const ACTOR_RESTARTS: &str = "msgengine_actor_restarts_total";
+pub const LEASES_LOST: &str = "msgengine_leases_lost_total";
 pub const BUILD_INFO: &str = "msgengine_build_info";
 
 /// Buckets of `*_duration_seconds` and `*_wait_seconds` histograms.
@@ -178,6 +179,11 @@ pub fn record_restart(actor: &'static str) {
     counter!(ACTOR_RESTARTS, "actor" => actor).increment(1);
 }
 
+/// Counts leases this node found lost (`stage`: `outcome` or `attempt`).
+pub fn record_lease_lost(stage: &'static str, n: u64) {
+    counter!(LEASES_LOST, "stage" => stage).increment(n);
+}
+
 /// Registers the series that exist from the start (at zero), so rates and
 /// alerts have a baseline before the first event.
 pub fn register_static_series() {
@@ -191,6 +197,9 @@ pub fn register_static_series() {
         counter!(OUTBOUND_WEBHOOKS, "result" => result).increment(0);
     }
     gauge!(TENANTS_ACTIVE).increment(0.0);
+    for stage in ["outcome", "attempt"] {
+        counter!(LEASES_LOST, "stage" => stage).increment(0);
+    }
 }
 
 /// The kind of a metric, for [`CATALOG`].
@@ -353,6 +362,11 @@ pub const CATALOG: &[(&str, Kind, &str)] = &[
         "Deliveries to organizations' webhook endpoints, by result.",
     ),
     (ACTOR_RESTARTS, Kind::Counter, "Supervised actor restarts."),
+    (
+        LEASES_LOST,
+        Kind::Counter,
+        "Work dropped because this node no longer held its lease, by stage.",
+    ),
     (
         BUILD_INFO,
         Kind::Gauge,

@@ -12,6 +12,16 @@
 //! actor stops; its supervisor restarts it and `restarting` rebuilds the
 //! sender and breaker from the spec, keeping the queue (the struct survives
 //! a restart; only the context is new).
+//!
+//! Jobs held in memory are never lost with the actor: short retries wait in
+//! `delayed` (actor state, driven by one timer that `started` re-arms after a
+//! restart), not in context timers; a retired actor hands every queued and
+//! delayed job back to dispatch; a disabled organization's jobs go back to
+//! the database ([`HandBack`]). The queue is bounded
+//! ([`crate::EngineConfig::provider_queue_cap`]): past it, jobs are deferred
+//! to the database instead of growing memory. An attempt starts only under a
+//! lease this node still holds with time to spare
+//! ([`crate::lease::HeldLeases::is_usable`]) and for an active organization.
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
@@ -38,6 +48,7 @@ use msgengine_storage::repo::messages::OutcomeRow;
 use serde_json::json;
 
 use crate::job::Job;
+use crate::lease::LostAt;
 use crate::metrics::ProviderMetrics;
 use crate::router::ProviderHandle;
 use crate::runtime::Shared;
@@ -60,7 +71,13 @@ pub struct Reconfigure {
 #[rtype(result = "()")]
 pub struct Retire;
 
-/// How many jobs the actor holds (queued + in flight).
+/// The organization was disabled: give every job not yet in flight back to
+/// the database (the scheduler leaves them until it is enabled).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HandBack;
+
+/// How many jobs the actor holds (queued, waiting to retry and in flight).
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct Load;
@@ -108,6 +125,8 @@ pub fn start(
         sender,
         in_flight: HashMap::new(),
         queue: VecDeque::new(),
+        delayed: Vec::new(),
+        retry_timer: None,
         health: HealthStats::default(),
         circuit_open: flag,
         pump_scheduled: false,
@@ -134,8 +153,14 @@ pub struct ProviderActor {
     spec: AnyProviderSpec,
     sender: Arc<dyn Sender>,
     limiter: Option<DefaultDirectRateLimiter>,
-    in_flight: HashMap<MessageId, Job>,
+    /// Attempts under way, by message and lease token: a message claimed
+    /// again while this node's stale attempt is still out is another job.
+    in_flight: HashMap<(MessageId, i64), Job>,
     queue: VecDeque<Job>,
+    /// Jobs waiting for a short retry, with the time they are due.
+    delayed: Vec<(Instant, Job)>,
+    /// The timer that moves due retries to the queue, and when it fires.
+    retry_timer: Option<(Instant, SpawnHandle)>,
     breaker: CircuitBreaker,
     health: HealthStats,
     circuit_open: Arc<AtomicBool>,
@@ -161,6 +186,8 @@ impl Actor for ProviderActor {
         ctx.run_interval(GAUGE_REFRESH, |act, _| {
             act.observe_breaker(Instant::now());
         });
+        // After a restart the old context's timer is gone: arm a new one.
+        self.arm_retry_timer(ctx);
         self.pump(ctx);
     }
 }
@@ -184,6 +211,7 @@ impl Supervised for ProviderActor {
         self.breaker = CircuitBreaker::new(self.shared.config.breaker);
         self.circuit_open.store(false, Ordering::Relaxed);
         self.pump_scheduled = false;
+        self.retry_timer = None;
         self.panic_next = false;
         self.observe_breaker(Instant::now());
     }
@@ -193,7 +221,20 @@ impl Handler<Deliver> for ProviderActor {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        self.queue.extend(msg.0);
+        let mut jobs = msg.0;
+        if self.retiring {
+            // Sent before the route table dropped this provider.
+            let shared = self.shared.clone();
+            ctx.spawn(async move { shared.reroute(jobs).await }.into_actor(self));
+            return;
+        }
+        let held = self.queue.len() + self.delayed.len();
+        let room = self.shared.config.provider_queue_cap.saturating_sub(held);
+        if jobs.len() > room {
+            let overflow = jobs.split_off(room);
+            self.shared.defer(overflow, "provider queue full");
+        }
+        self.queue.extend(jobs);
         self.pump(ctx);
     }
 }
@@ -225,9 +266,20 @@ impl Handler<Retire> for ProviderActor {
 
     fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
         self.retiring = true;
-        let queued: Vec<Job> = self.queue.drain(..).collect();
+        let held = self.take_waiting(ctx);
         let shared = self.shared.clone();
-        ctx.spawn(async move { shared.reroute(queued).await }.into_actor(self));
+        ctx.spawn(async move { shared.reroute(held).await }.into_actor(self));
+        self.stop_if_idle(ctx);
+    }
+}
+
+impl Handler<HandBack> for ProviderActor {
+    type Result = ();
+
+    fn handle(&mut self, _: HandBack, ctx: &mut Self::Context) {
+        for job in self.take_waiting(ctx) {
+            self.shared.hand_back(&job, "organization disabled");
+        }
         self.stop_if_idle(ctx);
     }
 }
@@ -236,7 +288,7 @@ impl Handler<Load> for ProviderActor {
     type Result = usize;
 
     fn handle(&mut self, _: Load, _: &mut Self::Context) -> usize {
-        self.queue.len() + self.in_flight.len()
+        self.queue.len() + self.delayed.len() + self.in_flight.len()
     }
 }
 
@@ -254,6 +306,9 @@ impl ProviderActor {
         while self.in_flight.len() < self.shared.config.provider_concurrency
             && !self.queue.is_empty()
         {
+            if !self.front_is_startable() {
+                continue;
+            }
             // The limiter first: a permit spent on a job that then fails over
             // costs nothing, while a half-open probe must not be taken and
             // then left unused.
@@ -303,6 +358,81 @@ impl ProviderActor {
         state
     }
 
+    /// Whether the first queued job may be attempted now; if not, it is
+    /// taken off the queue: dropped when this node's lease on it is lost or
+    /// about to end (the database gives it to the next claim), handed back
+    /// when its organization is disabled.
+    fn front_is_startable(&mut self) -> bool {
+        let Some(job) = self.queue.front() else {
+            return false;
+        };
+        let (id, token) = (job.message.id.0, job.lease.token);
+        let leased = self.shared.leases.is_usable(id, token);
+        let active = self.shared.orgs.is_active(job.message.organization_id);
+        if leased && active {
+            return true;
+        }
+        let Some(job) = self.queue.pop_front() else {
+            return false;
+        };
+        if !leased {
+            tracing::debug!(provider = %self.id, message = %job.message.id,
+                "lease lost or about to end; the job is left to the next claim");
+            self.shared.leases.forget(id, token);
+            self.shared.leases.record_lost(LostAt::Attempt, 1);
+        } else {
+            self.shared.hand_back(&job, "organization disabled");
+        }
+        false
+    }
+
+    /// Takes every job not in flight (queued and waiting to retry).
+    fn take_waiting(&mut self, ctx: &mut Context<Self>) -> Vec<Job> {
+        if let Some((_, handle)) = self.retry_timer.take() {
+            ctx.cancel_future(handle);
+        }
+        let mut jobs: Vec<Job> = self.queue.drain(..).collect();
+        jobs.extend(self.delayed.drain(..).map(|(_, job)| job));
+        jobs
+    }
+
+    /// Keeps `job` in memory until `after` has passed, then queues it again.
+    fn retry_later(&mut self, job: Job, after: Duration, ctx: &mut Context<Self>) {
+        self.delayed.push((Instant::now() + after, job));
+        self.arm_retry_timer(ctx);
+    }
+
+    /// Makes sure a timer fires when the earliest delayed job is due.
+    fn arm_retry_timer(&mut self, ctx: &mut Context<Self>) {
+        let Some(due) = self.delayed.iter().map(|(at, _)| *at).min() else {
+            return;
+        };
+        if let Some((at, handle)) = self.retry_timer {
+            if at <= due {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let wait = due.saturating_duration_since(Instant::now());
+        let handle = ctx.run_later(wait, |act, ctx| {
+            act.retry_timer = None;
+            act.release_due_retries(ctx);
+        });
+        self.retry_timer = Some((due, handle));
+    }
+
+    /// Queues the delayed jobs that are due, in due order.
+    fn release_due_retries(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let (mut due, later): (Vec<_>, Vec<_>) =
+            self.delayed.drain(..).partition(|(at, _)| *at <= now);
+        self.delayed = later;
+        due.sort_by_key(|(at, _)| *at);
+        self.queue.extend(due.into_iter().map(|(_, job)| job));
+        self.arm_retry_timer(ctx);
+        self.pump(ctx);
+    }
+
     fn schedule_pump(&mut self, after: Duration, ctx: &mut Context<Self>) {
         if self.pump_scheduled {
             return;
@@ -316,11 +446,12 @@ impl ProviderActor {
 
     fn start_attempt(&mut self, job: Job, ctx: &mut Context<Self>) {
         let id = job.message.id;
+        let key_in_flight = (id, job.lease.token);
         let message = job.message.clone();
         let key = job.idempotency_key();
         let sender = self.sender.clone();
         let panic_now = std::mem::take(&mut self.panic_next);
-        self.in_flight.insert(id, job);
+        self.in_flight.insert(key_in_flight, job);
         let started_at = Utc::now();
         let t0 = Instant::now();
         let call = async move {
@@ -334,7 +465,9 @@ impl ProviderActor {
                 .catch_unwind()
                 .into_actor(self)
                 .map(move |result, act, ctx| match result {
-                    Ok(outcome) => act.finish(id, started_at, t0.elapsed(), outcome, ctx),
+                    Ok(outcome) => {
+                        act.finish(key_in_flight, started_at, t0.elapsed(), outcome, ctx)
+                    }
                     Err(_) => {
                         tracing::error!(provider = %act.id, message = %id, "adapter panicked; restarting the provider actor");
                         ctx.stop();
@@ -345,15 +478,16 @@ impl ProviderActor {
 
     fn finish(
         &mut self,
-        id: MessageId,
+        key: (MessageId, i64),
         started_at: chrono::DateTime<Utc>,
         latency: Duration,
         result: Result<SendReceipt, ProviderError>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(mut job) = self.in_flight.remove(&id) else {
+        let Some(mut job) = self.in_flight.remove(&key) else {
             return;
         };
+        let id = key.0;
         let now = Instant::now();
         match result {
             Ok(receipt) => {
@@ -410,17 +544,14 @@ impl ProviderActor {
         );
         let attempt = failed_attempt(job, self.id, started_at, error);
         match decision {
+            // A retiring actor keeps nothing: its retries go through the database.
             RetryDecision::RetrySameProvider { after }
-                if after <= self.shared.config.in_memory_retry_max =>
+                if after <= self.shared.config.in_memory_retry_max && !self.retiring =>
             {
                 self.metrics.retry(class);
                 self.shared
                     .submit(pending_row(job, attempt, "retry scheduled", None, false));
-                let job = job.clone();
-                ctx.run_later(after, move |act, ctx| {
-                    act.queue.push_back(job);
-                    act.pump(ctx);
-                });
+                self.retry_later(job.clone(), after, ctx);
             }
             RetryDecision::RetrySameProvider { after } => {
                 self.metrics.retry(class);
@@ -469,7 +600,11 @@ impl ProviderActor {
     }
 
     fn stop_if_idle(&mut self, ctx: &mut Context<Self>) {
-        if self.retiring && self.in_flight.is_empty() && self.queue.is_empty() {
+        if self.retiring
+            && self.in_flight.is_empty()
+            && self.queue.is_empty()
+            && self.delayed.is_empty()
+        {
             ctx.stop();
             // A retired actor must not be restarted by its supervisor.
             ctx.terminate();
@@ -573,6 +708,7 @@ fn success_row(
         provider_message_id: Some(receipt.provider_message_id),
         next_attempt_at: None,
         release_lease: true,
+        fence: Some(job.lease),
     }
 }
 
@@ -606,6 +742,7 @@ fn pending_row(
         provider_message_id: None,
         next_attempt_at,
         release_lease,
+        fence: Some(job.lease),
     }
 }
 
@@ -628,6 +765,7 @@ fn final_failure_row(job: &Job, attempt: Attempt, state: MessageState, reason: &
         provider_message_id: None,
         next_attempt_at: None,
         release_lease: true,
+        fence: Some(job.lease),
     }
 }
 
@@ -648,5 +786,6 @@ pub fn event_row(
         provider_message_id: None,
         next_attempt_at,
         release_lease,
+        fence: Some(job.lease),
     }
 }

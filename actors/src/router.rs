@@ -6,7 +6,8 @@
 //! bottleneck. The [`RouterActor`] owns changes: it loads an organization's
 //! providers from the database, starts, reconfigures and stops their
 //! [`ProviderActor`]s, and publishes the new snapshot. Reloads of one
-//! organization are serialised by the actor's mailbox.
+//! organization are serialised by the actor's mailbox. A reload also reads
+//! the organization's active flag into [`crate::orgs::ActiveOrgs`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -77,6 +78,15 @@ impl RouteTable {
     pub fn all_providers(&self) -> Vec<ProviderHandle> {
         self.providers.iter().map(|e| e.value().clone()).collect()
     }
+
+    /// The running provider actors of one organization.
+    pub fn providers_of(&self, org: OrganizationId) -> Vec<ProviderHandle> {
+        self.providers
+            .iter()
+            .filter(|e| e.value().organization_id == org)
+            .map(|e| e.value().clone())
+            .collect()
+    }
 }
 
 /// Owns reloads of the route table and the provider actors' lifecycle.
@@ -145,6 +155,11 @@ impl Handler<LoadRoutes> for RouterActor {
 
 async fn reload(shared: &Arc<Shared>, org: OrganizationId) -> Result<(), StoreError> {
     let client = shared.pool.get().await?;
+    match msgengine_storage::repo::organizations::get(&client, org).await {
+        Ok(found) => shared.orgs.set(org, found.is_active),
+        Err(StoreError::NotFound) => {}
+        Err(e) => return Err(e),
+    }
     let email = repo::list::<EmailProviderSpec>(&client, &shared.ring, org).await?;
     let sms = repo::list::<SmsProviderSpec>(&client, &shared.ring, org).await?;
     let whatsapp = repo::list::<WhatsappProviderSpec>(&client, &shared.ring, org).await?;

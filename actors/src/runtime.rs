@@ -1,13 +1,14 @@
-//! What the engine's parts share, and dispatch: turning committed or claimed
-//! messages into jobs on the right provider actors.
+//! What the engine's parts share, and handing jobs to provider actors
+//! (dispatch itself, the checks before a job reaches an actor, is in
+//! [`crate::dispatch`]).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::Utc;
-use msgengine_domain::message::{MessageEvent, MessageState, OutboundMessage};
+use msgengine_domain::message::{MessageEvent, MessageState};
 use msgengine_domain::resilience::backoff::RetryPolicy;
 use msgengine_domain::resilience::breaker::BreakerConfig;
 use msgengine_domain::routing::RoutePolicy;
@@ -18,8 +19,11 @@ use msgengine_storage::repo::messages::OutcomeRow;
 use uuid::Uuid;
 
 use crate::job::Job;
+use crate::lease::HeldLeases;
+use crate::orgs::ActiveOrgs;
 use crate::provider::{event_row, Deliver};
 use crate::router::{LoadRoutes, RouteTable, RouterActor};
+use crate::suppress::Suppressions;
 use crate::writer::OutcomeWriter;
 
 /// Engine settings.
@@ -37,6 +41,10 @@ pub struct EngineConfig {
     pub provider_concurrency: usize,
     /// Provider actor mailbox capacity. Default 4096.
     pub provider_mailbox: usize,
+    /// Jobs a provider actor holds at most (queued and waiting to retry);
+    /// more are deferred to the database (lease released, due in 1 s).
+    /// Default 10000.
+    pub provider_queue_cap: usize,
     /// Attempts per second per provider connection; 0 = unlimited. Default 0.
     pub provider_rate_per_second: u32,
     /// Retries waiting at most this long stay in memory; longer ones go
@@ -54,6 +62,9 @@ pub struct EngineConfig {
     pub writer_shards: usize,
     /// How often the scheduler looks for due messages. Default 200 ms.
     pub scheduler_interval: Duration,
+    /// Most bytes of message content (text, HTML, extras) one scheduler
+    /// claim loads; at least one message is always claimed. Default 64 MiB.
+    pub claim_max_bytes: u64,
     /// A message not finished after this long expires. Default 24 h.
     pub message_lifetime: Duration,
     /// Provider HTTP request timeout. Default 30 s.
@@ -87,6 +98,7 @@ impl Default for EngineConfig {
             default_tenant_burst: 20_000,
             provider_concurrency: 256,
             provider_mailbox: 4096,
+            provider_queue_cap: 10_000,
             provider_rate_per_second: 0,
             in_memory_retry_max: Duration::from_secs(2),
             retry: RetryPolicy::default(),
@@ -96,6 +108,7 @@ impl Default for EngineConfig {
             db_threads: 2,
             writer_shards: 2,
             scheduler_interval: Duration::from_millis(200),
+            claim_max_bytes: 64 * 1024 * 1024,
             message_lifetime: Duration::from_secs(24 * 3600),
             provider_timeout: Duration::from_secs(30),
             outbound_loopback_only: false,
@@ -149,6 +162,14 @@ pub struct Shared {
     pub arbiters: Vec<ArbiterHandle>,
     /// The bounded per-organization metric series.
     pub tenant_metrics: crate::metrics::TenantSeries,
+    /// The leases this node holds (renewed, checked before each attempt).
+    pub leases: Arc<HeldLeases>,
+    /// The suppression lists, checked at accept and again at dispatch.
+    pub suppressions: Suppressions,
+    /// Which organizations may send.
+    pub orgs: ActiveOrgs,
+    /// Test hook: route loads fail while set.
+    pub(crate) fail_route_loads: AtomicBool,
     next: AtomicUsize,
 }
 
@@ -163,6 +184,7 @@ impl Shared {
         policy: Box<dyn RoutePolicy>,
         writer: OutcomeWriter,
         arbiters: Vec<ArbiterHandle>,
+        leases: Arc<HeldLeases>,
     ) -> Self {
         let http = msgengine_providers::ProviderClient::new(
             config.provider_timeout,
@@ -179,6 +201,10 @@ impl Shared {
             writer,
             router: std::sync::OnceLock::new(),
             arbiters,
+            leases,
+            suppressions: Suppressions::default(),
+            orgs: ActiveOrgs::default(),
+            fail_route_loads: AtomicBool::new(false),
             next: AtomicUsize::new(0),
         }
     }
@@ -206,6 +232,11 @@ impl Shared {
         &self,
         org: OrganizationId,
     ) -> Result<(), msgengine_storage::StoreError> {
+        if self.fail_route_loads.load(Ordering::Relaxed) {
+            return Err(msgengine_storage::StoreError::Unavailable(
+                "route load failure injected (test hook)".into(),
+            ));
+        }
         if self.routes.is_loaded(org) {
             return Ok(());
         }
@@ -219,42 +250,6 @@ impl Shared {
             })
             .await
             .map_err(|_| msgengine_storage::StoreError::Unavailable("router stopped".into()))?
-    }
-
-    /// Plans and delivers messages (fresh from a commit or claimed by the
-    /// scheduler). `attempts` is how many attempts each already had.
-    pub async fn dispatch(&self, messages: Vec<(OutboundMessage, u32)>) {
-        let mut orgs: Vec<OrganizationId> =
-            messages.iter().map(|(m, _)| m.organization_id).collect();
-        orgs.sort();
-        orgs.dedup();
-        for org in orgs {
-            if let Err(e) = self.ensure_routes(org).await {
-                tracing::error!(organization = %org, error = %e, "cannot load routes; messages stay leased until retried");
-            }
-        }
-        let mut jobs = Vec::with_capacity(messages.len());
-        for (message, attempts) in messages {
-            let chain: Arc<[ProviderId]> = Arc::from(self.routes.plan(&*self.policy, &message));
-            let job = Job {
-                message: Arc::new(message),
-                chain,
-                position: 0,
-                attempts_on_provider: 0,
-                total_attempts: attempts,
-            };
-            jobs.push(job);
-        }
-        self.deliver(jobs);
-    }
-
-    /// Re-plans jobs whose provider went away.
-    pub async fn reroute(&self, jobs: Vec<Job>) {
-        let messages = jobs
-            .into_iter()
-            .map(|j| ((*j.message).clone(), j.total_attempts))
-            .collect();
-        self.dispatch(messages).await;
     }
 
     /// Hands jobs to their current provider's actor, grouped per provider.
@@ -283,7 +278,7 @@ impl Shared {
         }
     }
 
-    fn fail_unroutable(&self, job: &Job) {
+    pub(crate) fn fail_unroutable(&self, job: &Job) {
         let event = MessageEvent {
             state: MessageState::Failed,
             at: Utc::now(),
@@ -299,7 +294,8 @@ impl Shared {
         self.submit(event_row(job, event, None, true));
     }
 
-    fn defer(&self, jobs: Vec<Job>, why: &str) {
+    /// Gives jobs back to the database, due again in a second (lease released).
+    pub(crate) fn defer(&self, jobs: Vec<Job>, why: &str) {
         let at = Utc::now() + chrono::Duration::seconds(1);
         for job in jobs {
             let event = MessageEvent {

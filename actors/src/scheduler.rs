@@ -1,8 +1,13 @@
 //! The scheduler: claims due messages nobody holds — scheduled messages whose
 //! time has come, retries left to the database, and messages whose lease
 //! expired because their node died — with `FOR UPDATE SKIP LOCKED`, leases
-//! them to this node and dispatches them. It also renews this node's leases
-//! on messages it still holds in memory, and expires old idempotency keys.
+//! them to this node under a new token and dispatches them. A claim takes at
+//! most [`CLAIM_BATCH`] rows and [`crate::EngineConfig::claim_max_bytes`] of
+//! content, and skips disabled organizations. A message's lifetime counts
+//! from its `sendAt` when it has one (from its creation otherwise). It also
+//! refreshes the organizations' active flags and expires old idempotency
+//! keys. Lease renewal runs on its own task ([`crate::lease::run_renewal`]),
+//! so a slow claim never delays it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,18 +16,23 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use msgengine_domain::message::{MessageEvent, MessageState, OutboundMessage};
 use msgengine_domain::{Channel, MessageId, OrganizationId};
-use msgengine_storage::repo::messages::{self, ClaimedMessage, OutcomeRow};
+use msgengine_storage::repo::messages::{self, ClaimedMessage, LeaseFence, OutcomeRow};
 use serde_json::json;
 
+use crate::dispatch::Leased;
 use crate::engine::{stored_extras, stored_metadata};
 use crate::runtime::Shared;
 
-const CLAIM_BATCH: i64 = 2000;
+/// Most messages one claim takes.
+pub const CLAIM_BATCH: i64 = 2000;
+
+/// How often the organizations' active flags are read again (changes made
+/// through another node).
+const ORG_REFRESH_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs until `stop` is set.
 pub async fn run(shared: Arc<Shared>, stop: Arc<AtomicBool>) {
-    let renew_every = shared.config.lease_for / 3;
-    let mut last_renew = Instant::now();
+    let mut last_orgs = Instant::now();
     let mut last_sweep = Instant::now();
     let mut last_match = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -33,10 +43,10 @@ pub async fn run(shared: Arc<Shared>, stop: Arc<AtomicBool>) {
                 0
             }
         };
-        if last_renew.elapsed() >= renew_every {
-            last_renew = Instant::now();
-            if let Err(e) = renew(&shared).await {
-                tracing::error!(error = %e, "lease renewal failed");
+        if last_orgs.elapsed() >= ORG_REFRESH_EVERY {
+            last_orgs = Instant::now();
+            if let Err(e) = shared.orgs.refresh(&shared.pool).await {
+                tracing::warn!(error = %e, "organization flags not refreshed");
             }
         }
         if last_match.elapsed() >= UNMATCHED_EVERY {
@@ -59,8 +69,15 @@ async fn claim(shared: &Arc<Shared>) -> Result<usize, msgengine_storage::StoreEr
     let waited = Instant::now();
     let client = shared.pool.get().await?;
     crate::metrics::record_pool_wait(waited.elapsed());
-    let rows =
-        messages::claim_due(&client, shared.config.node_id, lease_until, CLAIM_BATCH).await?;
+    let max_bytes = i64::try_from(shared.config.claim_max_bytes).unwrap_or(i64::MAX);
+    let rows = messages::claim_due(
+        &client,
+        shared.config.node_id,
+        lease_until,
+        CLAIM_BATCH,
+        max_bytes,
+    )
+    .await?;
     drop(client);
     let n = rows.len();
     if n == 0 {
@@ -69,28 +86,40 @@ async fn claim(shared: &Arc<Shared>) -> Result<usize, msgengine_storage::StoreEr
     let max_age = chrono::Duration::from_std(shared.config.message_lifetime).unwrap_or_default();
     let mut due = Vec::with_capacity(n);
     for row in rows {
-        if Utc::now() - row.created_at > max_age {
+        if is_expired(&row, Utc::now(), max_age) {
             if let Ok(channel) = row.channel.parse::<Channel>() {
                 crate::metrics::record_failed(channel, "none", "expired", 1);
             }
-            shared.submit(expired_row(&row));
+            let fence = shared.leases.fence(row.lease_token);
+            shared.submit(expired_row(&row, fence));
             continue;
         }
-        let (id, attempts) = (row.id, row.attempt_count.max(0) as u32);
+        let (id, attempts, token) = (row.id, row.attempt_count.max(0) as u32, row.lease_token);
         match to_outbound(row) {
-            Some(message) => due.push((message, attempts)),
+            Some(message) => due.push(Leased {
+                message: Arc::new(message),
+                attempts,
+                token,
+            }),
             None => tracing::error!(message = %id, "claimed message has an unknown channel"),
         }
     }
-    shared.dispatch(due).await;
+    shared.dispatch(due, lease_until).await;
     Ok(n)
 }
 
-async fn renew(shared: &Arc<Shared>) -> Result<u64, msgengine_storage::StoreError> {
-    let lease_until =
-        Utc::now() + chrono::Duration::from_std(shared.config.lease_for).unwrap_or_default();
-    let client = shared.pool.get().await?;
-    messages::renew_leases(&client, shared.config.node_id, lease_until).await
+/// Whether a claimed message outlived its lifetime: counted from its
+/// `sendAt` when it has one (a message may be scheduled up to 30 days
+/// ahead), else from its creation.
+pub fn is_expired(
+    row: &ClaimedMessage,
+    now: chrono::DateTime<Utc>,
+    lifetime: chrono::Duration,
+) -> bool {
+    let from = row
+        .send_at
+        .map_or(row.created_at, |at| at.max(row.created_at));
+    now - from > lifetime
 }
 
 /// How often provider events that named an unknown message are tried again
@@ -147,7 +176,7 @@ pub fn to_outbound(row: ClaimedMessage) -> Option<OutboundMessage> {
     })
 }
 
-fn expired_row(row: &ClaimedMessage) -> OutcomeRow {
+fn expired_row(row: &ClaimedMessage, fence: LeaseFence) -> OutcomeRow {
     let event = MessageEvent {
         state: MessageState::Expired,
         at: Utc::now(),
@@ -166,5 +195,53 @@ fn expired_row(row: &ClaimedMessage) -> OutcomeRow {
         provider_message_id: None,
         next_attempt_at: None,
         release_lease: true,
+        fence: Some(fence),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claimed(
+        created_at: chrono::DateTime<Utc>,
+        send_at: Option<chrono::DateTime<Utc>>,
+    ) -> ClaimedMessage {
+        ClaimedMessage {
+            id: uuid::Uuid::new_v4(),
+            organization_id: uuid::Uuid::new_v4(),
+            channel: "sms".into(),
+            state: MessageState::Queued,
+            recipient: "+2348031234567".into(),
+            sender: None,
+            subject: None,
+            body_text: Some("x".into()),
+            body_html: None,
+            metadata: None,
+            attempt_count: 0,
+            attempts: json!([]),
+            created_at,
+            send_at,
+            extras: None,
+            lease_token: 1,
+        }
+    }
+
+    #[test]
+    fn lifetime_counts_from_send_at_when_there_is_one() {
+        let now = Utc::now();
+        let day = chrono::Duration::hours(24);
+        let two_days_ago = now - chrono::Duration::days(2);
+        assert!(is_expired(&claimed(two_days_ago, None), now, day));
+        let due_now = claimed(two_days_ago, Some(now - chrono::Duration::minutes(1)));
+        assert!(
+            !is_expired(&due_now, now, day),
+            "scheduled 2 days ahead, due now"
+        );
+        let late = claimed(two_days_ago, Some(now - chrono::Duration::hours(25)));
+        assert!(is_expired(&late, now, day));
+        // A sendAt before the creation does not shorten the lifetime.
+        let backdated = claimed(now - chrono::Duration::hours(1), Some(two_days_ago));
+        assert!(!is_expired(&backdated, now, day));
     }
 }

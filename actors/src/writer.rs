@@ -8,6 +8,11 @@
 //! succeeds: an outcome is never dropped while the process lives; if it dies,
 //! the lease expires and the message is sent again (with the same
 //! idempotency key).
+//!
+//! Outcomes are fenced by the lease they were produced under: a stale one
+//! (its lease lost to another claim) is not applied, and is counted; once a
+//! batch is written, the leases it released are forgotten by
+//! [`crate::lease::HeldLeases`] (so an outcome waiting here keeps its lease).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -27,6 +32,8 @@ pub struct WriterSettings {
     pub shards: usize,
     /// Most outcomes in one statement. Default 5000.
     pub max_batch: usize,
+    /// This node's leases: told what each written batch released.
+    pub leases: std::sync::Arc<crate::lease::HeldLeases>,
 }
 
 /// Handle to submit outcomes.
@@ -48,6 +55,7 @@ impl OutcomeWriter {
                     rx,
                     settings.max_batch,
                     pending.clone(),
+                    settings.leases.clone(),
                 ));
                 tx
             })
@@ -114,6 +122,7 @@ async fn run_shard(
     mut rx: mpsc::Receiver<OutcomeRow>,
     max_batch: usize,
     pending: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    leases: std::sync::Arc<crate::lease::HeldLeases>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut outbound = OutboundGate::default();
@@ -143,8 +152,9 @@ async fn run_shard(
                 Err(e) => Err(e.into()),
             };
             match result {
-                Ok(_) => {
+                Ok(written) => {
                     crate::metrics::record_batch("status", rows.len(), started.elapsed());
+                    leases.after_write(&rows, written);
                     break;
                 }
                 Err(e) => {
@@ -207,7 +217,11 @@ async fn apply(
     Ok(written)
 }
 
-/// Merges outcomes of the same message, keeping their order.
+/// Merges outcomes of the same message, keeping their order. Outcomes of
+/// different leases of one message are not merged: the newest lease's
+/// (highest token) is kept and the older one dropped as stale (it could not
+/// apply anyway: a message holds one lease at a time, and a newer claim
+/// takes a higher token).
 pub fn coalesce(rows: Vec<OutcomeRow>) -> Vec<OutcomeRow> {
     let mut index: HashMap<Uuid, usize> = HashMap::with_capacity(rows.len());
     let mut out: Vec<OutcomeRow> = Vec::with_capacity(rows.len());
@@ -224,6 +238,16 @@ pub fn coalesce(rows: Vec<OutcomeRow>) -> Vec<OutcomeRow> {
 }
 
 fn merge(into: &mut OutcomeRow, next: OutcomeRow) {
+    if let (Some(old), Some(new)) = (into.fence, next.fence) {
+        if old != new {
+            crate::metrics::record_lease_lost("outcome", 1);
+            if new.token > old.token {
+                *into = next;
+            }
+            return;
+        }
+    }
+    into.fence = into.fence.or(next.fence);
     if into.state.can_advance_to(next.state) {
         into.state = next.state;
     }
@@ -261,6 +285,7 @@ mod tests {
             provider_message_id: None,
             next_attempt_at: None,
             release_lease: release,
+            fence: None,
         }
     }
 
@@ -280,5 +305,26 @@ mod tests {
         assert_eq!(merged[0].events, json!(["retry", "delivered", "late sent"]));
         assert_eq!(merged[0].attempt_delta, 3);
         assert!(merged[0].release_lease);
+    }
+
+    #[test]
+    fn outcomes_of_different_leases_keep_the_newest_lease() {
+        use msgengine_storage::repo::messages::LeaseFence;
+        let a = Uuid::new_v4();
+        let owner = Uuid::new_v4();
+        let fenced = |token, event| OutcomeRow {
+            fence: Some(LeaseFence { owner, token }),
+            ..row(a, MessageState::Sent, event, true)
+        };
+        let merged = coalesce(vec![
+            fenced(2, "new"),
+            fenced(1, "stale"),
+            fenced(2, "again"),
+        ]);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].fence.map(|f| f.token), Some(2));
+        assert_eq!(merged[0].events, json!(["new", "again"]));
+        let merged = coalesce(vec![fenced(1, "stale"), fenced(3, "newer")]);
+        assert_eq!(merged[0].events, json!(["newer"]));
     }
 }

@@ -89,6 +89,13 @@ pub struct EngineSettings {
     pub provider_concurrency: usize,
     /// Attempts per second per provider connection, 0 = unlimited. Default 0.
     pub provider_rate_per_second: u32,
+    /// Jobs one provider connection holds in memory at most (queued and
+    /// waiting to retry); more are deferred to the database. Default 10000.
+    pub provider_queue_cap: usize,
+    /// Most bytes of message content (text, HTML, extras) one scheduler
+    /// claim loads into memory (at least one message is always claimed).
+    /// Default 67108864 (64 MiB).
+    pub claim_max_bytes: u64,
     /// Provider HTTP request timeout, in milliseconds. Default 30000.
     pub provider_timeout_ms: u64,
     /// Lease on messages being sent, in seconds. Default 60.
@@ -120,6 +127,8 @@ impl Default for EngineSettings {
             default_tenant_burst: 20_000,
             provider_concurrency: 256,
             provider_rate_per_second: 0,
+            provider_queue_cap: 10_000,
+            claim_max_bytes: 64 * 1024 * 1024,
             provider_timeout_ms: 30_000,
             lease_secs: 60,
             drain_secs: 20,
@@ -329,6 +338,9 @@ impl Settings {
         }
         if self.engine.lease_secs < 5 {
             return Err("engine.lease_secs must be at least 5".into());
+        }
+        if self.engine.provider_queue_cap == 0 {
+            return Err("engine.provider_queue_cap must be at least 1".into());
         }
         if self.engine.provider_concurrency == 0 {
             return Err("engine.provider_concurrency must be at least 1".into());

@@ -168,6 +168,8 @@ fn engine_config(settings: &Settings) -> EngineConfig {
         default_tenant_burst: e.default_tenant_burst,
         provider_concurrency: e.provider_concurrency,
         provider_rate_per_second: e.provider_rate_per_second,
+        provider_queue_cap: e.provider_queue_cap,
+        claim_max_bytes: e.claim_max_bytes,
         provider_timeout: Duration::from_millis(e.provider_timeout_ms),
         outbound_loopback_only: e.outbound_loopback_only,
         providers_allow_private: e.providers_allow_private,

@@ -7,6 +7,7 @@ use msgengine_domain::validate;
 use msgengine_domain::{ApiKeyId, OrganizationId};
 use msgengine_storage::repo::api_keys::{self, ApiKey, NewApiKey};
 use msgengine_storage::repo::audit::{self, Actor, NewAuditEntry};
+use msgengine_storage::repo::messages;
 use msgengine_storage::repo::organizations::{self, Organization};
 use msgengine_storage::StoreError;
 use serde::{Deserialize, Serialize};
@@ -127,23 +128,66 @@ pub async fn get_organization(
     Ok(HttpResponse::Ok().json(OrganizationView::from(org)))
 }
 
+/// `POST /api/admin/organizations/{id}/disable`: its keys stop working, and
+/// its sends stop at once: its unfinished messages are parked out of the
+/// scheduler's way (in the same transaction), this node's provider actors
+/// hand its waiting jobs back to the database, and nothing of it is
+/// dispatched or claimed until it is enabled again.
 pub async fn disable_organization(
     _: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = OrganizationId(parse_id(&path, "organization")?);
+    let org = set_active(&state, id, false).await?;
+    state.auth.forget_organization(id);
+    state.engine.organization_changed(id, false);
+    Ok(HttpResponse::Ok().json(OrganizationView::from(org)))
+}
+
+/// `POST /api/admin/organizations/{id}/enable`: its keys work again and its
+/// parked messages are due again (scheduled ones at their `sendAt`).
+pub async fn enable_organization(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = OrganizationId(parse_id(&path, "organization")?);
+    let org = set_active(&state, id, true).await?;
+    state.engine.organization_changed(id, true);
+    Ok(HttpResponse::Ok().json(OrganizationView::from(org)))
+}
+
+/// Disables or enables an organization, parks or unparks its messages and
+/// writes the audit row, in one transaction.
+async fn set_active(
+    state: &AppState,
+    id: OrganizationId,
+    active: bool,
+) -> Result<Organization, ApiError> {
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
-    let org = organizations::disable(&tx, id)
-        .await
-        .map_err(not_found("organization"))?;
+    let org = if active {
+        organizations::enable(&tx, id).await
+    } else {
+        organizations::disable(&tx, id).await
+    }
+    .map_err(not_found("organization"))?;
+    if active {
+        messages::unpark_organization(&tx, id.0).await?;
+    } else {
+        messages::park_organization(&tx, id.0).await?;
+    }
     audit::append(
         &tx,
         &NewAuditEntry {
             organization_id: id,
             actor: Actor::Admin,
-            action: "organization.disable",
+            action: if active {
+                "organization.enable"
+            } else {
+                "organization.disable"
+            },
             target_type: "organization",
             target_id: Some(id.0),
             changed_fields: &["isActive".to_owned()],
@@ -152,8 +196,7 @@ pub async fn disable_organization(
     )
     .await?;
     tx.commit().await?;
-    state.auth.forget_organization(id);
-    Ok(HttpResponse::Ok().json(OrganizationView::from(org)))
+    Ok(org)
 }
 
 pub async fn issue_api_key(

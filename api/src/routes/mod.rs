@@ -29,6 +29,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/admin/organizations"),
     ("GET", "/api/admin/organizations/{id}"),
     ("POST", "/api/admin/organizations/{id}/disable"),
+    ("POST", "/api/admin/organizations/{id}/enable"),
     ("PUT", "/api/admin/organizations/{id}/rate-limit"),
     ("POST", "/api/admin/organizations/{id}/api-keys"),
     ("GET", "/api/admin/organizations/{id}/api-keys"),
@@ -120,6 +121,10 @@ pub fn configure_api(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/api/admin/organizations/{id}/disable")
                 .route(web::post().to(admin::disable_organization)),
+        )
+        .service(
+            resource("/api/admin/organizations/{id}/enable")
+                .route(web::post().to(admin::enable_organization)),
         )
         .service(
             resource("/api/admin/organizations/{id}/rate-limit")

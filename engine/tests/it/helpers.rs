@@ -51,7 +51,8 @@ impl TestApp {
         Self::spawn_configured(db, key_ring, configure).await
     }
 
-    async fn spawn_configured(
+    /// Same, over an existing database with the given key ring.
+    pub async fn spawn_configured(
         db: TestDb,
         key_ring: String,
         configure: impl FnOnce(&mut Settings),

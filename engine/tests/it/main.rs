@@ -9,6 +9,7 @@ mod e2e_sim;
 mod encryption;
 mod helpers;
 mod isolation;
+mod leases;
 mod openapi;
 mod org_webhooks;
 mod pipeline;

@@ -7,6 +7,12 @@
 //! normal path is one insert (already leased to the accepting node) and one
 //! outcome update. `events` and `attempts` only ever grow (`||`), and the
 //! state only advances (`msgengine_can_advance`, mirroring the domain rules).
+//!
+//! Leases: a message being worked on carries `lease_owner` (the engine
+//! process), `lease_until` and `lease_token` (which claim of it this is; see
+//! migrations/V6). An outcome carrying a [`LeaseFence`] is applied only while
+//! the message's lease is still exactly that fence; renewals are fenced the
+//! same way. A stale holder's write changes nothing.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -16,9 +22,22 @@ use uuid::Uuid;
 
 use crate::error::StoreError;
 
+/// The lease token of a row inserted already leased (at accept). Claims take
+/// tokens from `messages_lease_token_seq`, which start at 1; a message is
+/// inserted once, so `(owner, INSERT_LEASE_TOKEN)` names exactly that lease.
+pub const INSERT_LEASE_TOKEN: i64 = 0;
+
+/// Which lease an outcome was produced under: applied only while the message
+/// is still leased to `owner` with `token`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeaseFence {
+    pub owner: Uuid,
+    pub token: i64,
+}
+
 /// Writes many messages with binary `COPY` (the fastest way into PostgreSQL:
-/// no per-row executor work). Leased rows get `owner` until `lease_until`.
-/// Must run inside the caller's transaction.
+/// no per-row executor work). Leased rows get `owner` until `lease_until`,
+/// with token [`INSERT_LEASE_TOKEN`]. Must run inside the caller's transaction.
 pub async fn copy_many(
     tx: &tokio_postgres::Transaction<'_>,
     rows: &[NewMessageRow],
@@ -34,7 +53,7 @@ pub async fn copy_many(
         .copy_in(
             "COPY messages (id, organization_id, channel, state, recipient, sender, subject, body_text,
                             body_html, metadata, send_at, next_attempt_at, lease_owner, lease_until, events,
-                            extras)
+                            extras, lease_token)
              FROM STDIN BINARY",
         )
         .await?;
@@ -55,17 +74,18 @@ pub async fn copy_many(
         Type::TIMESTAMPTZ,
         Type::JSONB,
         Type::JSONB,
+        Type::INT8,
     ];
     let writer = BinaryCopyInWriter::new(sink, &types);
     futures_util::pin_mut!(writer);
     for r in rows {
-        let (lease_owner, lease) = if r.leased {
-            (Some(owner), Some(lease_until))
+        let (lease_owner, lease, token) = if r.leased {
+            (Some(owner), Some(lease_until), Some(INSERT_LEASE_TOKEN))
         } else {
-            (None, None)
+            (None, None, None)
         };
         let state = r.state.as_str();
-        let values: [&(dyn ToSql + Sync); 16] = [
+        let values: [&(dyn ToSql + Sync); 17] = [
             &r.id,
             &r.organization_id,
             &r.channel,
@@ -82,6 +102,7 @@ pub async fn copy_many(
             &lease,
             &r.events,
             &r.extras,
+            &token,
         ];
         writer.as_mut().write(&values).await?;
     }
@@ -130,10 +151,17 @@ pub struct OutcomeRow {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Give the lease up (final outcome, or a retry left to the scheduler).
     pub release_lease: bool,
+    /// The lease this outcome was produced under: the row is applied only
+    /// while the message still holds exactly this lease (a stale holder's
+    /// outcome changes nothing, not even the history). `None`: applied
+    /// whatever the lease (only for writers that hold no lease).
+    pub fence: Option<LeaseFence>,
 }
 
 /// Applies many outcomes in one statement; at most one row per message id
-/// (coalesce first). Returns the number of messages updated.
+/// (coalesce first). Returns the number of messages updated: a fenced row
+/// whose lease is gone is not counted, so `rows.len() - returned` outcomes
+/// were stale.
 pub async fn apply_outcomes(
     client: &impl GenericClient,
     rows: &[OutcomeRow],
@@ -153,12 +181,15 @@ pub async fn apply_outcomes(
                  next_attempt_at = COALESCE(v.next_attempt_at, m.next_attempt_at),
                  lease_owner = CASE WHEN v.release_lease THEN NULL ELSE m.lease_owner END,
                  lease_until = CASE WHEN v.release_lease THEN NULL ELSE m.lease_until END,
+                 lease_token = CASE WHEN v.release_lease THEN NULL ELSE m.lease_token END,
                  updated_at = now()
                FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[], $5::int4[], $6::uuid[],
-                           $7::text[], $8::timestamptz[], $9::bool[])
+                           $7::text[], $8::timestamptz[], $9::bool[], $10::uuid[], $11::int8[])
                  AS v(id, state, events, attempts, attempt_delta, provider_id, provider_message_id,
-                      next_attempt_at, release_lease)
-              WHERE m.id = v.id",
+                      next_attempt_at, release_lease, fence_owner, fence_token)
+              WHERE m.id = v.id
+                AND (v.fence_owner IS NULL
+                     OR (m.lease_owner = v.fence_owner AND m.lease_token = v.fence_token))",
         )
         .await?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
@@ -173,6 +204,8 @@ pub async fn apply_outcomes(
         .collect();
     let next: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.next_attempt_at).collect();
     let release: Vec<bool> = rows.iter().map(|r| r.release_lease).collect();
+    let fence_owners: Vec<Option<Uuid>> = rows.iter().map(|r| r.fence.map(|f| f.owner)).collect();
+    let fence_tokens: Vec<Option<i64>> = rows.iter().map(|r| r.fence.map(|f| f.token)).collect();
     Ok(client
         .execute(
             &stmt,
@@ -186,6 +219,8 @@ pub async fn apply_outcomes(
                 &provider_ids,
                 &next,
                 &release,
+                &fence_owners,
+                &fence_tokens,
             ],
         )
         .await?)
@@ -208,92 +243,180 @@ pub struct ClaimedMessage {
     /// The attempts so far (JSON array), for failover bookkeeping.
     pub attempts: Value,
     pub created_at: DateTime<Utc>,
+    /// When the client asked it to be sent (its lifetime counts from here).
+    pub send_at: Option<DateTime<Utc>>,
     pub extras: Option<Value>,
+    /// The token of this claim's lease (with the claiming owner, its fence).
+    pub lease_token: i64,
 }
 
-/// Claims up to `limit` due messages nobody holds (scheduled ones whose time
-/// has come, retries, and those whose lease expired with a crashed node),
-/// leasing them to `owner`. Scheduled messages move to `queued` with an event.
+/// Claims due messages nobody holds (scheduled ones whose time has come,
+/// retries, and those whose lease expired with a crashed node) of active
+/// organizations, leasing them to `owner` under one new token. Takes rows in
+/// `next_attempt_at` order, at most `limit`, and stops before the rows'
+/// content (text, HTML and extras) passes `max_bytes` — always at least one
+/// row, so a message bigger than the budget still goes. Scheduled messages
+/// move to `queued` with an event.
+///
+/// The size is read from the stored values without detoasting them:
+/// `octet_length` of a text is its raw length from the TOAST header, and
+/// `pg_column_size` of `extras` is its stored (possibly compressed) size,
+/// an estimate that is close for attachments (base64 barely compresses).
+/// Messages of a disabled organization are left as they are.
 pub async fn claim_due(
     client: &impl GenericClient,
     owner: Uuid,
     lease_until: DateTime<Utc>,
     limit: i64,
+    max_bytes: i64,
 ) -> Result<Vec<ClaimedMessage>, StoreError> {
     let stmt = client
         .prepare_cached(
-            "UPDATE messages m SET
-                 lease_owner = $1, lease_until = $2,
+            "WITH token AS (SELECT nextval('messages_lease_token_seq') AS t),
+                  candidate AS (
+                      SELECT c.id, c.next_attempt_at,
+                             COALESCE(octet_length(c.body_text), 0)
+                           + COALESCE(octet_length(c.body_html), 0)
+                           + COALESCE(pg_column_size(c.extras), 0) AS bytes
+                        FROM messages c
+                       WHERE c.state IN ('scheduled', 'accepted', 'queued', 'sending')
+                         AND c.next_attempt_at <= now()
+                         AND (c.lease_until IS NULL OR c.lease_until < now())
+                         AND EXISTS (SELECT 1 FROM organizations o
+                                      WHERE o.id = c.organization_id AND o.is_active)
+                       ORDER BY c.next_attempt_at
+                       LIMIT $3
+                       FOR UPDATE OF c SKIP LOCKED),
+                  due AS (
+                      SELECT id FROM (
+                          SELECT id,
+                                 sum(bytes) OVER w AS running,
+                                 row_number() OVER w AS n
+                            FROM candidate
+                          WINDOW w AS (ORDER BY next_attempt_at, id
+                                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) sized
+                       WHERE n = 1 OR running <= $4)
+             UPDATE messages m SET
+                 lease_owner = $1, lease_until = $2, lease_token = (SELECT t FROM token),
                  state = CASE WHEN m.state IN ('scheduled', 'accepted') THEN 'queued' ELSE m.state END,
                  events = CASE WHEN m.state IN ('scheduled', 'accepted')
                                THEN m.events || jsonb_build_array(jsonb_build_object(
                                         'state', 'queued', 'at', to_jsonb(now()), 'reason', 'due'))
                                ELSE m.events END,
                  updated_at = now()
-               FROM (SELECT id FROM messages
-                      WHERE state IN ('scheduled', 'accepted', 'queued', 'sending')
-                        AND next_attempt_at <= now()
-                        AND (lease_until IS NULL OR lease_until < now())
-                      ORDER BY next_attempt_at
-                      LIMIT $3
-                      FOR UPDATE SKIP LOCKED) due
+               FROM due
               WHERE m.id = due.id
           RETURNING m.id, m.organization_id, m.channel, m.state, m.recipient, m.sender, m.subject,
                     m.body_text, m.body_html, m.metadata, m.attempt_count, m.attempts, m.created_at,
-                    m.extras",
+                    m.send_at, m.extras, m.lease_token",
         )
         .await?;
-    let rows = client.query(&stmt, &[&owner, &lease_until, &limit]).await?;
+    let rows = client
+        .query(&stmt, &[&owner, &lease_until, &limit, &max_bytes])
+        .await?;
+    rows.iter().map(claimed_from_row).collect()
+}
+
+fn claimed_from_row(row: &tokio_postgres::Row) -> Result<ClaimedMessage, StoreError> {
+    let state: String = row.try_get("state")?;
+    Ok(ClaimedMessage {
+        id: row.try_get("id")?,
+        organization_id: row.try_get("organization_id")?,
+        channel: row.try_get("channel")?,
+        state: state
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("unknown message state {state}")))?,
+        recipient: row.try_get("recipient")?,
+        sender: row.try_get("sender")?,
+        subject: row.try_get("subject")?,
+        body_text: row.try_get("body_text")?,
+        body_html: row.try_get("body_html")?,
+        metadata: row.try_get("metadata")?,
+        attempt_count: row.try_get("attempt_count")?,
+        attempts: row.try_get("attempts")?,
+        created_at: row.try_get("created_at")?,
+        send_at: row.try_get("send_at")?,
+        extras: row.try_get("extras")?,
+        lease_token: row.try_get("lease_token")?,
+    })
+}
+
+/// Extends the leases `owner` still holds among `held` (message id and
+/// lease token) to `lease_until`; returns the ids renewed. A lease that was
+/// released, expired and claimed again (by anyone, under another token) is
+/// not touched and not returned: its holder has lost it.
+pub async fn renew_held(
+    client: &impl GenericClient,
+    owner: Uuid,
+    held: &[(Uuid, i64)],
+    lease_until: DateTime<Utc>,
+) -> Result<Vec<Uuid>, StoreError> {
+    if held.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmt = client
+        .prepare_cached(
+            "UPDATE messages m SET lease_until = $2
+               FROM unnest($3::uuid[], $4::int8[]) AS h(id, token)
+              WHERE m.id = h.id AND m.lease_owner = $1 AND m.lease_token = h.token
+          RETURNING m.id",
+        )
+        .await?;
+    let ids: Vec<Uuid> = held.iter().map(|(id, _)| *id).collect();
+    let tokens: Vec<i64> = held.iter().map(|(_, t)| *t).collect();
+    let rows = client
+        .query(&stmt, &[&owner, &lease_until, &ids, &tokens])
+        .await?;
     rows.iter()
-        .map(|row| {
-            let state: String = row.try_get("state")?;
-            Ok(ClaimedMessage {
-                id: row.try_get("id")?,
-                organization_id: row.try_get("organization_id")?,
-                channel: row.try_get("channel")?,
-                state: state
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt(format!("unknown message state {state}")))?,
-                recipient: row.try_get("recipient")?,
-                sender: row.try_get("sender")?,
-                subject: row.try_get("subject")?,
-                body_text: row.try_get("body_text")?,
-                body_html: row.try_get("body_html")?,
-                metadata: row.try_get("metadata")?,
-                attempt_count: row.try_get("attempt_count")?,
-                attempts: row.try_get("attempts")?,
-                created_at: row.try_get("created_at")?,
-                extras: row.try_get("extras")?,
-            })
-        })
+        .map(|r| r.try_get(0).map_err(StoreError::from))
         .collect()
 }
 
-/// Extends every lease `owner` holds on unfinished messages.
-pub async fn renew_leases(
-    client: &impl GenericClient,
-    owner: Uuid,
-    lease_until: DateTime<Utc>,
-) -> Result<u64, StoreError> {
-    let stmt = client
-        .prepare_cached(
-            "UPDATE messages SET lease_until = $2
-              WHERE lease_owner = $1 AND state IN ('scheduled', 'accepted', 'queued', 'sending')",
-        )
-        .await?;
-    Ok(client.execute(&stmt, &[&owner, &lease_until]).await?)
-}
-
 /// Gives up every lease `owner` holds (graceful shutdown): the messages are
-/// due again at once for whichever node claims them.
+/// due again at once for whichever node claims them. Fenced by the owner
+/// alone: the owner id names this process (a new id per start), so this can
+/// only release leases the process itself took, and at shutdown it gives up
+/// every one of them, whatever their token.
 pub async fn release_leases(client: &impl GenericClient, owner: Uuid) -> Result<u64, StoreError> {
     let stmt = client
         .prepare_cached(
-            "UPDATE messages SET lease_owner = NULL, lease_until = NULL
+            "UPDATE messages SET lease_owner = NULL, lease_until = NULL, lease_token = NULL
               WHERE lease_owner = $1 AND state IN ('scheduled', 'accepted', 'queued', 'sending')",
         )
         .await?;
     Ok(client.execute(&stmt, &[&owner]).await?)
+}
+
+/// `next_attempt_at` of a disabled organization's unfinished messages: out
+/// of the scheduler's way (its claim walks `next_attempt_at` order, and a
+/// disabled tenant's backlog at the front would cost every claim a scan).
+const PARKED_UNTIL: &str = "9999-12-31 00:00:00+00";
+
+/// Moves an organization's unfinished messages out of the scheduler's way
+/// while it is disabled (run in the disabling transaction). Leases are left
+/// alone: a node holding one hands it back or finishes its attempt.
+pub async fn park_organization(client: &impl GenericClient, org: Uuid) -> Result<u64, StoreError> {
+    let sql = format!(
+        "UPDATE messages SET next_attempt_at = '{PARKED_UNTIL}'
+          WHERE organization_id = $1 AND state IN ('scheduled', 'accepted', 'queued', 'sending')"
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    Ok(client.execute(&stmt, &[&org]).await?)
+}
+
+/// Makes a re-enabled organization's parked messages due again: at once, or
+/// at their `send_at` when that is still ahead (run in the enabling transaction).
+pub async fn unpark_organization(
+    client: &impl GenericClient,
+    org: Uuid,
+) -> Result<u64, StoreError> {
+    let sql = format!(
+        "UPDATE messages SET next_attempt_at = GREATEST(COALESCE(send_at, now()), now())
+          WHERE organization_id = $1 AND state IN ('scheduled', 'accepted', 'queued', 'sending')
+            AND next_attempt_at >= '{PARKED_UNTIL}'"
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    Ok(client.execute(&stmt, &[&org]).await?)
 }
 
 /// A message's status as the API shows it.

@@ -96,6 +96,43 @@ pub async fn disable(
     from_row(&row)
 }
 
+/// Enables an organization again (idempotent: an active one is answered unchanged).
+pub async fn enable(
+    client: &impl GenericClient,
+    id: OrganizationId,
+) -> Result<Organization, StoreError> {
+    let sql = format!(
+        "UPDATE organizations
+            SET is_active = true,
+                disabled_at = NULL,
+                updated_at = CASE WHEN is_active THEN updated_at ELSE now() END
+          WHERE id = $1
+      RETURNING {COLUMNS}"
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let row = client
+        .query_opt(&stmt, &[&id.0])
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    from_row(&row)
+}
+
+/// Whether each of `ids` is active (unknown ids are left out).
+pub async fn active_flags(
+    client: &impl GenericClient,
+    ids: &[uuid::Uuid],
+) -> Result<Vec<(OrganizationId, bool)>, StoreError> {
+    let stmt = client
+        .prepare_cached("SELECT id, is_active FROM organizations WHERE id = ANY($1)")
+        .await?;
+    client
+        .query(&stmt, &[&ids])
+        .await?
+        .iter()
+        .map(|r| Ok((OrganizationId(r.try_get(0)?), r.try_get(1)?)))
+        .collect()
+}
+
 /// Sets an organization's admission rate (messages per second, burst).
 pub async fn set_rate_limit(
     client: &impl GenericClient,

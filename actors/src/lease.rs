@@ -1,0 +1,286 @@
+//! The leases this node holds, and their renewal.
+//!
+//! A message being worked on is leased in the database to (`lease_owner`,
+//! `lease_token`) until `lease_until` (see `repo::messages`). [`HeldLeases`]
+//! is this node's own record of the leases it holds, one entry per message
+//! whose job is somewhere in this process (dispatch, a provider actor's
+//! queue, a delayed retry, an attempt in flight, an outcome not yet written):
+//!
+//! - an entry is added when a job is dispatched (fresh from the group commit
+//!   or claimed by the scheduler) and removed once the outcome that releases
+//!   its lease has been written (by the status writer), so an outcome waiting
+//!   in the writer's queue keeps its lease;
+//! - [`run_renewal`] renews exactly these entries, fenced by token, every
+//!   lease/3 on the db runtime (not behind the scheduler's claim); an entry
+//!   the database did not renew was lost (expired and claimed again) and is
+//!   dropped;
+//! - an entry is *usable* until its lease's end minus a margin of lease/3: a
+//!   provider actor starts an attempt only on a usable lease, so a node whose
+//!   renewals lapse stops sending before another node can claim the message
+//!   (the job is dropped; the database gives the message to the next claim).
+//!
+//! Invariant: entries are keyed by message id and carry the token they were
+//! added with; every removal checks the token, so a late removal for an old
+//! lease never drops the entry of a newer claim of the same message.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use msgengine_storage::driver::deadpool_postgres::Pool;
+use msgengine_storage::repo::messages::{self, LeaseFence, OutcomeRow};
+use uuid::Uuid;
+
+/// Where a lost lease was noticed (the `stage` label of
+/// `msgengine_leases_lost_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostAt {
+    /// An outcome written under a lease the node no longer held: dropped.
+    Outcome,
+    /// A job whose lease was lost or past its usable end before its attempt
+    /// started: dropped without an attempt.
+    Attempt,
+}
+
+impl LostAt {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LostAt::Outcome => "outcome",
+            LostAt::Attempt => "attempt",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    token: i64,
+    usable_until: Instant,
+}
+
+/// The leases this node holds (see the module docs).
+pub struct HeldLeases {
+    owner: Uuid,
+    lease_for: Duration,
+    margin: Duration,
+    held: DashMap<Uuid, Held>,
+    lost: AtomicU64,
+    /// Test hook: renewals are skipped while set.
+    paused: AtomicBool,
+}
+
+impl std::fmt::Debug for HeldLeases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldLeases")
+            .field("owner", &self.owner)
+            .field("held", &self.held.len())
+            .finish()
+    }
+}
+
+/// Most leases renewed in one statement.
+const RENEW_CHUNK: usize = 5_000;
+
+impl HeldLeases {
+    /// The registry of `owner`'s leases, each lasting `lease_for`.
+    pub fn new(owner: Uuid, lease_for: Duration) -> Self {
+        Self {
+            owner,
+            lease_for,
+            margin: lease_for / 3,
+            held: DashMap::new(),
+            lost: AtomicU64::new(0),
+            paused: AtomicBool::new(false),
+        }
+    }
+
+    /// The fence of this node's lease with `token`.
+    pub fn fence(&self, token: i64) -> LeaseFence {
+        LeaseFence {
+            owner: self.owner,
+            token,
+        }
+    }
+
+    /// Records a lease this node took, lasting until `lease_until`.
+    pub fn hold(&self, id: Uuid, token: i64, lease_until: DateTime<Utc>) {
+        let usable_until = self.usable_until(lease_until);
+        self.held.insert(
+            id,
+            Held {
+                token,
+                usable_until,
+            },
+        );
+    }
+
+    /// Whether the lease `(id, token)` is held and far enough from its end
+    /// to start an attempt under it.
+    pub fn is_usable(&self, id: Uuid, token: i64) -> bool {
+        self.held
+            .get(&id)
+            .is_some_and(|h| h.token == token && h.usable_until > Instant::now())
+    }
+
+    /// Leases held now.
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Whether no lease is held.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// Leases lost since start (stale outcomes dropped, jobs dropped before
+    /// their attempt).
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` lost leases.
+    pub fn record_lost(&self, at: LostAt, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.lost.fetch_add(n, Ordering::Relaxed);
+        crate::metrics::record_lease_lost(at.as_str(), n);
+    }
+
+    /// Forgets the lease of a job this node drops without writing anything.
+    pub fn forget(&self, id: Uuid, token: i64) {
+        self.held.remove_if(&id, |_, h| h.token == token);
+    }
+
+    /// After a batch of outcomes was written (`written` of them applied):
+    /// counts the stale ones and forgets the leases the batch released.
+    pub fn after_write(&self, rows: &[OutcomeRow], written: u64) {
+        let stale = (rows.len() as u64).saturating_sub(written);
+        if stale > 0 {
+            tracing::warn!(
+                stale,
+                "outcomes written under a lost lease were dropped (another claim owns those messages)"
+            );
+            self.record_lost(LostAt::Outcome, stale);
+        }
+        for row in rows {
+            if let (true, Some(fence)) = (row.release_lease, row.fence) {
+                if fence.owner == self.owner {
+                    self.forget(row.id, fence.token);
+                }
+            }
+        }
+    }
+
+    /// Test hook: stop (or resume) renewing leases.
+    pub fn pause_renewal(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+    }
+
+    fn usable_until(&self, lease_until: DateTime<Utc>) -> Instant {
+        let left = (lease_until - Utc::now()).to_std().unwrap_or_default();
+        let now = Instant::now();
+        (now + left).checked_sub(self.margin).unwrap_or(now)
+    }
+
+    /// Renews every held lease once; returns (renewed, lost).
+    pub async fn renew(
+        &self,
+        pool: &Pool,
+    ) -> Result<(usize, usize), msgengine_storage::StoreError> {
+        let snapshot: Vec<(Uuid, i64)> = self.held.iter().map(|e| (*e.key(), e.token)).collect();
+        let (mut renewed, mut lost) = (0, 0);
+        for chunk in snapshot.chunks(RENEW_CHUNK) {
+            let lease_until =
+                Utc::now() + chrono::Duration::from_std(self.lease_for).unwrap_or_default();
+            let waited = Instant::now();
+            let client = pool.get().await?;
+            crate::metrics::record_pool_wait(waited.elapsed());
+            let ids = messages::renew_held(&client, self.owner, chunk, lease_until).await?;
+            drop(client);
+            let ids: std::collections::HashSet<Uuid> = ids.into_iter().collect();
+            let usable_until = self.usable_until(lease_until);
+            for (id, token) in chunk {
+                if ids.contains(id) {
+                    renewed += 1;
+                    if let Some(mut h) = self.held.get_mut(id) {
+                        if h.token == *token {
+                            h.usable_until = usable_until;
+                        }
+                    }
+                } else {
+                    // Released (its outcome is being written) or lost: either
+                    // way nothing may be started under it any more.
+                    lost += 1;
+                    self.forget(*id, *token);
+                }
+            }
+        }
+        Ok((renewed, lost))
+    }
+}
+
+/// Renews this node's leases every lease/3 until `stop` is set.
+pub async fn run_renewal(leases: Arc<HeldLeases>, pool: Pool, stop: Arc<AtomicBool>) {
+    let every = (leases.lease_for / 3).max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        if leases.paused.load(Ordering::Relaxed) || leases.is_empty() {
+            continue;
+        }
+        match leases.renew(&pool).await {
+            Ok((_, 0)) => {}
+            Ok((renewed, lost)) => {
+                tracing::debug!(renewed, lost, "leases renewed; some were no longer held")
+            }
+            Err(e) => tracing::error!(error = %e, "lease renewal failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_usable_until_a_margin_before_its_end_and_only_under_its_token() {
+        let leases = HeldLeases::new(Uuid::new_v4(), Duration::from_secs(60));
+        let id = Uuid::new_v4();
+        leases.hold(id, 7, Utc::now() + chrono::Duration::seconds(60));
+        assert!(leases.is_usable(id, 7));
+        assert!(!leases.is_usable(id, 8), "another claim's token");
+        // 10 s left is inside the 20 s margin: no new attempt under it.
+        leases.hold(id, 7, Utc::now() + chrono::Duration::seconds(10));
+        assert!(!leases.is_usable(id, 7));
+    }
+
+    #[test]
+    fn a_late_release_of_an_old_lease_keeps_the_newer_claim() {
+        let owner = Uuid::new_v4();
+        let leases = HeldLeases::new(owner, Duration::from_secs(60));
+        let id = Uuid::new_v4();
+        let until = Utc::now() + chrono::Duration::seconds(60);
+        leases.hold(id, 1, until);
+        leases.hold(id, 2, until);
+        leases.forget(id, 1);
+        assert!(leases.is_usable(id, 2));
+        let release = OutcomeRow {
+            id,
+            state: msgengine_domain::message::MessageState::Sent,
+            events: serde_json::json!([]),
+            attempts: serde_json::json!([]),
+            attempt_delta: 0,
+            provider_id: None,
+            provider_message_id: None,
+            next_attempt_at: None,
+            release_lease: true,
+            fence: Some(leases.fence(2)),
+        };
+        leases.after_write(std::slice::from_ref(&release), 0);
+        assert!(leases.is_empty());
+        assert_eq!(leases.lost(), 1, "the stale outcome is counted");
+    }
+}
