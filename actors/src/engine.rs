@@ -80,6 +80,8 @@ pub struct Engine {
     system: System,
     db: Arc<DbRuntime>,
     webhooks: crate::inbound::WebhookWriter,
+    /// The shared writers' health, for readiness.
+    writers: Vec<crate::bulkhead::WriterHealth>,
 }
 
 impl Engine {
@@ -184,13 +186,14 @@ impl Engine {
             shared.config.queue_poll,
             stop.clone(),
         );
-        crate::outbound::start(
+        let outbound = crate::outbound::start(
             db.handle(),
             shared.pool.clone(),
             shared.ring.clone(),
             shared.config.webhook_targets(),
             stop.clone(),
         );
+        let writers = vec![shared.writer.health(), webhooks.health(), outbound];
         Engine {
             shared,
             committer,
@@ -201,6 +204,7 @@ impl Engine {
             system: System::current(),
             db,
             webhooks,
+            writers,
         }
     }
 
@@ -350,6 +354,15 @@ impl Engine {
             .await,
             Ok(Ok(()))
         )
+    }
+
+    /// Each shared writer (`status`, `webhook`, `outbound`) and, while it
+    /// cannot write and waits to try again, how long it has been failing.
+    pub fn writer_health(&self) -> Vec<(&'static str, Option<Duration>)> {
+        self.writers
+            .iter()
+            .map(|w| (w.writer(), w.failing_for()))
+            .collect()
     }
 
     async fn replay(

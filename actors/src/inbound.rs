@@ -12,10 +12,19 @@
 //!
 //! The queue is bounded. A webhook that cannot be queued within its wait is
 //! refused as [`IngestError::Busy`] (the route answers 503 with
-//! `Retry-After`; providers retry). A failed group is retried: a deadlock or
-//! serialization failure as a whole (a few times), any other error job by
-//! job, so one bad webhook fails alone.
+//! `Retry-After`; providers retry). A group is a bulkhead
+//! ([`crate::bulkhead`]): when the database refuses it for a reason tied to
+//! its data it is split in halves until the bad webhooks stand alone, and
+//! only those are refused ([`IngestError::Rejected`], a 422: the provider's
+//! retry could not succeed either); a deadlock or another passing error is
+//! tried again as a whole a few times first. When the database cannot be
+//! reached the group's webhooks are answered [`IngestError::Unavailable`]
+//! (503 with `Retry-After`), the writer reports itself failing
+//! ([`WriterHealth`]) and its worker waits, probing the database with a
+//! capped backoff, before it takes the next group. Nothing is retried
+//! without end: a provider's own retries bring a refused webhook back.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,15 +35,21 @@ use msgengine_storage::repo::webhook_events::{self, EventRow, IngestJob, Ingeste
 use msgengine_storage::StoreError;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+use crate::bulkhead::{classify, pool_unavailable, Backoff, Fault, Reporter, WriterHealth};
+
 /// Why a webhook was not written.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// The queue stayed full for the whole wait.
     #[error("too many webhooks are being written")]
     Busy,
-    /// The store refused the write.
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    /// The database cannot take the write now; the same webhook may succeed later.
+    #[error("the webhook could not be written now: {0}")]
+    Unavailable(String),
+    /// The database refused this webhook's own data: it fails alone and would
+    /// fail again.
+    #[error("the webhook's events cannot be stored: {0}")]
+    Rejected(#[source] StoreError),
 }
 
 /// One webhook: its events and the suppressions they ask for (normalised
@@ -44,7 +59,7 @@ pub struct WebhookJob {
     pub provider: ProviderId,
     pub events: Vec<EventRow>,
     pub suppress: Vec<(String, String)>,
-    reply: oneshot::Sender<Result<Ingested, StoreError>>,
+    reply: oneshot::Sender<Result<Ingested, IngestError>>,
 }
 
 /// Settings of the webhook writer.
@@ -72,6 +87,7 @@ impl Default for WebhookWriterSettings {
 #[derive(Clone)]
 pub struct WebhookWriter {
     tx: mpsc::Sender<WebhookJob>,
+    health: WriterHealth,
 }
 
 impl WebhookWriter {
@@ -83,6 +99,7 @@ impl WebhookWriter {
     ) -> Self {
         let (tx, rx) = mpsc::channel::<WebhookJob>(settings.queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
+        let health = WriterHealth::new("webhook");
         for _ in 0..settings.workers.max(1) {
             runtime.spawn(
                 Worker {
@@ -90,10 +107,15 @@ impl WebhookWriter {
                     rx: rx.clone(),
                     max_events: settings.max_events.max(1),
                 }
-                .run(),
+                .run(health.reporter()),
             );
         }
-        Self { tx }
+        Self { tx, health }
+    }
+
+    /// Whether the writer is failing (its last write found the database unavailable).
+    pub fn health(&self) -> WriterHealth {
+        self.health.clone()
     }
 
     /// Writes one webhook's events durably with other webhooks', waiting at
@@ -118,12 +140,12 @@ impl WebhookWriter {
             suppress,
             reply,
         });
-        Ok(answer.await.map_err(|_| stopped())??)
+        answer.await.map_err(|_| stopped())?
     }
 }
 
-fn stopped() -> StoreError {
-    StoreError::Unavailable("the webhook writer has stopped".into())
+fn stopped() -> IngestError {
+    IngestError::Unavailable("the webhook writer has stopped".into())
 }
 
 struct Worker {
@@ -132,13 +154,23 @@ struct Worker {
     max_events: usize,
 }
 
-/// Attempts at a group that meets a deadlock or serialization failure.
-const CONFLICT_ATTEMPTS: usize = 3;
+/// Tries of a group (or part) that fails for a passing reason (a deadlock,
+/// a serialization failure) before it is split as if its data were at fault.
+const CONFLICT_ATTEMPTS: u32 = 3;
 
 impl Worker {
-    async fn run(self) {
+    async fn run(self, mut reporter: Reporter) {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         while let Some(group) = self.gather().await {
-            self.write(group).await;
+            self.write(group, &mut reporter).await;
+            // The database was unavailable: wait for it before the next group.
+            while reporter.is_failing() {
+                tokio::time::sleep(backoff.next_wait()).await;
+                if self.probe().await {
+                    reporter.succeeded();
+                }
+            }
+            backoff.reset();
         }
     }
 
@@ -146,54 +178,75 @@ impl Worker {
         crate::commit::gather(&self.rx, self.max_events, |job| job.events.len()).await
     }
 
-    async fn write(&self, group: Vec<WebhookJob>) {
+    /// Whether the database answers.
+    async fn probe(&self) -> bool {
+        match self.pool.get().await {
+            Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Writes a group, splitting it when the database refuses its data, and
+    /// answers every webhook of it.
+    async fn write(&self, group: Vec<WebhookJob>, reporter: &mut Reporter) {
         let started = Instant::now();
-        let mut attempt = 1;
-        let result = loop {
-            match self.write_group(&group).await {
-                Err(e) if is_conflict(&e) && attempt < CONFLICT_ATTEMPTS => {
-                    tracing::debug!(error = %e, attempt, "webhook group conflicted; retrying");
-                    attempt += 1;
-                }
-                other => break other,
-            }
-        };
-        match result {
-            Ok(done) => {
-                let events = group.iter().map(|j| j.events.len()).sum();
-                crate::metrics::record_batch("webhook", events, started.elapsed());
-                for (job, done) in group.into_iter().zip(done) {
-                    let _ = job.reply.send(Ok(done));
-                }
-            }
-            Err(e) if group.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
-                // Some webhook in the group may be at fault: each alone.
-                tracing::warn!(error = %e, webhooks = group.len(), "webhook group failed; writing one by one");
-                for job in group {
-                    let one = std::slice::from_ref(&job);
-                    let result = self
-                        .write_group(one)
-                        .await
-                        .map(|mut d| d.pop().unwrap_or_default());
-                    if let Err(e) = &result {
-                        tracing::error!(error = %e, provider = %job.provider.0, "webhook not written");
+        let mut answers: Vec<Option<Result<Ingested, IngestError>>> =
+            group.iter().map(|_| None).collect();
+        let mut work: Vec<(Range<usize>, u32)> = vec![(0..group.len(), 1)];
+        while let Some((range, tries)) = work.pop() {
+            let part = &group[range.clone()];
+            let error = match self.write_group(part).await {
+                Ok(done) => {
+                    reporter.succeeded();
+                    for (i, done) in range.zip(done) {
+                        answers[i] = Some(Ok(done));
                     }
-                    let _ = job.reply.send(result);
+                    continue;
+                }
+                Err(e) => e,
+            };
+            match classify(&error) {
+                Fault::Other if tries < CONFLICT_ATTEMPTS => {
+                    tracing::debug!(error = %error, tries, "webhook group failed; trying again");
+                    work.push((range, tries + 1));
+                }
+                Fault::Data | Fault::Other if part.len() > 1 => {
+                    tracing::warn!(error = %error, webhooks = part.len(), "webhook group refused; splitting it");
+                    let mid = range.start + part.len() / 2;
+                    work.push((mid..range.end, 1));
+                    work.push((range.start..mid, 1));
+                }
+                Fault::Data => {
+                    let job = &part[0];
+                    tracing::warn!(error = %error, provider = %job.provider.0, organization = %job.org.0,
+                        "webhook refused by the database");
+                    crate::metrics::record_storage_rejected("webhook", "refused", 1);
+                    answers[range.start] = Some(Err(IngestError::Rejected(error)));
+                }
+                Fault::Unavailable | Fault::Other => {
+                    // The store, not the data: the rest of the group waits
+                    // for the providers' retries too.
+                    tracing::error!(error = %error, webhooks = group.len(), "webhooks not written");
+                    reporter.failed();
+                    let text = error.to_string();
+                    let rest = std::iter::once(range).chain(work.drain(..).map(|(r, _)| r));
+                    for i in rest.flatten() {
+                        answers[i] = Some(Err(IngestError::Unavailable(text.clone())));
+                    }
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, webhooks = group.len(), "webhook group not written");
-                let text = e.to_string();
-                for job in group {
-                    let _ = job.reply.send(Err(StoreError::Unavailable(text.clone())));
-                }
-            }
+        }
+        let events = group.iter().map(|j| j.events.len()).sum();
+        crate::metrics::record_batch("webhook", events, started.elapsed());
+        for (job, answer) in group.into_iter().zip(answers) {
+            let answer = answer.unwrap_or_else(|| Err(IngestError::Unavailable("not written".into())));
+            let _ = job.reply.send(answer);
         }
     }
 
     async fn write_group(&self, group: &[WebhookJob]) -> Result<Vec<Ingested>, StoreError> {
         let waited = Instant::now();
-        let mut client = self.pool.get().await?;
+        let mut client = self.pool.get().await.map_err(pool_unavailable)?;
         crate::metrics::record_pool_wait(waited.elapsed());
         let tx = client.transaction().await?;
         let jobs: Vec<IngestJob<'_>> = group
@@ -213,17 +266,5 @@ impl Worker {
         }
         tx.commit().await?;
         Ok(done)
-    }
-}
-
-/// A deadlock or serialization failure: the same group may well succeed again.
-fn is_conflict(e: &StoreError) -> bool {
-    use msgengine_storage::driver::tokio_postgres::error::SqlState;
-    match e {
-        StoreError::Query(q) => matches!(
-            q.code(),
-            Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
-        ),
-        _ => false,
     }
 }

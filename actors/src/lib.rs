@@ -19,9 +19,11 @@
 //! - [`orgs::ActiveOrgs`]: which organizations may send.
 //! - [`gauges`]: the queue and pool gauges, sampled on a timer.
 //! - [`metrics`]: metric names and the handles the hot paths record through.
+//! - [`bulkhead`]: store-fault classification, backoff and writer health.
 //!
 //! [`Engine`] ties them together for the HTTP edge.
 
+pub mod bulkhead;
 pub mod commit;
 pub mod dbrt;
 pub mod dispatch;

@@ -55,6 +55,8 @@ pub const WEBHOOKS_RECEIVED: &str = "msgengine_webhooks_received_total";
 pub const WEBHOOKS_REJECTED: &str = "msgengine_webhooks_rejected_total";
 pub const WEBHOOK_EVENTS: &str = "msgengine_webhook_events_total";
 pub const OUTBOUND_WEBHOOKS: &str = "msgengine_outbound_webhooks_total";
+pub const WRITER_FAILING: &str = "msgengine_writer_failing";
+pub const STORAGE_REJECTED: &str = "msgengine_storage_rejected_total";
 pub const ACTOR_RESTARTS: &str = "msgengine_actor_restarts_total";
 pub const LEASES_LOST: &str = "msgengine_leases_lost_total";
 pub const BUILD_INFO: &str = "msgengine_build_info";
@@ -200,6 +202,35 @@ pub fn register_static_series() {
     for stage in ["outcome", "attempt"] {
         counter!(LEASES_LOST, "stage" => stage).increment(0);
     }
+    for writer in FAILING_WRITERS {
+        gauge!(WRITER_FAILING, "writer" => *writer).increment(0.0);
+    }
+    for (writer, result) in STORAGE_REJECTED_SERIES {
+        counter!(STORAGE_REJECTED, "writer" => *writer, "result" => *result).increment(0);
+    }
+}
+
+/// Writers whose failing state is reported (`msgengine_writer_failing`).
+pub const FAILING_WRITERS: &[&str] = &["status", "webhook", "outbound"];
+
+/// The `(writer, result)` pairs of `msgengine_storage_rejected_total`.
+pub const STORAGE_REJECTED_SERIES: &[(&str, &str)] = &[
+    ("status", "failed"),
+    ("status", "dropped"),
+    ("webhook", "refused"),
+    ("outbound", "dropped"),
+];
+
+/// Sets whether a shared writer is failing (waiting to try a write again).
+pub fn record_writer_failing(writer: &'static str, failing: bool) {
+    gauge!(WRITER_FAILING, "writer" => writer).set(if failing { 1.0 } else { 0.0 });
+}
+
+/// Counts rows the database refused for a reason tied to their data:
+/// `failed` (the message ended `failed` with `storage_rejected`), `refused`
+/// (a webhook answered 422), `dropped` (not even that could be written).
+pub fn record_storage_rejected(writer: &'static str, result: &'static str, n: u64) {
+    counter!(STORAGE_REJECTED, "writer" => writer, "result" => result).increment(n);
 }
 
 /// The kind of a metric, for [`CATALOG`].
@@ -360,6 +391,16 @@ pub const CATALOG: &[(&str, Kind, &str)] = &[
         OUTBOUND_WEBHOOKS,
         Kind::Counter,
         "Deliveries to organizations' webhook endpoints, by result.",
+    ),
+    (
+        WRITER_FAILING,
+        Kind::Gauge,
+        "1 while a shared writer cannot write and waits to try again, else 0.",
+    ),
+    (
+        STORAGE_REJECTED,
+        Kind::Counter,
+        "Rows the database refused for a reason tied to their data, by writer and result.",
     ),
     (ACTOR_RESTARTS, Kind::Counter, "Supervised actor restarts."),
     (

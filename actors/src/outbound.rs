@@ -9,8 +9,18 @@
 //! and records the result: 2xx delivered; anything else retried with
 //! exponential backoff and jitter (10 s doubling to 1 h) until
 //! [`MAX_ATTEMPTS`] or [`MAX_AGE`], then failed with the last error.
-//! Concurrency is bounded overall and per endpoint, so one slow receiver
-//! cannot hold every slot.
+//!
+//! Fairness between organizations: concurrency is bounded overall
+//! ([`MAX_IN_FLIGHT`]) and per endpoint ([`PER_ENDPOINT`]), and the claim
+//! itself takes at most an endpoint's free room of its rows (endpoints
+//! visited in random order), skipping endpoints at their cap, disabled
+//! endpoints and inactive organizations. A delivery only starts once both
+//! its slots are held, so nothing waits for an endpoint while holding a
+//! slot another endpoint could use: a slow receiver holds its own
+//! [`PER_ENDPOINT`] slots and no more. Deliveries of a disabled endpoint (or
+//! organization) stay queued, unclaimed, and go out when it is enabled
+//! again, unless they are older than [`MAX_AGE`] by then: a sweep fails
+//! those every [`EXPIRE_EVERY`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,12 +30,13 @@ use dashmap::DashMap;
 use hmac::{Hmac, Mac};
 use msgengine_storage::crypto::KeyRing;
 use msgengine_storage::driver::deadpool_postgres::Pool;
-use msgengine_storage::repo::org_webhooks::{self, ClaimedDelivery};
+use msgengine_storage::repo::org_webhooks::{self, ClaimLimits, ClaimedDelivery};
 use rand::Rng;
 use sha2::Sha256;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+use crate::bulkhead::{Backoff, Reporter, WriterHealth};
 use crate::runtime::reqwest_client::Client;
 
 /// Attempts before a delivery is given up (≈ 24 h with the backoff below).
@@ -37,11 +48,15 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a claim holds a row before another node may retry it.
 const LEASE_SECS: f64 = 60.0;
 /// Deliveries in flight at once on this node.
-const MAX_IN_FLIGHT: usize = 32;
+pub const MAX_IN_FLIGHT: usize = 32;
 /// Deliveries in flight at once per endpoint.
-const PER_ENDPOINT: usize = 4;
+pub const PER_ENDPOINT: usize = 4;
 /// How often the queue is polled when idle.
 const POLL: Duration = Duration::from_millis(250);
+/// How often deliveries older than [`MAX_AGE`] are expired.
+pub const EXPIRE_EVERY: Duration = Duration::from_secs(60);
+/// Most deliveries one expiry sweep fails.
+const EXPIRE_BATCH: i64 = 10_000;
 
 /// The signature header's value for `body` sent at unix time `t`.
 pub fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {
@@ -108,19 +123,29 @@ impl Targets {
     }
 }
 
-/// Starts the delivery loop on `runtime`; it ends when `stop` is set.
+/// Starts the delivery loop on `runtime`; it ends when `stop` is set. The
+/// returned health says whether it can reach the queue.
 pub fn start(
     runtime: &tokio::runtime::Handle,
     pool: Pool,
     ring: Arc<KeyRing>,
     targets: Targets,
     stop: Arc<AtomicBool>,
-) {
+) -> WriterHealth {
     let http = Delivery {
         client: targets.client(REQUEST_TIMEOUT),
         targets,
     };
-    runtime.spawn(run(pool, ring, http, stop));
+    let health = WriterHealth::new("outbound");
+    let worker = Worker {
+        pool,
+        ring,
+        http,
+        slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        endpoints: Arc::new(DashMap::new()),
+    };
+    runtime.spawn(worker.run(stop, health.reporter()));
+    health
 }
 
 /// The client and the address policy it enforces.
@@ -130,47 +155,114 @@ struct Delivery {
     targets: Targets,
 }
 
-async fn run(pool: Pool, ring: Arc<KeyRing>, http: Delivery, stop: Arc<AtomicBool>) {
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let endpoints: Arc<DashMap<Uuid, Arc<Semaphore>>> = Arc::new(DashMap::new());
-    while !stop.load(Ordering::Relaxed) {
-        let free = slots.available_permits() as i64;
-        let claimed = if free == 0 {
-            Vec::new()
-        } else {
-            match pool.get().await {
-                Ok(client) => org_webhooks::claim_due(&client, &ring, free, LEASE_SECS)
-                    .await
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "webhook delivery claim failed");
-                        Vec::new()
-                    }),
+/// The delivery loop's state: the node's slots and each endpoint's.
+struct Worker {
+    pool: Pool,
+    ring: Arc<KeyRing>,
+    http: Delivery,
+    slots: Arc<Semaphore>,
+    endpoints: Arc<DashMap<Uuid, Arc<Semaphore>>>,
+}
+
+impl Worker {
+    async fn run(self, stop: Arc<AtomicBool>, mut reporter: Reporter) {
+        let mut backoff = Backoff::new(POLL, Duration::from_secs(5));
+        let mut last_expiry: Option<tokio::time::Instant> = None;
+        while !stop.load(Ordering::Relaxed) {
+            if last_expiry.is_none_or(|at| at.elapsed() >= EXPIRE_EVERY) {
+                last_expiry = Some(tokio::time::Instant::now());
+                self.expire().await;
+            }
+            let claimed = match self.claim().await {
+                Ok(claimed) => {
+                    reporter.succeeded();
+                    backoff.reset();
+                    claimed
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "webhook delivery claim: no connection");
-                    Vec::new()
+                    tracing::warn!(error = %e, "webhook delivery claim failed");
+                    reporter.failed();
+                    tokio::time::sleep(backoff.next_wait()).await;
+                    continue;
+                }
+            };
+            if claimed.is_empty() {
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+            for delivery in claimed {
+                self.start_delivery(delivery).await;
+            }
+        }
+    }
+
+    /// Claims as many due deliveries as there are free slots, each endpoint
+    /// limited to its own free slots.
+    async fn claim(&self) -> Result<Vec<ClaimedDelivery>, msgengine_storage::StoreError> {
+        let free = self.slots.available_permits() as i64;
+        if free == 0 {
+            return Ok(Vec::new());
+        }
+        let room: Vec<(Uuid, i64)> = self
+            .endpoints
+            .iter()
+            .filter(|e| e.value().available_permits() < PER_ENDPOINT)
+            .map(|e| (*e.key(), e.value().available_permits() as i64))
+            .collect();
+        let client = self.pool.get().await?;
+        let limits = ClaimLimits {
+            total: free,
+            per_endpoint: PER_ENDPOINT as i64,
+            endpoint_room: &room,
+        };
+        org_webhooks::claim_due(&client, &self.ring, limits, LEASE_SECS).await
+    }
+
+    /// Starts one claimed delivery with its two slots taken now. The claim
+    /// took no more than the free slots and this loop is the only one taking
+    /// them, so both are free; if not, the row goes back untried.
+    async fn start_delivery(&self, delivery: ClaimedDelivery) {
+        let per_endpoint = self
+            .endpoints
+            .entry(delivery.endpoint_id)
+            .or_insert_with(|| Arc::new(Semaphore::new(PER_ENDPOINT)))
+            .clone();
+        let (Ok(slot), Ok(turn)) = (
+            self.slots.clone().try_acquire_owned(),
+            per_endpoint.try_acquire_owned(),
+        ) else {
+            tracing::warn!(delivery = %delivery.id, "claimed past the free slots; giving it back");
+            if let Ok(client) = self.pool.get().await {
+                if let Err(e) = org_webhooks::release(&client, delivery.id).await {
+                    tracing::warn!(delivery = %delivery.id, error = %e, "giving a delivery back failed; its lease will");
                 }
             }
+            return;
         };
-        if claimed.is_empty() {
-            tokio::time::sleep(POLL).await;
-            continue;
-        }
-        for delivery in claimed {
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let per_endpoint = endpoints
-                .entry(delivery.endpoint_id)
-                .or_insert_with(|| Arc::new(Semaphore::new(PER_ENDPOINT)))
-                .clone();
-            let (pool, http) = (pool.clone(), http.clone());
-            tokio::spawn(async move {
-                let _slot = slot;
-                let Ok(_turn) = per_endpoint.acquire_owned().await else {
-                    return;
-                };
-                deliver(&pool, &http, delivery).await;
-            });
+        let (pool, http) = (self.pool.clone(), self.http.clone());
+        tokio::spawn(async move {
+            let _held = (slot, turn);
+            deliver(&pool, &http, delivery).await;
+        });
+    }
+
+    /// Fails deliveries older than [`MAX_AGE`], and forgets idle endpoints.
+    async fn expire(&self) {
+        self.endpoints
+            .retain(|_, slots| slots.available_permits() < PER_ENDPOINT);
+        let before = chrono::Utc::now() - chrono::Duration::from_std(MAX_AGE).unwrap_or_default();
+        let result = match self.pool.get().await {
+            Ok(client) => org_webhooks::expire(&client, before, EXPIRE_BATCH).await,
+            Err(e) => Err(e.into()),
+        };
+        match result {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(expired = n, "webhook deliveries expired");
+                metrics::counter!(crate::metrics::OUTBOUND_WEBHOOKS, "result" => "failed")
+                    .increment(n);
+            }
+            Err(e) => tracing::warn!(error = %e, "webhook delivery expiry failed"),
         }
     }
 }

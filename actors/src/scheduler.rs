@@ -126,24 +126,35 @@ pub fn is_expired(
 /// (a provider's webhook can overtake our own write of its message id).
 const UNMATCHED_EVERY: Duration = Duration::from_secs(2);
 
+/// One round of late matching: per organization (a quota each, so one
+/// tenant's unmatched events cannot hide another's), bounded in all, and
+/// closing events unmatched for an hour (a webhook overtakes our own write
+/// by milliseconds to seconds, not hours).
+const LATE_LIMITS: msgengine_storage::repo::webhook_events::LateLimits =
+    msgengine_storage::repo::webhook_events::LateLimits {
+        window: chrono::Duration::hours(1),
+        per_org: 200,
+        total: 5_000,
+    };
+
 /// Applies webhook events whose message has become known.
 async fn retry_unmatched(shared: &Arc<Shared>) {
     let result = async {
         let mut client = shared.pool.get().await?;
         let tx = client.transaction().await?;
-        let n = msgengine_storage::repo::webhook_events::retry_unmatched(
-            &tx,
-            chrono::Duration::days(7),
-            1000,
-        )
-        .await?;
+        let round =
+            msgengine_storage::repo::webhook_events::retry_unmatched(&tx, LATE_LIMITS).await?;
         tx.commit().await?;
-        Ok::<usize, msgengine_storage::StoreError>(n)
+        Ok::<_, msgengine_storage::StoreError>(round)
     }
     .await;
     match result {
-        Ok(0) => {}
-        Ok(n) => tracing::debug!(applied = n, "late provider events matched"),
+        Ok(round) if round.applied == 0 && round.closed == 0 => {}
+        Ok(round) => tracing::debug!(
+            applied = round.applied,
+            closed = round.closed,
+            "late provider events matched or closed"
+        ),
         Err(e) => tracing::warn!(error = %e, "matching late provider events failed"),
     }
 }

@@ -4,26 +4,40 @@
 //! Outcomes are sharded by message id over a few writer tasks, so two
 //! concurrent batches never touch the same row (no lock waits between them).
 //! Several outcomes for one message in a batch are merged first (events and
-//! attempts concatenated in order). A failed write is retried until it
-//! succeeds: an outcome is never dropped while the process lives; if it dies,
-//! the lease expires and the message is sent again (with the same
-//! idempotency key).
+//! attempts concatenated in order).
 //!
 //! Outcomes are fenced by the lease they were produced under: a stale one
 //! (its lease lost to another claim) is not applied, and is counted; once a
-//! batch is written, the leases it released are forgotten by
+//! part of a batch is written, the leases it released are forgotten by
 //! [`crate::lease::HeldLeases`] (so an outcome waiting here keeps its lease).
+//!
+//! Many organizations share every batch, so a batch is a bulkhead
+//! ([`crate::bulkhead`]): when the database refuses it for a reason tied to
+//! its rows, it is split in halves until the bad rows stand alone; each of
+//! those is replaced by a minimal outcome (state `failed`, one event with
+//! reason `storage_rejected: …`, no provider text, lease released) and, if
+//! even that is refused, logged and counted and left to the lease. When the
+//! database cannot be reached, the same batch waits (capped backoff) and is
+//! tried again: an outcome is never dropped for that while the process
+//! lives, and the writer reports itself failing ([`WriterHealth`], shown by
+//! `/readyz` and `msgengine_writer_failing`). No batch is retried forever
+//! for its data. The happy path is one transaction per batch, as before.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::ops::Range;
 use std::time::Duration;
 
+use msgengine_domain::message::{MessageEvent, MessageState};
 use msgengine_storage::driver::deadpool_postgres::Pool;
 use msgengine_storage::repo::messages::{self, OutcomeRow};
 use msgengine_storage::repo::org_webhooks;
+use msgengine_storage::StoreError;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use uuid::Uuid;
+
+use crate::bulkhead::{classify, pool_unavailable, Backoff, Fault, Reporter, WriterHealth};
 
 /// Settings of the writer.
 #[derive(Debug, Clone)]
@@ -36,33 +50,42 @@ pub struct WriterSettings {
     pub leases: std::sync::Arc<crate::lease::HeldLeases>,
 }
 
+/// The reason recorded on a message whose outcome the database refused.
+pub const STORAGE_REJECTED_REASON: &str =
+    "storage_rejected: the database refused this outcome; its provider details were not stored";
+
 /// Handle to submit outcomes.
 #[derive(Clone)]
 pub struct OutcomeWriter {
     shards: Vec<mpsc::Sender<OutcomeRow>>,
     pending: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    health: WriterHealth,
 }
 
 impl OutcomeWriter {
     /// Starts the writer tasks on `runtime`.
     pub fn start(runtime: &tokio::runtime::Handle, pool: Pool, settings: WriterSettings) -> Self {
         let pending = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let health = WriterHealth::new("status");
         let shards = (0..settings.shards.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(65_536);
-                runtime.spawn(run_shard(
-                    pool.clone(),
-                    rx,
-                    settings.max_batch,
-                    pending.clone(),
-                    settings.leases.clone(),
-                ));
+                let store = BatchStore::new(pool.clone(), health.reporter(), settings.leases.clone());
+                runtime.spawn(run_shard(store, rx, settings.max_batch, pending.clone()));
                 tx
             })
             .collect();
-        Self { shards, pending }
+        Self {
+            shards,
+            pending,
+            health,
+        }
     }
 
+    /// Whether the writer is failing (waiting to try a batch again).
+    pub fn health(&self) -> WriterHealth {
+        self.health.clone()
+    }
     /// Queues an outcome; waits only when the writer is far behind (backpressure).
     pub async fn submit(&self, row: OutcomeRow) {
         let shard = shard_of(row.id, self.shards.len());
@@ -118,14 +141,12 @@ fn shard_of(id: Uuid, shards: usize) -> usize {
 }
 
 async fn run_shard(
-    pool: Pool,
+    mut store: BatchStore,
     mut rx: mpsc::Receiver<OutcomeRow>,
     max_batch: usize,
     pending: std::sync::Arc<std::sync::atomic::AtomicI64>,
-    leases: std::sync::Arc<crate::lease::HeldLeases>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
-    let mut outbound = OutboundGate::default();
     while let Some(first) = rx.recv().await {
         batch.push(first);
         while batch.len() < max_batch {
@@ -141,31 +162,204 @@ async fn run_shard(
         // row locks in that order, so the two writers do not deadlock (one
         // such deadlock, a second's wait for both, was seen in a load run).
         rows.sort_unstable_by_key(|r| r.id);
-        let mut delay = Duration::from_millis(50);
-        loop {
-            let started = std::time::Instant::now();
-            let result = match pool.get().await {
-                Ok(mut client) => {
-                    crate::metrics::record_pool_wait(started.elapsed());
-                    apply(&mut client, &rows, &mut outbound).await
-                }
-                Err(e) => Err(e.into()),
-            };
-            match result {
+        store.write_all(&rows).await;
+        pending.fetch_sub(taken, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Tries of a part of a batch failing for an [`Fault::Other`] reason before
+/// it is split as if its rows were at fault.
+const OTHER_TRIES: u32 = 3;
+
+/// One shard's connection to the store and its bulkhead state.
+struct BatchStore {
+    leases: std::sync::Arc<crate::lease::HeldLeases>,
+    pool: Pool,
+    outbound: OutboundGate,
+    reporter: Reporter,
+    backoff: Backoff,
+    /// Run the outbound enqueue in a savepoint: set for the rest of a batch
+    /// once the enqueue failed, so statuses commit without it.
+    guard_enqueue: bool,
+}
+
+/// What to do with a part of a batch the store refused.
+enum Verdict {
+    /// Its rows are at fault: split it (or, a single row, reject it).
+    Split,
+    /// The store is: wait and try the same part again.
+    Wait,
+}
+
+impl BatchStore {
+    fn new(
+        pool: Pool,
+        reporter: Reporter,
+        leases: std::sync::Arc<crate::lease::HeldLeases>,
+    ) -> Self {
+        Self {
+            leases,
+            pool,
+            outbound: OutboundGate::default(),
+            reporter,
+            backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(5)),
+            guard_enqueue: false,
+        }
+    }
+
+    /// Writes every row of a batch: all at once when the store takes them;
+    /// otherwise halves, down to single rows, so only refused rows fail.
+    async fn write_all(&mut self, rows: &[OutcomeRow]) {
+        let started = std::time::Instant::now();
+        self.guard_enqueue = false;
+        let mut work: Vec<Range<usize>> = vec![0..rows.len()];
+        let mut other_tries = 0;
+        while let Some(range) = work.pop() {
+            let part = &rows[range.clone()];
+            let error = match self.write(part).await {
                 Ok(written) => {
-                    crate::metrics::record_batch("status", rows.len(), started.elapsed());
-                    leases.after_write(&rows, written);
-                    break;
+                    self.leases.after_write(part, written);
+                    self.succeeded();
+                    other_tries = 0;
+                    continue;
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, rows = rows.len(), "status write failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                Err(e) => e,
+            };
+            let verdict = match classify(&error) {
+                Fault::Data => Verdict::Split,
+                Fault::Unavailable => Verdict::Wait,
+                Fault::Other => {
+                    other_tries += 1;
+                    if other_tries >= OTHER_TRIES {
+                        Verdict::Split
+                    } else {
+                        Verdict::Wait
+                    }
+                }
+            };
+            match verdict {
+                Verdict::Split if part.len() > 1 => {
+                    other_tries = 0;
+                    let mid = range.start + part.len() / 2;
+                    tracing::debug!(error = %error, rows = part.len(), "status batch refused; splitting it");
+                    work.push(mid..range.end);
+                    work.push(range.start..mid);
+                }
+                Verdict::Split if self.reject(&part[0], &error).await => other_tries = 0,
+                _ => {
+                    tracing::error!(error = %error, rows = part.len(), "status write failed; retrying");
+                    self.wait().await;
+                    work.push(range);
                 }
             }
         }
-        pending.fetch_sub(taken, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::record_batch("status", rows.len(), started.elapsed());
     }
+
+    /// Replaces a row the store refused with a minimal failed outcome.
+    /// Returns false when the store refused that too for a reason not tied
+    /// to the row (then the original is tried again later).
+    async fn reject(&mut self, row: &OutcomeRow, cause: &StoreError) -> bool {
+        let safe = storage_rejected(row);
+        match self.write(std::slice::from_ref(&safe)).await {
+            Ok(written) => {
+                self.leases.after_write(std::slice::from_ref(&safe), written);
+                self.succeeded();
+                tracing::warn!(message = %row.id, error = %cause,
+                    "outcome refused by the database; the message is failed as storage_rejected");
+                crate::metrics::record_storage_rejected("status", "failed", 1);
+                true
+            }
+            Err(e) if classify(&e) == Fault::Data => {
+                tracing::error!(message = %row.id, error = %cause, fallback_error = %e,
+                    "outcome refused by the database, and its storage_rejected record too; left to the lease");
+                crate::metrics::record_storage_rejected("status", "dropped", 1);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn succeeded(&mut self) {
+        self.reporter.succeeded();
+        self.backoff.reset();
+    }
+
+    async fn wait(&mut self) {
+        self.reporter.failed();
+        tokio::time::sleep(self.backoff.next_wait()).await;
+    }
+
+    /// Writes `rows` in one transaction; when queuing their outbound events
+    /// failed on its own, once more with that step in a savepoint.
+    async fn write(&mut self, rows: &[OutcomeRow]) -> Result<u64, StoreError> {
+        let guarded = self.guard_enqueue;
+        match self.write_once(rows).await {
+            Err(_) if !guarded && self.guard_enqueue => self.write_once(rows).await,
+            other => other,
+        }
+    }
+
+    /// One transaction: the outcomes and, while some organization has an
+    /// enabled outbound webhook endpoint, their events for those
+    /// organizations (one `INSERT … SELECT`): a status is never written
+    /// without its notifications unless queuing them failed on its own
+    /// (then, in a savepoint, the statuses commit and the notifications are
+    /// counted as dropped). With no endpoint anywhere it is the one `UPDATE`.
+    async fn write_once(&mut self, rows: &[OutcomeRow]) -> Result<u64, StoreError> {
+        let waited = std::time::Instant::now();
+        let mut client = self.pool.get().await.map_err(pool_unavailable)?;
+        crate::metrics::record_pool_wait(waited.elapsed());
+        if !self.outbound.is_open(&client).await {
+            return messages::apply_outcomes(&*client, rows).await;
+        }
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let events: Vec<&Value> = rows.iter().map(|r| &r.events).collect();
+        let mut tx = client.transaction().await?;
+        let written = messages::apply_outcomes(&tx, rows).await?;
+        if self.guard_enqueue {
+            let savepoint = tx.savepoint("outbound_enqueue").await?;
+            match org_webhooks::enqueue_outcomes(&savepoint, &ids, &events).await {
+                Ok(_) => savepoint.commit().await?,
+                Err(e) if classify(&e) == Fault::Unavailable => return Err(e),
+                Err(e) => {
+                    savepoint.rollback().await?;
+                    tracing::error!(error = %e, rows = rows.len(),
+                        "outbound webhook events refused; statuses written without them");
+                    crate::metrics::record_storage_rejected("outbound", "dropped", rows.len() as u64);
+                }
+            }
+        } else if let Err(e) = org_webhooks::enqueue_outcomes(&tx, &ids, &events).await {
+            if classify(&e) != Fault::Unavailable {
+                // Try again with the enqueue in a savepoint: the statuses
+                // must not fail because of their notifications.
+                self.guard_enqueue = true;
+            }
+            return Err(e);
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+}
+
+/// The outcome that replaces one the database refused: `failed`, one event
+/// with a fixed reason (no provider text), no attempts, lease released. The
+/// original's other fields (its id, provider, attempt count, lease fencing)
+/// are kept: they are not text a provider chose.
+pub fn storage_rejected(row: &OutcomeRow) -> OutcomeRow {
+    let mut event =
+        MessageEvent::new(MessageState::Failed, chrono::Utc::now()).with_reason(STORAGE_REJECTED_REASON);
+    if let Some(provider) = row.provider_id {
+        event = event.with_provider(msgengine_domain::ProviderId(provider));
+    }
+    let mut safe = row.clone();
+    safe.state = MessageState::Failed;
+    safe.events = serde_json::to_value([event]).unwrap_or_else(|_| Value::Array(Vec::new()));
+    safe.attempts = Value::Array(Vec::new());
+    safe.provider_message_id = None;
+    safe.next_attempt_at = None;
+    safe.release_lease = true;
+    safe
 }
 
 /// Whether any organization has an enabled outbound webhook endpoint, asked
@@ -193,28 +387,6 @@ impl OutboundGate {
         self.checked = Some((tokio::time::Instant::now(), open));
         open
     }
-}
-
-/// Writes a batch and, while some organization has an enabled outbound
-/// webhook endpoint, queues its events for those organizations (one
-/// `INSERT … SELECT`) in the same transaction: a status is never written
-/// without its notifications, nor a notification without its status. With
-/// no endpoint anywhere it is the one `UPDATE` alone, as before.
-async fn apply(
-    client: &mut msgengine_storage::driver::deadpool_postgres::Object,
-    rows: &[OutcomeRow],
-    outbound: &mut OutboundGate,
-) -> Result<u64, msgengine_storage::StoreError> {
-    if !outbound.is_open(client).await {
-        return messages::apply_outcomes(&*client, rows).await;
-    }
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let events: Vec<&Value> = rows.iter().map(|r| &r.events).collect();
-    let tx = client.transaction().await?;
-    let written = messages::apply_outcomes(&tx, rows).await?;
-    org_webhooks::enqueue_outcomes(&tx, &ids, &events).await?;
-    tx.commit().await?;
-    Ok(written)
 }
 
 /// Merges outcomes of the same message, keeping their order. Outcomes of

@@ -339,7 +339,18 @@ pub async fn receive(
                 "too many webhooks are being written; retry shortly",
             )
             .with_retry_after(1),
-            IngestError::Store(e) => e.into(),
+            IngestError::Unavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the webhook could not be stored now; retry shortly",
+            )
+            .with_retry_after(5),
+            // Its own data cannot be stored: a retry would fail the same way.
+            IngestError::Rejected(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unstorable_webhook",
+                "the webhook carries a value that cannot be stored",
+            ),
         })?;
     count_received(channel, provider_label, &done);
     tracing::debug!(

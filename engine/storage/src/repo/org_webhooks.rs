@@ -7,7 +7,8 @@
 //! `EXISTS` so that, while no organization has an enabled endpoint, it reads
 //! nothing beyond that check. Deliveries are claimed `FOR UPDATE SKIP LOCKED`
 //! with their `next_attempt_at` pushed forward as a lease, so a crashed node's
-//! claims come back by themselves.
+//! claims come back by themselves; a claim visits endpoints fairly (a quota
+//! each, random order) and only enabled endpoints of active organizations.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -263,32 +264,77 @@ pub struct ClaimedDelivery {
     pub created_at: DateTime<Utc>,
 }
 
-/// Claims up to `limit` due deliveries of enabled endpoints, leasing them
-/// for `lease_secs` (their `next_attempt_at` moves forward and `attempts`
-/// counts this try). A row whose secret cannot be opened is failed at once.
+/// How many deliveries one claim may take, overall and per endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimLimits<'a> {
+    /// Most deliveries in all.
+    pub total: i64,
+    /// Most deliveries of one endpoint (when it has none in flight).
+    pub per_endpoint: i64,
+    /// Endpoints with deliveries in flight on this node, and how many more
+    /// each may take now (0: skipped).
+    pub endpoint_room: &'a [(Uuid, i64)],
+}
+
+/// Claims due deliveries of enabled endpoints of active organizations,
+/// fairly: endpoints are visited in random order and each gives at most its
+/// room (`per_endpoint`, or what `endpoint_room` says) of its oldest due
+/// rows, up to `total` in all, so one organization's backlog or slow
+/// endpoint cannot take every slot nor hide the others' rows. The rows are
+/// leased for `lease_secs` (their `next_attempt_at` moves forward and
+/// `attempts` counts this try). Deliveries of a disabled endpoint or an
+/// inactive organization stay queued, unclaimed, until it is enabled again
+/// or they expire ([`expire`]). A row whose secret cannot be opened is
+/// failed at once.
 pub async fn claim_due(
     client: &impl GenericClient,
     ring: &KeyRing,
-    limit: i64,
+    limits: ClaimLimits<'_>,
     lease_secs: f64,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
     let stmt = client
         .prepare_cached(
-            "UPDATE org_webhook_deliveries d
+            "WITH picked AS (
+                 SELECT d.id
+                   FROM (SELECT e.id, COALESCE(r.room, $2) AS room
+                           FROM org_webhook_endpoints e
+                           JOIN organizations o ON o.id = e.organization_id AND o.is_active
+                           LEFT JOIN unnest($3::uuid[], $4::int8[]) AS r(endpoint_id, room)
+                                  ON r.endpoint_id = e.id
+                          WHERE e.enabled AND COALESCE(r.room, $2) > 0
+                          ORDER BY random()) e
+                  CROSS JOIN LATERAL (
+                        SELECT q.id FROM org_webhook_deliveries q
+                         WHERE q.endpoint_id = e.id
+                           AND q.delivered_at IS NULL AND q.failed_at IS NULL
+                           AND q.next_attempt_at <= now()
+                         ORDER BY q.next_attempt_at
+                         LIMIT e.room
+                           FOR UPDATE SKIP LOCKED) d
+                  LIMIT $1)
+             UPDATE org_webhook_deliveries d
                 SET attempts = d.attempts + 1,
-                    next_attempt_at = now() + make_interval(secs => $2)
-               FROM org_webhook_endpoints e
-              WHERE d.id IN (SELECT q.id FROM org_webhook_deliveries q
-                              WHERE q.delivered_at IS NULL AND q.failed_at IS NULL
-                                AND q.next_attempt_at <= now()
-                              ORDER BY q.next_attempt_at
-                              LIMIT $1 FOR UPDATE SKIP LOCKED)
-                AND e.id = d.endpoint_id AND e.enabled
+                    next_attempt_at = now() + make_interval(secs => $5)
+               FROM picked, org_webhook_endpoints e
+              WHERE d.id = picked.id AND e.id = d.endpoint_id
           RETURNING d.id, d.endpoint_id, d.organization_id, e.url, e.secret, d.payload,
                     d.attempts, d.created_at",
         )
         .await?;
-    let rows = client.query(&stmt, &[&limit, &lease_secs]).await?;
+    let room_ids: Vec<Uuid> = limits.endpoint_room.iter().map(|(id, _)| *id).collect();
+    let rooms: Vec<i64> = limits.endpoint_room.iter().map(|(_, n)| *n).collect();
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &limits.total,
+                &limits.per_endpoint,
+                &room_ids,
+                &rooms,
+                &lease_secs,
+            ],
+        )
+        .await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let id: Uuid = row.try_get("id")?;
@@ -314,6 +360,40 @@ pub async fn claim_due(
         });
     }
     Ok(out)
+}
+
+/// Gives a claimed delivery back untried: due at once, its attempt uncounted.
+pub async fn release(client: &impl GenericClient, id: Uuid) -> Result<(), StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE org_webhook_deliveries SET attempts = attempts - 1, next_attempt_at = now()
+              WHERE id = $1 AND delivered_at IS NULL AND failed_at IS NULL",
+        )
+        .await?;
+    client.execute(&stmt, &[&id]).await?;
+    Ok(())
+}
+
+/// Fails up to `limit` unfinished deliveries created before `before` (older
+/// than the delivery lifetime: whether their endpoint kept failing, was
+/// disabled, or their organization was), so the queue of a disabled
+/// endpoint is bounded. Returns how many.
+pub async fn expire(
+    client: &impl GenericClient,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<u64, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE org_webhook_deliveries SET failed_at = now(),
+                    last_error = 'expired: not delivered within the delivery lifetime'
+              WHERE id IN (SELECT id FROM org_webhook_deliveries
+                            WHERE delivered_at IS NULL AND failed_at IS NULL AND created_at < $1
+                            LIMIT $2
+                              FOR UPDATE SKIP LOCKED)",
+        )
+        .await?;
+    Ok(client.execute(&stmt, &[&before, &limit]).await?)
 }
 
 /// Records an attempt's result: `Ok(status)` delivered; `Err((error,
