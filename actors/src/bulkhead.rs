@@ -36,7 +36,9 @@ pub enum Fault {
 /// Classifies a store error (see the module docs).
 pub fn classify(e: &StoreError) -> Fault {
     match e {
-        StoreError::Conflict { .. } | StoreError::NotFound => Fault::Data,
+        StoreError::Conflict { .. } | StoreError::NotFound | StoreError::Rejected { .. } => {
+            Fault::Data
+        }
         StoreError::Unavailable(_) => Fault::Unavailable,
         StoreError::Query(q) => match q.code() {
             Some(code) => classify_sqlstate(code.code()),

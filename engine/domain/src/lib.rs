@@ -1,7 +1,8 @@
 //! msgengine's domain: identifiers, channels, provider configuration and its
 //! validation, the message state machine and history ([`message`]), send-body
 //! validation ([`send`]), and the pure policies the actors run: retries,
-//! circuit breaking and health ([`resilience`]) and routing ([`routing`]).
+//! circuit breaking and health ([`resilience`]) and routing ([`routing`]),
+//! and the cleaning of untrusted provider text ([`text`]).
 //!
 //! This crate does no I/O. Everything here is pure and unit-tested, so the
 //! storage, provider, actor and HTTP layers can rely on a value that exists
@@ -15,6 +16,7 @@ pub mod resilience;
 pub mod routing;
 pub mod secret;
 pub mod send;
+pub mod text;
 pub mod validate;
 
 pub use channel::Channel;

@@ -112,7 +112,10 @@ pub fn secret(field: &str, value: &str) -> Valid<()> {
 /// An email address (RFC 5322 addr-spec, as the `email_address` crate checks it),
 /// at most 254 characters.
 pub fn email(field: &str, value: &str) -> Valid<()> {
-    if value.len() > 254 || !email_address::EmailAddress::is_valid(value) || value.contains(' ') {
+    if value.len() > 254
+        || value.chars().any(|c| c.is_control() || c == ' ')
+        || !email_address::EmailAddress::is_valid(value)
+    {
         return Err(ValidationError::new(
             field,
             "invalid_email",
@@ -183,9 +186,12 @@ pub fn host(field: &str, value: &str) -> Valid<()> {
     hostname(field, value)
 }
 
-/// An absolute `http` or `https` URL of at most 2048 characters.
+/// An absolute `http` or `https` URL of at most 2048 characters, with no
+/// control characters (the URL parser would quietly drop tabs and line
+/// breaks; the text as given is what gets stored).
 pub fn http_url(field: &str, value: &str) -> Valid<()> {
     let ok = value.len() <= 2048
+        && !value.chars().any(char::is_control)
         && Url::parse(value)
             .map(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
             .unwrap_or(false);
@@ -263,6 +269,8 @@ mod tests {
             "@example.com",
             "A <ops@example.com>",
             "a b@example.com",
+            "ops@example.com\r\nBcc: x@example.com",
+            "ops\u{0}@example.com",
         ] {
             assert!(email("fromEmail", bad).is_err(), "{bad}");
         }
@@ -300,6 +308,8 @@ mod tests {
         assert!(http_url("baseUrl", "http://127.0.0.1:9000").is_ok());
         assert!(http_url("baseUrl", "ftp://example.com").is_err());
         assert!(http_url("baseUrl", "not a url").is_err());
+        assert!(http_url("baseUrl", "http://exa\r\nmple.com").is_err());
+        assert!(http_url("baseUrl", "http://example.com/\u{0}").is_err());
         assert!(is_prefixed_hex(
             "AC0123456789abcdef0123456789abcdef",
             "AC",

@@ -270,12 +270,11 @@ pub fn plain_reason(status: u16, body: &[u8]) -> String {
     format!("HTTP {status} {reason}").trim_end().to_owned()
 }
 
-/// Cuts text to [`MAX_REASON_CHARS`] characters.
+/// Provider text made safe to carry: control characters (NUL included)
+/// escaped and at most [`MAX_REASON_CHARS`] characters kept. The rules live
+/// in one place, `msgengine_domain::text::clean_untrusted`.
 pub fn bound(text: &str) -> String {
-    match text.char_indices().nth(MAX_REASON_CHARS) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
+    msgengine_domain::text::clean_untrusted(text, MAX_REASON_CHARS)
 }
 
 /// Replaces every occurrence of each (non-empty) secret in the error's
@@ -559,6 +558,11 @@ mod tests {
         );
         assert_eq!(plain_reason(502, b""), "HTTP 502 Bad Gateway");
         assert_eq!(plain_reason(599, b""), "HTTP 599");
+    }
+
+    #[test]
+    fn bound_escapes_control_characters() {
+        assert_eq!(bound("bad\u{0}thing\r\n"), "bad\\u{0}thing  ");
     }
 
     #[test]

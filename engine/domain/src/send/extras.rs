@@ -298,11 +298,11 @@ fn validate_template(t: WhatsappTemplate) -> Valid<WhatsappTemplate> {
         ));
     }
     for (i, var) in t.variables.iter().enumerate() {
-        if var.chars().count() > 1024 || var.contains(['\n', '\t']) || var.contains("    ") {
+        if var.chars().count() > 1024 || var.contains(char::is_control) || var.contains("    ") {
             return Err(ValidationError::new(
                 format!("template.variables[{i}]"),
                 "invalid_variable",
-                "a template variable is at most 1024 characters (WhatsApp refuses newlines, tabs and 4+ spaces in variables)",
+                "a template variable is at most 1024 characters without control characters (WhatsApp refuses newlines, tabs and 4+ spaces in variables)",
             ));
         }
     }

@@ -427,3 +427,90 @@ fn into_outbound_keeps_every_field() {
     assert_eq!(out.html.as_deref(), Some("<p>x</p>"));
     assert_eq!(out.metadata.unwrap()["k"], "v");
 }
+
+/// Header injection: a line break in any field that ends up in a mail
+/// header (or a provider's request) is refused, naming the field.
+#[test]
+fn line_breaks_in_header_bound_fields_are_refused() {
+    let inject = "x\r\nBcc: victim@example.com";
+    let wa = || json!({"channel": "whatsapp", "to": "+2348031234567"});
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            with(email(), "subject", json!(inject)),
+            "subject",
+            "invalid_characters",
+        ),
+        (
+            with(email(), "from", json!(format!("a@example.com{inject}"))),
+            "from",
+            "invalid_email",
+        ),
+        (
+            with(email(), "replyTo", json!(format!("a@example.com{inject}"))),
+            "replyTo",
+            "invalid_email",
+        ),
+        (
+            with(email(), "headers", json!({"X-Campaign": inject})),
+            "headers.X-Campaign",
+            "invalid_header_value",
+        ),
+        (
+            with(email(), "headers", json!({"X-A\r\nBcc": "v"})),
+            "headers.X-A\r\nBcc",
+            "invalid_header_name",
+        ),
+        (
+            with(email(), "tags", json!(["ok", inject])),
+            "tags[1]",
+            "invalid_tag",
+        ),
+        (
+            with(
+                email(),
+                "attachments",
+                json!([{"filename": inject, "contentType": "text/plain", "content": "aGk="}]),
+            ),
+            "attachments[0].filename",
+            "invalid_filename",
+        ),
+        (
+            with(
+                wa(),
+                "template",
+                json!({"name": "t", "language": "en", "variables": ["a\rb"]}),
+            ),
+            "template.variables[0]",
+            "invalid_variable",
+        ),
+        (
+            with(
+                wa(),
+                "media",
+                json!({"kind": "document", "link": "https://example.com/a.pdf", "filename": inject}),
+            ),
+            "media.filename",
+            "invalid_filename",
+        ),
+    ];
+    for (body, field, code) in cases {
+        fails(body, field, code);
+    }
+}
+
+/// A NUL is refused by the JSON extractor before parsing, but the domain
+/// refuses it on its own in every field it checks for control characters.
+#[test]
+fn nul_in_checked_fields_is_refused_by_the_domain_too() {
+    fails(
+        with(email(), "subject", json!("a\u{0}b")),
+        "subject",
+        "invalid_characters",
+    );
+    fails(
+        with(email(), "to", json!("a\u{0}@example.com")),
+        "to",
+        "invalid_email",
+    );
+    fails(sms("a\u{0}b"), "text", "invalid_characters");
+}
