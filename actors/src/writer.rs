@@ -311,7 +311,8 @@ impl BatchStore {
         let mut client = self.pool.get().await.map_err(pool_unavailable)?;
         crate::metrics::record_pool_wait(waited.elapsed());
         if !self.outbound.is_open(&client).await {
-            return messages::apply_outcomes(&*client, rows).await;
+            let written = messages::apply_outcomes(&client, rows).await?;
+            return Ok(written);
         }
         let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
         let events: Vec<&Value> = rows.iter().map(|r| &r.events).collect();
