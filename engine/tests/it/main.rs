@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+mod bulkheads;
 mod crash;
 mod e2e_sim;
 mod encryption;
