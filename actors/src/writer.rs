@@ -463,6 +463,28 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_outcome_is_replaced_by_a_failed_one_without_provider_text() {
+        let provider = Uuid::new_v4();
+        let mut original = row(Uuid::new_v4(), MessageState::Queued, "bad\u{0}thing", false);
+        original.provider_id = Some(provider);
+        original.provider_message_id = Some("pm\u{0}".into());
+        original.attempts = json!([{"error": "bad\u{0}thing"}]);
+        original.next_attempt_at = Some(chrono::Utc::now());
+        let safe = storage_rejected(&original);
+        assert_eq!((safe.id, safe.state), (original.id, MessageState::Failed));
+        assert_eq!(safe.attempts, json!([]));
+        assert_eq!(safe.attempt_delta, original.attempt_delta);
+        assert_eq!(safe.provider_id, Some(provider));
+        assert!(safe.provider_message_id.is_none() && safe.next_attempt_at.is_none());
+        assert!(safe.release_lease);
+        let events = safe.events.as_array().expect("events");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["state"], "failed");
+        assert_eq!(events[0]["reason"], STORAGE_REJECTED_REASON);
+        assert!(STORAGE_REJECTED_REASON.starts_with("storage_rejected: "));
+    }
+
+    #[test]
     fn outcomes_of_one_message_merge_in_order_and_never_go_back() {
         let a = Uuid::new_v4();
         let b = Uuid::new_v4();

@@ -581,6 +581,11 @@ async fn metrics_export_every_documented_series_with_its_labels_buckets_and_exac
         2.0
     );
     assert!(v("msgengine_db_pool_connections", &[("state", "max")]) >= 1.0);
+    // Nothing was refused by the database, and no writer is failing.
+    assert_eq!(v("msgengine_storage_rejected_total", &[]), 0.0);
+    for writer in ["status", "webhook", "outbound"] {
+        assert_eq!(v("msgengine_writer_failing", &[("writer", writer)]), 0.0);
+    }
 
     // No label carries a message id or a recipient.
     for s in &samples {
@@ -599,7 +604,12 @@ async fn readyz_reports_the_database_and_the_actor_system() {
     let res = app.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.expect("json");
-    assert_eq!(body["checks"], json!({"database": "ok", "actors": "ok"}));
+    let ok = json!({"state": "ok"});
+    assert_eq!(
+        body["checks"],
+        json!({"database": "ok", "actors": "ok",
+               "writers": {"status": ok, "webhook": ok, "outbound": ok}})
+    );
     app.engine.shutdown(std::time::Duration::from_secs(1)).await;
     let res = app.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(res.status(), 503);

@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod bounds;
+mod bulkheads;
 mod crash;
 mod e2e_sim;
 mod encryption;

@@ -138,11 +138,16 @@ async fn events_apply_once_never_backwards_and_late_ones_wait_for_their_message(
         .await
         .expect("update");
     let tx = client.transaction().await.expect("tx");
-    let n = webhook_events::retry_unmatched(&tx, Duration::days(1), 100)
+    let limits = webhook_events::LateLimits {
+        window: Duration::days(1),
+        per_org: 100,
+        total: 100,
+    };
+    let round = webhook_events::retry_unmatched(&tx, limits)
         .await
         .expect("retry");
     tx.commit().await.expect("commit");
-    assert_eq!(n, 1);
+    assert_eq!(round.applied, 1);
     let (_, late) = app.status(&org, &second).await;
     assert_eq!(late["status"], "delivered");
 }
@@ -565,7 +570,7 @@ mod writer {
         }
         for (i, r) in results.iter().enumerate() {
             match (i, r) {
-                (17, Err(IngestError::Store(e))) => {
+                (17, Err(IngestError::Rejected(e))) => {
                     // Logged with the server's message and SQLSTATE, never
                     // the row's values.
                     let text = e.to_string();
