@@ -7,7 +7,18 @@
 //! 202 is only given after the rows are durable, and the number of
 //! transactions does not grow with the number of requests. Several workers
 //! let one batch be written while the next one gathers.
+//!
+//! Bulkhead: a group holds many organizations' requests, so one request's
+//! bad data must not fail the others. When the database refuses a group for
+//! a reason tied to its data ([`StoreError::is_data_error`]: a NUL byte, an
+//! untranslatable character, a constraint), the group is bisected and each
+//! half written in its own transaction, down to single requests: only the
+//! requests at fault get the error (422 `storage_rejected` at the edge), the
+//! rest commit. The happy path is still one transaction per group. When the
+//! database is unavailable, every request of the group gets `Unavailable`
+//! (503; the client retries) and the worker goes on with the next group.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use msgengine_storage::driver::deadpool_postgres::Pool;
@@ -129,45 +140,99 @@ impl Worker {
             waiting.push((job.idempotency, job.reply));
         }
         let keys: Vec<Option<&IdempotencyRow>> = waiting.iter().map(|(k, _)| k.as_ref()).collect();
-        match self.write_group(&rows, &spans, &keys).await {
-            Ok(outcomes) => {
-                crate::metrics::record_batch(
-                    "accept",
-                    rows_written(&spans, &outcomes),
-                    started.elapsed(),
-                );
-                let all_committed = outcomes.iter().all(|o| *o == CommitOutcome::Committed);
-                let committed = if all_committed {
-                    rows
-                } else {
-                    keep_committed(rows, &spans, &outcomes)
-                };
-                for ((_, reply), outcome) in waiting.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
-                tracing::trace!(
-                    rows = committed.len(),
-                    elapsed_us = started.elapsed().as_micros() as u64,
-                    "group committed"
-                );
-                if !committed.is_empty() {
-                    (self.on_commit)(committed);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, jobs = waiting.len(), "group commit failed");
-                let text = e.to_string();
-                for (_, reply) in waiting {
-                    let _ = reply.send(Err(StoreError::Unavailable(text.clone())));
-                }
-            }
+        let results = self.write_isolated(&rows, &spans, &keys).await;
+        drop(keys);
+        let outcomes: Vec<Option<CommitOutcome>> =
+            results.iter().map(|r| r.as_ref().ok().copied()).collect();
+        let written = rows_written(&spans, &outcomes);
+        if results.iter().any(Result::is_ok) {
+            crate::metrics::record_batch("accept", written, started.elapsed());
+        }
+        let all_committed = outcomes
+            .iter()
+            .all(|o| *o == Some(CommitOutcome::Committed));
+        let committed = if all_committed {
+            rows
+        } else {
+            keep_committed(rows, &spans, &outcomes)
+        };
+        for ((_, reply), result) in waiting.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+        tracing::trace!(
+            rows = committed.len(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "group committed"
+        );
+        if !committed.is_empty() {
+            (self.on_commit)(committed);
         }
     }
 
+    /// Writes the group in one transaction; when the database refuses it for
+    /// a reason tied to the data, bisects it (each half in a transaction of
+    /// its own) until the jobs at fault stand alone, so that only they fail
+    /// and every other job commits. Bounded: a half of one job is never
+    /// split again, so a group of n jobs with k bad ones costs at most about
+    /// 2k·log2(n) extra transactions, and none when nothing is wrong. On any
+    /// other failure (database unavailable) every job not yet written fails
+    /// with `Unavailable` at once (the clients retry).
+    async fn write_isolated(
+        &self,
+        rows: &[NewMessageRow],
+        spans: &[Range<usize>],
+        keys: &[Option<&IdempotencyRow>],
+    ) -> Vec<Result<CommitOutcome, StoreError>> {
+        let mut results: Vec<Option<Result<CommitOutcome, StoreError>>> =
+            (0..spans.len()).map(|_| None).collect();
+        // Job ranges still to write, the next one on top.
+        let mut pending = vec![0..spans.len()];
+        while let Some(jobs) = pending.pop() {
+            let (first, last) = (jobs.start, jobs.end - 1);
+            let row_range = spans[first].start..spans[last].end;
+            let written = self
+                .write_group(rows, row_range, &spans[jobs.clone()], &keys[jobs.clone()])
+                .await;
+            match written {
+                Ok(outcomes) => {
+                    for (slot, outcome) in results[jobs].iter_mut().zip(outcomes) {
+                        *slot = Some(Ok(outcome));
+                    }
+                }
+                Err(e) if e.is_data_error() && jobs.len() > 1 => {
+                    tracing::debug!(error = %e, jobs = jobs.len(), "group refused for its data; splitting it");
+                    let middle = jobs.start + jobs.len() / 2;
+                    pending.push(middle..jobs.end);
+                    pending.push(jobs.start..middle);
+                }
+                Err(e) if e.is_data_error() => {
+                    tracing::warn!(error = %e, rows = spans[first].len(), "a request's rows were refused by the database");
+                    results[first] = Some(Err(e));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, jobs = spans.len(), "group commit failed");
+                    let text = e.to_string();
+                    for slot in results.iter_mut().filter(|r| r.is_none()) {
+                        *slot = Some(Err(StoreError::Unavailable(text.clone())));
+                    }
+                    break;
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::Unavailable("not written".into()))))
+            .collect()
+    }
+
+    /// One transaction: the idempotency keys of `keys`, then the rows of the
+    /// jobs whose key was fresh. `row_range` is the jobs' rows in `rows`,
+    /// `spans` their own ranges in `rows`.
     async fn write_group(
         &self,
         rows: &[NewMessageRow],
-        spans: &[std::ops::Range<usize>],
+        row_range: Range<usize>,
+        spans: &[Range<usize>],
         keys: &[Option<&IdempotencyRow>],
     ) -> Result<Vec<CommitOutcome>, StoreError> {
         let waited = std::time::Instant::now();
@@ -191,7 +256,7 @@ impl Worker {
         }
         let lease_until = chrono::Utc::now() + self.settings.lease_for;
         if outcomes.iter().all(|o| *o == CommitOutcome::Committed) {
-            messages::copy_many(&tx, rows, self.settings.node_id, lease_until).await?;
+            messages::copy_many(&tx, &rows[row_range], self.settings.node_id, lease_until).await?;
         } else {
             let kept: Vec<NewMessageRow> = spans
                 .iter()
@@ -230,31 +295,31 @@ pub(crate) async fn gather<J>(
     Some(group)
 }
 
-/// How many rows a group wrote (jobs whose key existed wrote none).
-fn rows_written(spans: &[std::ops::Range<usize>], outcomes: &[CommitOutcome]) -> usize {
+/// How many rows a group wrote (jobs whose key existed or that failed wrote none).
+fn rows_written(spans: &[Range<usize>], outcomes: &[Option<CommitOutcome>]) -> usize {
     spans
         .iter()
         .zip(outcomes)
-        .filter(|(_, o)| **o == CommitOutcome::Committed)
+        .filter(|(_, o)| **o == Some(CommitOutcome::Committed))
         .map(|(span, _)| span.len())
         .sum()
 }
 
 /// The rows of the jobs that committed (the rare case where some job's
-/// idempotency key already existed).
+/// idempotency key already existed or its rows were refused).
 fn keep_committed(
     rows: Vec<NewMessageRow>,
-    spans: &[std::ops::Range<usize>],
-    outcomes: &[CommitOutcome],
+    spans: &[Range<usize>],
+    outcomes: &[Option<CommitOutcome>],
 ) -> Vec<NewMessageRow> {
+    let mut keep = vec![false; rows.len()];
+    for (span, outcome) in spans.iter().zip(outcomes) {
+        if *outcome == Some(CommitOutcome::Committed) {
+            keep[span.clone()].fill(true);
+        }
+    }
     rows.into_iter()
-        .enumerate()
-        .filter(|(i, _)| {
-            spans
-                .iter()
-                .zip(outcomes)
-                .any(|(span, o)| *o == CommitOutcome::Committed && span.contains(i))
-        })
-        .map(|(_, row)| row)
+        .zip(keep)
+        .filter_map(|(row, kept)| kept.then_some(row))
         .collect()
 }

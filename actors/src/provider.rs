@@ -489,7 +489,7 @@ impl ProviderActor {
         };
         let id = key.0;
         let now = Instant::now();
-        match result {
+        match clean_result(result) {
             Ok(receipt) => {
                 self.breaker.record_success(now);
                 self.health.record(true, latency);
@@ -608,6 +608,32 @@ impl ProviderActor {
             ctx.stop();
             // A retired actor must not be restarted by its supervisor.
             ctx.terminate();
+        }
+    }
+}
+
+/// Most characters kept of a provider's error text (attempts, events, health).
+const MAX_PROVIDER_TEXT_CHARS: usize = 500;
+/// Most characters kept of a provider's message id.
+const MAX_PROVIDER_ID_CHARS: usize = 256;
+
+/// The adapter's answer with its provider-given text made safe to store and
+/// show (no control characters, NUL included; capped): this is the one
+/// place provider text enters attempts, events and health.
+fn clean_result(
+    result: Result<SendReceipt, ProviderError>,
+) -> Result<SendReceipt, ProviderError> {
+    use msgengine_domain::text::{clean_untrusted, clean_untrusted_opt};
+    match result {
+        Ok(mut receipt) => {
+            receipt.provider_message_id =
+                clean_untrusted(&receipt.provider_message_id, MAX_PROVIDER_ID_CHARS);
+            Ok(receipt)
+        }
+        Err(mut error) => {
+            error.message = clean_untrusted(&error.message, MAX_PROVIDER_TEXT_CHARS);
+            error.code = clean_untrusted_opt(error.code, MAX_PROVIDER_ID_CHARS);
+            Err(error)
         }
     }
 }

@@ -114,6 +114,19 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(%constraint, "unexpected uniqueness conflict");
                 ApiError::conflict("conflict", "the request conflicts with existing data")
             }
+            StoreError::Rejected {
+                sqlstate,
+                reason,
+                column,
+            } => {
+                tracing::warn!(%sqlstate, %reason, ?column, "the database refused a request's data");
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "storage_rejected",
+                    format!("the request holds a value that cannot be stored: {reason}"),
+                )
+                .with_field(column.unwrap_or_default())
+            }
             StoreError::Unavailable(reason) => {
                 tracing::error!(%reason, "database unavailable");
                 ApiError::new(

@@ -10,8 +10,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{Datelike, Duration, NaiveDate, Utc};
 use msgengine_domain::provider::{EmailProviderSpec, ProviderSpec, WhatsappProviderSpec};
+use msgengine_domain::text::clean_untrusted;
 use msgengine_domain::ProviderId;
 use msgengine_providers::manage::{self, TemplateDraft};
 use msgengine_providers::ProviderError;
@@ -38,15 +39,23 @@ async fn spec<S: ProviderSpec>(
     Ok(record.spec)
 }
 
+/// Most characters of provider text shown in an error answer.
+const MAX_PROVIDER_TEXT_CHARS: usize = 600;
+
+/// The provider's answer, its text cleaned and capped (it is untrusted).
 fn provider_error(e: ProviderError) -> ApiError {
     if e.code.as_deref() == Some("msgengine_unsupported") {
         return ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unsupported_operation",
-            e.message,
+            clean_untrusted(&e.message, MAX_PROVIDER_TEXT_CHARS),
         );
     }
-    ApiError::new(StatusCode::BAD_GATEWAY, "provider_error", e.to_string())
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "provider_error",
+        clean_untrusted(&e.to_string(), MAX_PROVIDER_TEXT_CHARS),
+    )
 }
 
 fn unsupported(e: msgengine_providers::UnsupportedProvider) -> ApiError {
@@ -83,6 +92,49 @@ pub struct StatsQuery {
 
 /// The longest range one stats request may cover.
 const MAX_STATS_DAYS: i64 = 90;
+/// The years a stats date may fall in: providers keep nothing older, and
+/// the bounds keep every date sum in range.
+const STATS_YEARS: std::ops::RangeInclusive<i32> = 2000..=9999;
+
+/// The `(from, to)` days of a stats request: each within [`STATS_YEARS`],
+/// `from` not after `to`, at most [`MAX_STATS_DAYS`] days; 422 naming the
+/// field otherwise. `today` is passed in so the rules are pure.
+fn stats_range(query: &StatsQuery, today: NaiveDate) -> Result<(NaiveDate, NaiveDate), ApiError> {
+    let invalid = |field: &str, message: String| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_range", message).with_field(field)
+    };
+    let in_years = |field: &str, day: NaiveDate| {
+        if STATS_YEARS.contains(&day.year()) {
+            Ok(day)
+        } else {
+            Err(invalid(
+                field,
+                format!(
+                    "{field} must be a day in the years {} to {}",
+                    STATS_YEARS.start(),
+                    STATS_YEARS.end()
+                ),
+            ))
+        }
+    };
+    let to = in_years("to", query.to.unwrap_or(today))?;
+    let from = match query.from {
+        Some(from) => in_years("from", from)?,
+        None => to
+            .checked_sub_signed(Duration::days(6))
+            .ok_or_else(|| invalid("to", "to is too early".into()))?,
+    };
+    if from > to {
+        return Err(invalid("from", "from must not be after to".into()));
+    }
+    if (to - from).num_days() >= MAX_STATS_DAYS {
+        return Err(invalid(
+            "from",
+            format!("a stats range covers at most {MAX_STATS_DAYS} days"),
+        ));
+    }
+    Ok((from, to))
+}
 
 pub async fn stats(
     tenant: Tenant,
@@ -90,20 +142,7 @@ pub async fn stats(
     path: web::Path<String>,
     query: web::Query<StatsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let to = query.to.unwrap_or_else(|| Utc::now().date_naive());
-    let from = query.from.unwrap_or(to - Duration::days(6));
-    if from > to {
-        return Err(
-            ApiError::bad_request("invalid_range", "from must not be after to").with_field("from"),
-        );
-    }
-    if (to - from).num_days() >= MAX_STATS_DAYS {
-        return Err(ApiError::bad_request(
-            "invalid_range",
-            format!("a stats range covers at most {MAX_STATS_DAYS} days"),
-        )
-        .with_field("from"));
-    }
+    let (from, to) = stats_range(&query, Utc::now().date_naive())?;
     let spec: EmailProviderSpec = spec(&state, &tenant, &path).await?;
     let admin =
         manage::email_admin_for(&spec.into_any(), state.engine.http()).map_err(unsupported)?;
@@ -178,4 +217,60 @@ fn validate_draft(d: &TemplateDraft) -> Result<(), ApiError> {
         .into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).expect("a real day")
+    }
+
+    fn range(
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<(NaiveDate, NaiveDate), (u16, Option<String>)> {
+        stats_range(&StatsQuery { from, to }, day(2026, 3, 10))
+            .map_err(|e| (e.status.as_u16(), e.field))
+    }
+
+    #[test]
+    fn defaults_to_the_last_seven_days() {
+        assert_eq!(range(None, None), Ok((day(2026, 3, 4), day(2026, 3, 10))));
+        assert_eq!(
+            range(None, Some(day(2025, 1, 3))),
+            Ok((day(2024, 12, 28), day(2025, 1, 3)))
+        );
+    }
+
+    #[test]
+    fn extreme_dates_are_refused_naming_the_field_never_a_panic() {
+        let earliest = NaiveDate::MIN;
+        let latest = NaiveDate::MAX;
+        assert_eq!(range(None, Some(earliest)), Err((422, Some("to".into()))));
+        assert_eq!(range(None, Some(latest)), Err((422, Some("to".into()))));
+        assert_eq!(
+            range(Some(earliest), Some(day(2026, 1, 1))),
+            Err((422, Some("from".into())))
+        );
+        assert_eq!(
+            range(Some(latest), Some(day(2026, 1, 1))),
+            Err((422, Some("from".into())))
+        );
+        assert_eq!(range(None, Some(day(1999, 12, 31))), Err((422, Some("to".into()))));
+    }
+
+    #[test]
+    fn order_and_span_are_checked() {
+        assert_eq!(
+            range(Some(day(2026, 3, 2)), Some(day(2026, 3, 1))),
+            Err((422, Some("from".into())))
+        );
+        assert_eq!(
+            range(Some(day(2025, 1, 1)), Some(day(2026, 1, 1))),
+            Err((422, Some("from".into())))
+        );
+        assert!(range(Some(day(2026, 1, 1)), Some(day(2026, 3, 31))).is_ok());
+    }
 }

@@ -204,7 +204,11 @@ pub async fn test<S: ProviderSpec>(
             .map_err(not_found("provider"))?
     };
     // No connection is held while the provider is called.
-    let report = state.registry.test(&record.spec.clone().into_any()).await;
+    let mut report = state.registry.test(&record.spec.clone().into_any()).await;
+    // A probe's message can carry the provider's own text: untrusted.
+    for check in &mut report.checks {
+        check.message = msgengine_domain::text::clean_untrusted(&check.message, 600);
+    }
     let client = state.pool.get().await?;
     record_audit(
         &client,

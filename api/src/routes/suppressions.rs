@@ -76,6 +76,16 @@ pub async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = page_limit(query.limit)?;
+    // The cursor is a recipient: bounded, and never a NUL (PostgreSQL refuses it in text).
+    if let Some(after) = &query.after {
+        if after.chars().count() > 320 || after.contains(char::is_control) {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "after must be the nextAfter of the previous page",
+            )
+            .with_field("after"));
+        }
+    }
     let client = state.pool.get().await?;
     let page = suppressions::list(
         &client,

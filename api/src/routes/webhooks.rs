@@ -252,20 +252,33 @@ async fn claim_nonce(
     }
 }
 
+/// Most characters kept of a webhook's reason text.
+const MAX_EVENT_REASON_CHARS: usize = 500;
+/// Most characters kept of an id, status word, code or recipient in a webhook.
+const MAX_EVENT_WORD_CHARS: usize = 256;
+/// Most characters kept of an event id (ids derived from several fields
+/// run longer; a cut id could make two events look like one).
+const MAX_EVENT_ID_CHARS: usize = 1024;
+
+/// The storage shape of a parsed event. Every text field came from the
+/// provider's payload (untrusted even once its signature checked out): it is
+/// cleaned of control characters, NUL included, and capped here, the one
+/// place webhook text becomes a row.
 fn event_row(e: WebhookEvent) -> EventRow {
+    use msgengine_domain::text::{clean_untrusted as clean, clean_untrusted_opt as clean_opt};
     EventRow {
-        event_id: e.event_id,
-        provider_message_id: e.provider_message_id,
+        event_id: clean(&e.event_id, MAX_EVENT_ID_CHARS),
+        provider_message_id: clean_opt(e.provider_message_id, MAX_EVENT_WORD_CHARS),
         message_id: e
             .message_id
             .as_deref()
             .and_then(|id| uuid::Uuid::parse_str(id).ok()),
         state: e.state,
         engagement: e.engagement.map(|k| k.as_str().to_owned()),
-        raw_status: e.raw_status,
-        recipient: e.recipient,
-        error_code: e.error_code,
-        reason: e.reason,
+        raw_status: clean(&e.raw_status, MAX_EVENT_WORD_CHARS),
+        recipient: clean_opt(e.recipient, MAX_EVENT_WORD_CHARS),
+        error_code: clean_opt(e.error_code, MAX_EVENT_WORD_CHARS),
+        reason: clean_opt(e.reason, MAX_EVENT_REASON_CHARS),
         suppress: e.suppress.map(|s| s.as_str().to_owned()),
         occurred_at: e.occurred_at,
     }
