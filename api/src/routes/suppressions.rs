@@ -76,6 +76,14 @@ pub async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = page_limit(query.limit)?;
+    // PostgreSQL text cannot hold U+0000: refuse it here rather than fail the query.
+    if query.after.as_deref().is_some_and(|a| a.contains('\0')) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "after must not contain a NUL character",
+        )
+        .with_field("after"));
+    }
     let client = state.pool.get().await?;
     let page = suppressions::list(
         &client,
