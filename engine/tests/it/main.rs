@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+mod contract;
 mod crash;
 mod e2e_sim;
 mod encryption;
