@@ -12,7 +12,8 @@
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use wiremock::MockServer;
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{mailgun, sandbox, status_json, Org, TestApp};
 
@@ -46,6 +47,7 @@ pub struct World {
 impl World {
     pub async fn build(app: &TestApp) -> World {
         let sink = MockServer::start().await;
+        answer_management_calls(&sink).await;
         let a = tenant(app, &sink, "contract-a", "+2348030000001").await;
         let b = tenant(app, &sink, "contract-b", "+2348030000002").await;
         let c = app.org("contract-c").await;
@@ -104,6 +106,60 @@ impl World {
             }
             _ => None,
         }
+    }
+}
+
+/// The sink answers the management calls of the Mailgun and Meta
+/// connections (domain verification, stats, templates, the connection
+/// probe) as the providers do, so their 200 answers are checked against the
+/// description too; everything else it answers 404.
+async fn answer_management_calls(sink: &MockServer) {
+    let answers = [
+        (
+            "PUT",
+            "^/v4/domains/mg.example.com/verify$",
+            json!({
+            "domain": {"name": "mg.example.com", "state": "unverified", "type": "custom"},
+            "receiving_dns_records": [{"record_type": "MX", "name": "mg.example.com",
+                                       "priority": "10", "value": "mxa.mailgun.org", "valid": "unknown"}],
+            "sending_dns_records": [{"record_type": "TXT", "name": "mg.example.com",
+                                     "value": "v=spf1 include:mailgun.org ~all", "valid": "valid"}]}),
+        ),
+        (
+            "GET",
+            "^/v4/domains/mg.example.com$",
+            json!({"domain": {"name": "mg.example.com", "state": "active"}}),
+        ),
+        (
+            "GET",
+            "^/v3/mg.example.com/stats/total$",
+            json!({
+            "start": "Mon, 01 Jan 2024 00:00:00 UTC", "resolution": "day",
+            "stats": [{"time": "Mon, 01 Jan 2024 00:00:00 UTC", "accepted": {"total": 3},
+                       "delivered": {"total": 2},
+                       "failed": {"permanent": {"bounce": 1, "total": 1}}}]}),
+        ),
+        (
+            "GET",
+            "/message_templates$",
+            json!({
+            "data": [{"name": "order_update", "language": "en_US", "status": "APPROVED",
+                      "category": "UTILITY", "id": "1",
+                      "components": [{"type": "BODY", "text": "Your order {{1}} ships {{2}}."}]}],
+            "paging": {"cursors": {"before": "A", "after": "END"}}}),
+        ),
+        (
+            "POST",
+            "/message_templates$",
+            json!({"id": "594425479261596", "status": "PENDING", "category": "UTILITY"}),
+        ),
+    ];
+    for (verb, path, body) in answers {
+        Mock::given(method(verb))
+            .and(path_regex(path))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .mount(sink)
+            .await;
     }
 }
 

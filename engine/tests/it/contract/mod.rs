@@ -3,7 +3,7 @@
 //! from the description (cases.rs) and every answer must be:
 //!
 //! - not a 5xx (a documented 502 from a provider route aside: providers here
-//!   are a loopback wiremock that answers 404 to everything);
+//!   are a loopback wiremock that answers only some calls);
 //! - a status the operation documents;
 //! - a body that matches the schema documented for that status and media
 //!   type (none at all where none is documented).
