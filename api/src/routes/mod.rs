@@ -11,8 +11,11 @@ pub mod providers;
 pub mod suppressions;
 pub mod webhooks;
 
+use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, Resource};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, Resource};
+use futures::future::LocalBoxFuture;
+use futures::StreamExt;
 use msgengine_domain::provider::{
     EmailProviderSpec, ProviderSpec, SmsProviderSpec, WhatsappProviderSpec,
 };
@@ -87,14 +90,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub fn configure_webhooks(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource("/api/webhooks/whatsapp/{providerId}")
-            .app_data(web::PayloadConfig::new(webhooks::MAX_WEBHOOK_BYTES))
             .route(web::get().to(webhooks::handshake))
             .route(web::post().to(whatsapp_webhook)),
     )
     .service(
-        resource("/api/webhooks/{channel}/{providerId}")
-            .app_data(web::PayloadConfig::new(webhooks::MAX_WEBHOOK_BYTES))
-            .route(web::post().to(webhooks::receive)),
+        resource("/api/webhooks/{channel}/{providerId}").route(web::post().to(channel_webhook)),
     );
 }
 
@@ -201,7 +201,7 @@ async fn whatsapp_webhook(
     state: web::Data<crate::state::AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    WebhookBody(body): WebhookBody,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     webhooks::receive(
@@ -211,6 +211,59 @@ async fn whatsapp_webhook(
         body,
     )
     .await
+}
+
+/// POST on the email and SMS paths.
+async fn channel_webhook(
+    state: web::Data<crate::state::AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    WebhookBody(body): WebhookBody,
+) -> Result<HttpResponse, ApiError> {
+    webhooks::receive(state, req, path, body).await
+}
+
+/// A provider webhook's raw body, at most [`webhooks::MAX_WEBHOOK_BYTES`]. A
+/// larger one is refused with the JSON error body (actix's own `Bytes`
+/// extractor answers its refusal in plain text).
+struct WebhookBody(web::Bytes);
+
+impl FromRequest for WebhookBody {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = webhooks::MAX_WEBHOOK_BYTES;
+        let too_large = move || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body is larger than {limit} bytes"),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if declared.is_some_and(|n| n > limit) {
+                return Err(too_large());
+            }
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|_| {
+                    ApiError::bad_request("invalid_body", "the request body could not be read")
+                })?;
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(WebhookBody(body.freeze()))
+        })
+    }
 }
 
 /// A resource whose unmatched methods answer 405 with the JSON error body.

@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod bounds;
 mod bulkheads;
+mod contract;
 mod crash;
 mod e2e_sim;
 mod encryption;
