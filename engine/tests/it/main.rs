@@ -3,8 +3,10 @@
 
 mod admin;
 mod audit;
+mod bulkhead_accept;
 mod crash;
 mod e2e_sim;
+mod edge_input;
 mod encryption;
 mod helpers;
 mod isolation;
