@@ -186,7 +186,8 @@ impl Worker {
         let mut results: Vec<Option<Result<CommitOutcome, StoreError>>> =
             (0..spans.len()).map(|_| None).collect();
         // Job ranges still to write, the next one on top.
-        let mut pending = vec![0..spans.len()];
+        let mut pending: Vec<Range<usize>> = Vec::with_capacity(8);
+        pending.push(0..spans.len());
         while let Some(jobs) = pending.pop() {
             let (first, last) = (jobs.start, jobs.end - 1);
             let row_range = spans[first].start..spans[last].end;

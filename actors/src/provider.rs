@@ -620,9 +620,7 @@ const MAX_PROVIDER_ID_CHARS: usize = 256;
 /// The adapter's answer with its provider-given text made safe to store and
 /// show (no control characters, NUL included; capped): this is the one
 /// place provider text enters attempts, events and health.
-fn clean_result(
-    result: Result<SendReceipt, ProviderError>,
-) -> Result<SendReceipt, ProviderError> {
+fn clean_result(result: Result<SendReceipt, ProviderError>) -> Result<SendReceipt, ProviderError> {
     use msgengine_domain::text::{clean_untrusted, clean_untrusted_opt};
     match result {
         Ok(mut receipt) => {

@@ -459,7 +459,11 @@ mod tests {
 
     #[test]
     fn nesting_is_bounded() {
-        let ok = format!("{}{}", "[".repeat(MAX_JSON_DEPTH), "]".repeat(MAX_JSON_DEPTH));
+        let ok = format!(
+            "{}{}",
+            "[".repeat(MAX_JSON_DEPTH),
+            "]".repeat(MAX_JSON_DEPTH)
+        );
         assert!(parse_json::<Value>(ok.as_bytes()).is_ok());
         let deep = format!(
             "{{\"m\":{}{}}}",
@@ -484,7 +488,9 @@ mod tests {
             "valid UTF-8 passes"
         );
         let bad = b"{\"a\":\"\xff\xfe\"}";
-        let e = parse_json::<Value>(bad).err().map(|e| (e.status.as_u16(), e.code));
+        let e = parse_json::<Value>(bad)
+            .err()
+            .map(|e| (e.status.as_u16(), e.code));
         assert_eq!(e, Some((400, "invalid_json")));
         assert_eq!(
             refusal(r#"{"a":"\ud800"}"#).map(|r| (r.0, r.1)),

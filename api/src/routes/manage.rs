@@ -258,7 +258,10 @@ mod tests {
             range(Some(latest), Some(day(2026, 1, 1))),
             Err((422, Some("from".into())))
         );
-        assert_eq!(range(None, Some(day(1999, 12, 31))), Err((422, Some("to".into()))));
+        assert_eq!(
+            range(None, Some(day(1999, 12, 31))),
+            Err((422, Some("to".into())))
+        );
     }
 
     #[test]

@@ -22,14 +22,12 @@ pub fn clean_untrusted(text: &str, max_chars: usize) -> String {
         return text.to_owned();
     }
     let mut out = String::with_capacity(text.len().min(max_chars.saturating_mul(4)) + 8);
-    let mut kept = 0usize;
-    for c in text.chars() {
+    for (kept, c) in text.chars().enumerate() {
         if kept == max_chars {
             out.push(ELLIPSIS);
             break;
         }
         push_clean(&mut out, c);
-        kept += 1;
     }
     out
 }

@@ -4,10 +4,12 @@
 mod admin;
 mod audit;
 mod bounds;
+mod bulkhead_accept;
 mod bulkheads;
 mod contract;
 mod crash;
 mod e2e_sim;
+mod edge_input;
 mod encryption;
 mod helpers;
 mod isolation;
