@@ -199,7 +199,9 @@ impl BatchStore {
     async fn write_all(&mut self, rows: &[OutcomeRow]) {
         let started = std::time::Instant::now();
         self.guard_enqueue = false;
-        let mut work: Vec<Range<usize>> = vec![0..rows.len()];
+        // Parts still to write, the next on top.
+        let mut work: Vec<Range<usize>> = Vec::with_capacity(8);
+        work.push(0..rows.len());
         let mut other_tries = 0;
         while let Some(range) = work.pop() {
             let part = &rows[range.clone()];
