@@ -219,11 +219,11 @@ mod tests {
     #[test]
     fn sqlstate_classes_decide_the_fault() {
         for (code, fault) in [
-            ("22021", Fault::Data),   // invalid byte sequence (a NUL in text)
-            ("22P05", Fault::Data),   // unsupported Unicode escape in jsonb
-            ("23514", Fault::Data),   // check violation
-            ("23505", Fault::Data),   // unique violation
-            ("54000", Fault::Data),   // index row too large
+            ("22021", Fault::Data), // invalid byte sequence (a NUL in text)
+            ("22P05", Fault::Data), // unsupported Unicode escape in jsonb
+            ("23514", Fault::Data), // check violation
+            ("23505", Fault::Data), // unique violation
+            ("54000", Fault::Data), // index row too large
             ("08006", Fault::Unavailable),
             ("57P01", Fault::Unavailable),
             ("53300", Fault::Unavailable),

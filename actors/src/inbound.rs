@@ -239,7 +239,8 @@ impl Worker {
         let events = group.iter().map(|j| j.events.len()).sum();
         crate::metrics::record_batch("webhook", events, started.elapsed());
         for (job, answer) in group.into_iter().zip(answers) {
-            let answer = answer.unwrap_or_else(|| Err(IngestError::Unavailable("not written".into())));
+            let answer =
+                answer.unwrap_or_else(|| Err(IngestError::Unavailable("not written".into())));
             let _ = job.reply.send(answer);
         }
     }

@@ -212,7 +212,9 @@ impl BatchStore {
     async fn write_all(&mut self, rows: &[OutcomeRow]) {
         let started = std::time::Instant::now();
         self.guard_enqueue = false;
-        let mut work: Vec<Range<usize>> = vec![0..rows.len()];
+        // Parts still to write, the next on top.
+        let mut work: Vec<Range<usize>> = Vec::with_capacity(8);
+        work.push(0..rows.len());
         let mut other_tries = 0;
         while let Some(range) = work.pop() {
             let part = &rows[range.clone()];
@@ -327,7 +329,11 @@ impl BatchStore {
                     savepoint.rollback().await?;
                     tracing::error!(error = %e, rows = rows.len(),
                         "outbound webhook events refused; statuses written without them");
-                    crate::metrics::record_storage_rejected("outbound", "dropped", rows.len() as u64);
+                    crate::metrics::record_storage_rejected(
+                        "outbound",
+                        "dropped",
+                        rows.len() as u64,
+                    );
                 }
             }
         } else if let Err(e) = org_webhooks::enqueue_outcomes(&tx, &ids, &events).await {
@@ -348,8 +354,8 @@ impl BatchStore {
 /// original's other fields (its id, provider, attempt count, lease fencing)
 /// are kept: they are not text a provider chose.
 pub fn storage_rejected(row: &OutcomeRow) -> OutcomeRow {
-    let mut event =
-        MessageEvent::new(MessageState::Failed, chrono::Utc::now()).with_reason(STORAGE_REJECTED_REASON);
+    let mut event = MessageEvent::new(MessageState::Failed, chrono::Utc::now())
+        .with_reason(STORAGE_REJECTED_REASON);
     if let Some(provider) = row.provider_id {
         event = event.with_provider(msgengine_domain::ProviderId(provider));
     }

@@ -59,10 +59,8 @@ mod tests {
 
     #[test]
     fn a_failing_writer_is_named_with_its_age_and_makes_the_node_unready() {
-        let (checks, ok) = writer_checks(&[
-            ("status", Some(Duration::from_secs(12))),
-            ("webhook", None),
-        ]);
+        let (checks, ok) =
+            writer_checks(&[("status", Some(Duration::from_secs(12))), ("webhook", None)]);
         assert!(!ok);
         assert_eq!(
             checks,

@@ -183,7 +183,11 @@ async fn a_refused_outcome_fails_alone_and_the_writer_keeps_writing() {
     assert!(!reason.contains("bad"), "no provider text: {reason}");
     assert_eq!((attempts, leased, pmid), (json!([]), false, None));
     let (state, _, _, leased, _) = message_row(&client, hopeless).await;
-    assert_eq!((state.as_str(), leased), ("sending", true), "left to its lease");
+    assert_eq!(
+        (state.as_str(), leased),
+        ("sending", true),
+        "left to its lease"
+    );
     // The notifications of the range holding the refused one were dropped
     // with it; the statuses were not.
     let notified = count(
@@ -202,7 +206,9 @@ async fn a_refused_outcome_fails_alone_and_the_writer_keeps_writing() {
     assert_eq!(message_row(&client, later).await.0, "delivered");
     let later_notified = count(
         &client,
-        &format!("SELECT count(*) FROM org_webhook_deliveries WHERE payload->>'messageId' = '{later}'"),
+        &format!(
+            "SELECT count(*) FROM org_webhook_deliveries WHERE payload->>'messageId' = '{later}'"
+        ),
     )
     .await;
     assert_eq!(later_notified, 1);
@@ -456,7 +462,8 @@ async fn a_slow_endpoint_holds_only_its_own_slots() {
     let app = TestApp::spawn().await;
     let slow = HeldServer::start(200, "").await;
     let hostile = app.org("hostile").await;
-    let (status, _) = put_endpoint(&app, &hostile, json!({"url": format!("{}/hook", slow.url)})).await;
+    let (status, _) =
+        put_endpoint(&app, &hostile, json!({"url": format!("{}/hook", slow.url)})).await;
     assert_eq!(status, 201);
     for _ in 0..40 {
         queue_test_event(&app, &hostile).await;
@@ -751,7 +758,9 @@ async fn address_level_events_suppress_without_a_message_and_unstorable_webhooks
         .await;
     assert_eq!(res.status(), 200, "suppressed without a matching message");
     let open = app
-        .query_count("SELECT count(*) FROM webhook_events WHERE closed_at IS NULL AND applied_at IS NULL")
+        .query_count(
+            "SELECT count(*) FROM webhook_events WHERE closed_at IS NULL AND applied_at IS NULL",
+        )
         .await;
     assert_eq!(open, 0, "nothing left for the late-matching scan");
 
