@@ -235,7 +235,13 @@ impl Handler<Deliver> for ProviderActor {
         let room = self.shared.config.provider_queue_cap.saturating_sub(held);
         if jobs.len() > room {
             let overflow = jobs.split_off(room);
-            self.shared.defer(overflow, "provider queue full");
+            let at = Utc::now() + self.drain_estimate(held);
+            for job in &overflow {
+                // No event: a long backlog would add one to every waiting
+                // message each time round.
+                self.shared
+                    .submit(crate::dispatch::requeue_row(job, at, None));
+            }
         }
         self.queue.extend(jobs);
         self.pump(ctx);
@@ -361,6 +367,18 @@ impl ProviderActor {
         };
         self.metrics.breaker(state, changed, open_secs);
         state
+    }
+
+    /// Roughly how long this actor needs to work through `held` jobs (its
+    /// rate, or its concurrency per second when it has none), between 1 and
+    /// 30 s: when deferred jobs are worth claiming again.
+    fn drain_estimate(&self, held: usize) -> chrono::Duration {
+        let per_second = match self.shared.config.provider_rate_per_second {
+            0 => self.shared.config.provider_concurrency.max(1),
+            rate => rate as usize,
+        };
+        let secs = (held / per_second).clamp(1, 30);
+        chrono::Duration::seconds(secs as i64)
     }
 
     /// Whether the first queued job may be attempted now; if not, it is

@@ -547,6 +547,43 @@ async fn a_disabled_organization_sends_nothing_until_it_is_enabled() {
     for id in &ids {
         assert_eq!(counts.get(id), Some(&1), "{id} sent once");
     }
+    let audited: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_log WHERE organization_id::text = $1
+                AND action IN ('organization.disable', 'organization.enable')",
+            &[&x.id],
+        )
+        .await
+        .expect("query")
+        .get(0);
+    assert_eq!(audited, 2, "both changes are audited");
+}
+
+#[tokio::test]
+async fn a_full_provider_queue_defers_to_the_database_and_loses_nothing() {
+    let app = TestApp::spawn_with(TestDb::new().await, KeyRing::generate_entry("cap1"), |s| {
+        s.engine.provider_queue_cap = 4;
+        s.engine.provider_rate_per_second = 10;
+    })
+    .await;
+    let org = app.org("acme").await;
+    app.provider(&org, "sms", sandbox("sbx", 0, 0.0, 0.0)).await;
+    let (status, body) = app.send(&org, &batch(30, "cap")).await;
+    assert_eq!(status, 202, "{body}");
+    let ids = ids_of(&body);
+    // At most 4 stay in memory: the rest are given back, unleased.
+    until("the overflow is back in the database", || async {
+        app.query_count(
+            "SELECT count(*) FROM messages WHERE state = 'queued' AND lease_owner IS NULL",
+        )
+        .await
+            >= 20
+    })
+    .await;
+    until("every message delivered", || {
+        all_in(&app.db, &ids, &["delivered"])
+    })
+    .await;
 }
 
 // ---- the claim and the fences, at the storage level -------------------
