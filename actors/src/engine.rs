@@ -405,7 +405,7 @@ impl Engine {
         &self.shared.http
     }
 
-    /// The suppression lists this engine checks at accept.
+    /// The suppression lists this engine checks at accept and again at dispatch.
     pub fn suppressions(&self) -> &Suppressions {
         &self.shared.suppressions
     }

@@ -159,8 +159,11 @@ pub struct ProviderActor {
     queue: VecDeque<Job>,
     /// Jobs waiting for a short retry, with the time they are due.
     delayed: Vec<(Instant, Job)>,
-    /// The timer that moves due retries to the queue, and when it fires.
-    retry_timer: Option<(Instant, SpawnHandle)>,
+    /// When the earliest armed retry timer fires (it moves due retries to
+    /// the queue). Timers are never cancelled: one that fires with nothing
+    /// due does nothing (actix can spin on a cancelled handle while the
+    /// context stops).
+    retry_timer: Option<Instant>,
     breaker: CircuitBreaker,
     health: HealthStats,
     circuit_open: Arc<AtomicBool>,
@@ -225,14 +228,20 @@ impl Handler<Deliver> for ProviderActor {
         if self.retiring {
             // Sent before the route table dropped this provider.
             let shared = self.shared.clone();
-            ctx.spawn(async move { shared.reroute(jobs).await }.into_actor(self));
+            actix::spawn(async move { shared.reroute(jobs).await });
             return;
         }
         let held = self.queue.len() + self.delayed.len();
         let room = self.shared.config.provider_queue_cap.saturating_sub(held);
         if jobs.len() > room {
             let overflow = jobs.split_off(room);
-            self.shared.defer(overflow, "provider queue full");
+            let at = Utc::now() + self.drain_estimate(held);
+            for job in &overflow {
+                // No event: a long backlog would add one to every waiting
+                // message each time round.
+                self.shared
+                    .submit(crate::dispatch::requeue_row(job, at, None));
+            }
         }
         self.queue.extend(jobs);
         self.pump(ctx);
@@ -266,9 +275,11 @@ impl Handler<Retire> for ProviderActor {
 
     fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
         self.retiring = true;
-        let held = self.take_waiting(ctx);
+        let held = self.take_waiting();
         let shared = self.shared.clone();
-        ctx.spawn(async move { shared.reroute(held).await }.into_actor(self));
+        // Not on the actor's context: the actor may stop right below, and
+        // its context's futures with it.
+        actix::spawn(async move { shared.reroute(held).await });
         self.stop_if_idle(ctx);
     }
 }
@@ -277,7 +288,7 @@ impl Handler<HandBack> for ProviderActor {
     type Result = ();
 
     fn handle(&mut self, _: HandBack, ctx: &mut Self::Context) {
-        for job in self.take_waiting(ctx) {
+        for job in self.take_waiting() {
             self.shared.hand_back(&job, "organization disabled");
         }
         self.stop_if_idle(ctx);
@@ -358,6 +369,18 @@ impl ProviderActor {
         state
     }
 
+    /// Roughly how long this actor needs to work through `held` jobs (its
+    /// rate, or its concurrency per second when it has none), between 1 and
+    /// 30 s: when deferred jobs are worth claiming again.
+    fn drain_estimate(&self, held: usize) -> chrono::Duration {
+        let per_second = match self.shared.config.provider_rate_per_second {
+            0 => self.shared.config.provider_concurrency.max(1),
+            rate => rate as usize,
+        };
+        let secs = (held / per_second).clamp(1, 30);
+        chrono::Duration::seconds(secs as i64)
+    }
+
     /// Whether the first queued job may be attempted now; if not, it is
     /// taken off the queue: dropped when this node's lease on it is lost or
     /// about to end (the database gives it to the next claim), handed back
@@ -387,10 +410,7 @@ impl ProviderActor {
     }
 
     /// Takes every job not in flight (queued and waiting to retry).
-    fn take_waiting(&mut self, ctx: &mut Context<Self>) -> Vec<Job> {
-        if let Some((_, handle)) = self.retry_timer.take() {
-            ctx.cancel_future(handle);
-        }
+    fn take_waiting(&mut self) -> Vec<Job> {
         let mut jobs: Vec<Job> = self.queue.drain(..).collect();
         jobs.extend(self.delayed.drain(..).map(|(_, job)| job));
         jobs
@@ -407,18 +427,17 @@ impl ProviderActor {
         let Some(due) = self.delayed.iter().map(|(at, _)| *at).min() else {
             return;
         };
-        if let Some((at, handle)) = self.retry_timer {
-            if at <= due {
-                return;
-            }
-            ctx.cancel_future(handle);
+        if self.retry_timer.is_some_and(|at| at <= due) {
+            return;
         }
         let wait = due.saturating_duration_since(Instant::now());
-        let handle = ctx.run_later(wait, |act, ctx| {
-            act.retry_timer = None;
+        ctx.run_later(wait, move |act, ctx| {
+            if act.retry_timer == Some(due) {
+                act.retry_timer = None;
+            }
             act.release_due_retries(ctx);
         });
-        self.retry_timer = Some((due, handle));
+        self.retry_timer = Some(due);
     }
 
     /// Queues the delayed jobs that are due, in due order.

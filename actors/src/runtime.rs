@@ -42,7 +42,8 @@ pub struct EngineConfig {
     /// Provider actor mailbox capacity. Default 4096.
     pub provider_mailbox: usize,
     /// Jobs a provider actor holds at most (queued and waiting to retry);
-    /// more are deferred to the database (lease released, due in 1 s).
+    /// more are deferred to the database (lease released, due again in
+    /// 1-30 s, by the actor's rate).
     /// Default 10000.
     pub provider_queue_cap: usize,
     /// Attempts per second per provider connection; 0 = unlimited. Default 0.

@@ -1,4 +1,6 @@
-//! The organizations' suppression lists, held in memory for the accept path.
+//! The organizations' suppression lists, held in memory for the accept path
+//! and for dispatch, which checks again before a job reaches a provider
+//! actor (a scheduled message or a retry may wait while a recipient opts out).
 //!
 //! Checking every recipient against PostgreSQL would add a query to every
 //! send request; the list is instead loaded once per organization (on its

@@ -269,7 +269,68 @@ async fn a_retired_provider_hands_its_waiting_retries_to_the_next_provider() {
     assert_eq!(status, 200, "{json}");
     let done = app.wait_for(&org, &id, &["sent", "failed"]).await;
     assert_eq!(done["status"], "sent", "{done}");
-    assert_eq!(receipts(&backup).await.get(&id), Some(&1));
+    let primary_saw = receipts(&limited).await;
+    let backup_saw = receipts(&backup).await;
+    assert_eq!(
+        backup_saw.get(&id),
+        Some(&1),
+        "{done} primary {primary_saw:?} backup {backup_saw:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_retry_waiting_in_a_provider_actor_survives_its_restart() {
+    let app = TestApp::spawn().await;
+    let org = app.org("acme").await;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(TWILIO_PATH))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "2")
+                .set_body_json(
+                    json!({"code": 20429, "message": "Too Many Requests", "status": 429}),
+                ),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(TWILIO_PATH))
+        .respond_with(twilio_ok())
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let provider = app.provider(&org, "sms", twilio("tw", &server.uri())).await;
+    let provider_id: msgengine_domain::ProviderId =
+        serde_json::from_value(provider["id"].clone()).expect("provider id");
+    let (_, body) = app
+        .send(
+            &org,
+            &json!({"channel": "sms", "to": "+2348031234567", "text": "retry"}),
+        )
+        .await;
+    let waiting = body["id"].as_str().expect("id").to_owned();
+    until("the first attempt was refused", || async {
+        !receipts(&server).await.is_empty()
+    })
+    .await;
+    // Its retry now waits 2 s in the actor; the next send panics the actor.
+    assert!(app.engine.inject_provider_panic(provider_id));
+    let (_, body) = app
+        .send(
+            &org,
+            &json!({"channel": "sms", "to": "+2348031234567", "text": "boom"}),
+        )
+        .await;
+    let boom = body["id"].as_str().expect("id").to_owned();
+    for id in [&waiting, &boom] {
+        let done = app.wait_for(&org, id, &["sent", "failed"]).await;
+        assert_eq!(done["status"], "sent", "{done}");
+    }
+    let counts = receipts(&server).await;
+    assert_eq!(counts.get(&waiting), Some(&2), "refused once, then sent");
 }
 
 /// A message row written straight to the database (unleased, due at
@@ -486,6 +547,43 @@ async fn a_disabled_organization_sends_nothing_until_it_is_enabled() {
     for id in &ids {
         assert_eq!(counts.get(id), Some(&1), "{id} sent once");
     }
+    let audited: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_log WHERE organization_id::text = $1
+                AND action IN ('organization.disable', 'organization.enable')",
+            &[&x.id],
+        )
+        .await
+        .expect("query")
+        .get(0);
+    assert_eq!(audited, 2, "both changes are audited");
+}
+
+#[tokio::test]
+async fn a_full_provider_queue_defers_to_the_database_and_loses_nothing() {
+    let app = TestApp::spawn_with(TestDb::new().await, KeyRing::generate_entry("cap1"), |s| {
+        s.engine.provider_queue_cap = 4;
+        s.engine.provider_rate_per_second = 10;
+    })
+    .await;
+    let org = app.org("acme").await;
+    app.provider(&org, "sms", sandbox("sbx", 0, 0.0, 0.0)).await;
+    let (status, body) = app.send(&org, &batch(30, "cap")).await;
+    assert_eq!(status, 202, "{body}");
+    let ids = ids_of(&body);
+    // At most 4 stay in memory: the rest are given back, unleased.
+    until("the overflow is back in the database", || async {
+        app.query_count(
+            "SELECT count(*) FROM messages WHERE state = 'queued' AND lease_owner IS NULL",
+        )
+        .await
+            >= 20
+    })
+    .await;
+    until("every message delivered", || {
+        all_in(&app.db, &ids, &["delivered"])
+    })
+    .await;
 }
 
 // ---- the claim and the fences, at the storage level -------------------
