@@ -22,8 +22,8 @@ use metrics::Gauge;
 use uuid::Uuid;
 
 use super::{
-    Kind, BREAKER_OPEN_SECONDS, BREAKER_STATE, CATALOG, PROVIDER_IN_FLIGHT,
-    PROVIDER_LATENCY_EWMA, PROVIDER_SUCCESS_RATIO,
+    Kind, BREAKER_OPEN_SECONDS, BREAKER_STATE, CATALOG, PROVIDER_IN_FLIGHT, PROVIDER_LATENCY_EWMA,
+    PROVIDER_SUCCESS_RATIO,
 };
 
 /// The per-connection gauges, in the order of [`Entry::values`].
