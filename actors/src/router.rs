@@ -179,6 +179,8 @@ async fn reload(shared: &Arc<Shared>, org: OrganizationId) -> Result<(), StoreEr
     for id in stale {
         if let Some((_, handle)) = shared.routes.providers.remove(&id) {
             handle.addr.do_send(crate::provider::Retire);
+            // Its series leave /metrics now, not when the actor is finally dropped.
+            crate::metrics::connections::forget(id.0);
         }
     }
     shared.routes.loaded.insert(org, ());

@@ -16,11 +16,11 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpResponse};
-use actix_web::http::header;
 use actix_web::HttpRequest;
+use actix_web::{web, HttpResponse};
 use metrics::SharedString;
 use msgengine_actors::metrics::{HTTP_REQUESTS, HTTP_REQUEST_DURATION};
 use msgengine_domain::Secret;
@@ -127,7 +127,10 @@ pub fn status_label(status: StatusCode) -> SharedString {
 
 /// `GET /metrics`: every series in the Prometheus text format (401 without
 /// the scrape token when one is set).
-pub async fn render(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn render(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     if let Some(token) = &state.metrics_token {
         if !token.admits(&req) {
             return Err(ApiError::unauthorized(

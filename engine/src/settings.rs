@@ -352,7 +352,9 @@ impl Settings {
             return Err("database.pool_max_size must be at least 1".into());
         }
         if (1..100).contains(&self.database.statement_timeout_ms) {
-            return Err("database.statement_timeout_ms must be 0 (no limit) or at least 100".into());
+            return Err(
+                "database.statement_timeout_ms must be 0 (no limit) or at least 100".into(),
+            );
         }
         if let Some(token) = &self.metrics.bearer_token {
             if token.expose().chars().count() < 16 {
@@ -362,7 +364,8 @@ impl Settings {
         if self.engine.max_providers_per_org == 0 {
             return Err("engine.max_providers_per_org must be at least 1".into());
         }
-        if self.server.webhook_listen == Some(self.server.listen) && self.server.listen.port() != 0 {
+        if self.server.webhook_listen == Some(self.server.listen) && self.server.listen.port() != 0
+        {
             return Err("server.webhook_listen must differ from server.listen".into());
         }
         Ok(())
@@ -408,7 +411,10 @@ mod tests {
             ("MSGENGINE__SERVER__MAX_BODY_BYTES", "4096"),
             ("MSGENGINE__DATABASE__POOL_MAX_SIZE", "8"),
             ("MSGENGINE__METRICS__TENANT_LABEL_LIMIT", "20"),
-            ("MSGENGINE__METRICS__BEARER_TOKEN", "scrape-token-0123456789"),
+            (
+                "MSGENGINE__METRICS__BEARER_TOKEN",
+                "scrape-token-0123456789",
+            ),
             ("MSGENGINE__DATABASE__STATEMENT_TIMEOUT_MS", "5000"),
             ("MSGENGINE__SERVER__WEBHOOK_LISTEN", "0.0.0.0:8081"),
             ("MSGENGINE__ENGINE__MAX_PROVIDERS_PER_ORG", "7"),
@@ -460,14 +466,19 @@ mod tests {
         let s = Settings::load(&FakeEnv(vec![("MSGENGINE__METRICS__QUEUE_POLL_SECS", "0")]))
             .expect("loads");
         assert!(s.validate().is_err_and(|e| e.contains("queue_poll_secs")));
-        let s = Settings::load(&FakeEnv(vec![("MSGENGINE__METRICS__BEARER_TOKEN", "short")]))
-            .expect("loads");
+        let s = Settings::load(&FakeEnv(vec![(
+            "MSGENGINE__METRICS__BEARER_TOKEN",
+            "short",
+        )]))
+        .expect("loads");
         assert!(s.validate().is_err_and(|e| e.contains("bearer_token")));
         let s = Settings::load(&FakeEnv(vec![(
             "MSGENGINE__DATABASE__STATEMENT_TIMEOUT_MS",
             "5",
         )]))
         .expect("loads");
-        assert!(s.validate().is_err_and(|e| e.contains("statement_timeout_ms")));
+        assert!(s
+            .validate()
+            .is_err_and(|e| e.contains("statement_timeout_ms")));
     }
 }

@@ -15,9 +15,9 @@ use anyhow::Context;
 use msgengine_actors::{Engine, EngineConfig};
 use msgengine_api::auth::{AdminToken, AuthCache};
 use msgengine_api::metrics::ScrapeToken;
-use msgengine_storage::driver::deadpool_postgres;
 use msgengine_api::{AppState, Limits};
 use msgengine_providers::ProviderRegistry;
+use msgengine_storage::driver::deadpool_postgres;
 use msgengine_storage::{connect_pool, migrate, PoolSettings};
 
 use crate::bootstrap::{self, ClusterUse, Database};

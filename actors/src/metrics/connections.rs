@@ -5,11 +5,13 @@
 //! is an idle timeout per metric kind, which would also drop every quiet gauge of a live
 //! connection and every set-once gauge of the process. So these five gauges live here, one
 //! entry per connection, counted by the [`ConnectionSeries`] handles that use it (a provider
-//! actor holds one; a reconfiguration can briefly hold two), and the page appends them with
-//! [`render`]. Invariants: an entry exists exactly while a handle for its connection exists,
-//! so a deleted or deactivated connection's series disappear as soon as its actor stops
-//! (at once when idle, after its in-flight sends otherwise); the page lists connections in id
-//! order.
+//! actor holds one), and the page appends them with [`render`].
+//!
+//! Invariants: an entry leaves when the router retires its connection ([`forget`]: deleted
+//! or deactivated), or when the last handle on it is dropped, whichever comes first; a retired
+//! actor finishing its in-flight sends writes into values nobody renders, and a handle only
+//! ever releases its own entry, never a newer one of the same connection (re-activated). The
+//! page lists connections in id order.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,8 +22,8 @@ use metrics::Gauge;
 use uuid::Uuid;
 
 use super::{
-    Kind, BREAKER_OPEN_SECONDS, BREAKER_STATE, CATALOG, PROVIDER_IN_FLIGHT,
-    PROVIDER_LATENCY_EWMA, PROVIDER_SUCCESS_RATIO,
+    Kind, BREAKER_OPEN_SECONDS, BREAKER_STATE, CATALOG, PROVIDER_IN_FLIGHT, PROVIDER_LATENCY_EWMA,
+    PROVIDER_SUCCESS_RATIO,
 };
 
 /// The per-connection gauges, in the order of [`Entry::values`].
@@ -45,6 +47,8 @@ static CONNECTIONS: LazyLock<RwLock<BTreeMap<Uuid, Entry>>> = LazyLock::new(RwLo
 /// A handle on one connection's gauges; the last one dropped removes its series.
 pub struct ConnectionSeries {
     connection: Uuid,
+    /// Identifies the entry this handle belongs to (a re-activated connection gets a new one).
+    entry: Arc<AtomicU64>,
     gauges: [Gauge; 5],
 }
 
@@ -60,7 +64,11 @@ impl ConnectionSeries {
         entry.handles += 1;
         entry.provider = provider;
         let gauges = entry.values.clone().map(Gauge::from_arc);
-        Self { connection, gauges }
+        Self {
+            connection,
+            entry: entry.values[0].clone(),
+            gauges,
+        }
     }
 
     /// The gauge of `NAMES[index]`.
@@ -72,13 +80,24 @@ impl ConnectionSeries {
 impl Drop for ConnectionSeries {
     fn drop(&mut self) {
         let mut map = CONNECTIONS.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = map.get_mut(&self.connection) {
+        let own = map
+            .get_mut(&self.connection)
+            .filter(|entry| Arc::ptr_eq(&entry.values[0], &self.entry));
+        if let Some(entry) = own {
             entry.handles = entry.handles.saturating_sub(1);
             if entry.handles == 0 {
                 map.remove(&self.connection);
             }
         }
     }
+}
+
+/// Removes `connection`'s series at once (the router retired it: deleted or deactivated).
+pub fn forget(connection: Uuid) {
+    CONNECTIONS
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&connection);
 }
 
 /// Whether `connection` has series now.
@@ -153,6 +172,22 @@ mod tests {
         drop(second);
         assert!(!is_listed(id));
         assert!(!page().contains(&id.to_string()));
+    }
+
+    #[test]
+    fn a_retired_connection_leaves_at_once_and_its_old_handle_never_removes_a_new_one() {
+        let id = Uuid::new_v4();
+        let retiring = ConnectionSeries::new("mailgun", id);
+        forget(id);
+        assert!(!is_listed(id));
+        retiring.gauge(4).set(3.0); // in-flight sends still finishing: not shown
+        assert!(!page().contains(&id.to_string()));
+        // Re-activated before the old actor is gone: the old handle leaves the new entry be.
+        let fresh = ConnectionSeries::new("mailgun", id);
+        drop(retiring);
+        assert!(is_listed(id));
+        drop(fresh);
+        assert!(!is_listed(id));
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //! `DATABASE_URL` is given, and what the test kit reuses for a throwaway test cluster.
 //!
 //! Invariants:
-//! - The server listens on a unix socket only (`listen_addresses=''`; tests may add a loopback
-//!   TCP address) in a 0700 directory, so
-//!   trust authentication reaches nobody but this OS user (and root).
+//! - The server listens on a unix socket only (`listen_addresses=''`) in a 0700 directory, so
+//!   trust authentication reaches nobody but this OS user (and root). Only tests add a
+//!   loopback TCP address (`ClusterOptions::tcp`, for TLS tests).
+//! - Where the cluster directory is (inside the data directory or, for root with a data
+//!   directory the server's user cannot reach, under /var/lib/msgengine) is decided by
+//!   `placement`.
 //! - PostgreSQL refuses to run as root: when we are root, initdb and pg_ctl run as `postgres`
 //!   (or `nobody`), which owns the data directory, the socket directory and the server log.
 //! - `start` is serialised per directory across processes by a `flock` on `dir/cluster.lock`,
@@ -27,15 +30,15 @@ use nix::unistd::Uid;
 use tokio_postgres::error::SqlState;
 
 pub use binaries::find_binaries;
-pub use placement::{
-    cluster_dir_for, decide_placement, relocated_dir, Placement, PlacementInputs, LOCATION_FILE,
-    RELOCATED_BASE,
-};
 use host::{
     check_reachable, io_err, lock_dir, prepare_dir, read_postmaster_pid, socket_dir_for,
     unprivileged_user, RunAs,
 };
 use options::{postgres_options, quote_conninfo, server_settings, tail_lines};
+pub use placement::{
+    cluster_dir_for, decide_placement, relocated_dir, Placement, PlacementInputs, LOCATION_FILE,
+    RELOCATED_BASE,
+};
 
 /// Port in the socket file name (`.s.PGSQL.<port>`); no TCP listener is ever opened.
 pub const DEFAULT_PORT: u16 = 5432;

@@ -27,7 +27,9 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use tokio_postgres::config::SslMode as DriverSslMode;
 
 use crate::error::StoreError;
@@ -245,13 +247,10 @@ impl ServerCertVerifier for IgnoreHostName {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -304,7 +303,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -313,7 +317,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -334,7 +343,10 @@ mod tests {
         let (rest, params) = split(
             "postgresql://u:p@db.example.com:5432/app?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x",
         );
-        assert_eq!(rest, "postgresql://u:p@db.example.com:5432/app?application_name=x");
+        assert_eq!(
+            rest,
+            "postgresql://u:p@db.example.com:5432/app?application_name=x"
+        );
         assert_eq!(params.mode, SslMode::VerifyFull);
         assert_eq!(params.root_cert, Some(PathBuf::from("/etc/ca.pem")));
         let (rest, params) = split("postgres://u@h/db?sslmode=require");
@@ -363,7 +375,10 @@ mod tests {
             "host=h sslmode",
         ] {
             let err = split_tls_params(bad).expect_err(bad);
-            assert!(err.to_string().contains("invalid database address"), "{err}");
+            assert!(
+                err.to_string().contains("invalid database address"),
+                "{err}"
+            );
         }
     }
 
@@ -380,5 +395,4 @@ mod tests {
             assert!(client_config(&params).is_ok());
         }
     }
-
 }

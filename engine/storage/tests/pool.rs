@@ -135,7 +135,10 @@ async fn encrypted(conninfo: &str) -> Result<bool, StoreError> {
     let pool = connect_pool(conninfo, &PoolSettings::default()).await?;
     let client = pool.get().await?;
     let row = client
-        .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
         .await?;
     Ok(row.get(0))
 }
@@ -155,7 +158,10 @@ async fn sslmode_encrypts_and_verifies_as_libpq_does() {
     assert!(!encrypted(&disable).await.expect("disable connects"));
 
     // verify-full: the chain to the given root and the host name.
-    let full = server.conninfo("localhost", &format!("sslmode=verify-full sslrootcert={root}"));
+    let full = server.conninfo(
+        "localhost",
+        &format!("sslmode=verify-full sslrootcert={root}"),
+    );
     assert!(encrypted(&full).await.expect("verify-full connects"));
     let url = format!(
         "postgresql://msgengine@localhost:{}/msgengine?sslmode=verify-full&sslrootcert={root}",
@@ -168,21 +174,34 @@ async fn sslmode_encrypts_and_verifies_as_libpq_does() {
         "localhost",
         &format!("sslmode=verify-full sslrootcert={wrong_root}"),
     );
-    let err = encrypted(&wrong).await.expect_err("an untrusted server is refused");
+    let err = encrypted(&wrong)
+        .await
+        .expect_err("an untrusted server is refused");
     assert!(
         matches!(&err, StoreError::Unavailable(why) if why.contains("UnknownIssuer")),
         "{err}"
     );
     // A name the certificate does not carry: verify-full refuses, verify-ca accepts.
-    let by_ip = server.conninfo("127.0.0.1", &format!("sslmode=verify-full sslrootcert={root}"));
-    let err = encrypted(&by_ip).await.expect_err("a wrong host name is refused");
+    let by_ip = server.conninfo(
+        "127.0.0.1",
+        &format!("sslmode=verify-full sslrootcert={root}"),
+    );
+    let err = encrypted(&by_ip)
+        .await
+        .expect_err("a wrong host name is refused");
     assert!(
         matches!(&err, StoreError::Unavailable(why) if why.contains("not valid for name")),
         "{err}"
     );
-    let ca_only = server.conninfo("127.0.0.1", &format!("sslmode=verify-ca sslrootcert={root}"));
+    let ca_only = server.conninfo(
+        "127.0.0.1",
+        &format!("sslmode=verify-ca sslrootcert={root}"),
+    );
     assert!(encrypted(&ca_only).await.expect("verify-ca connects"));
-    let ca_wrong = server.conninfo("127.0.0.1", &format!("sslmode=verify-ca sslrootcert={wrong_root}"));
+    let ca_wrong = server.conninfo(
+        "127.0.0.1",
+        &format!("sslmode=verify-ca sslrootcert={wrong_root}"),
+    );
     assert!(encrypted(&ca_wrong).await.is_err());
     server.stop().await;
 }

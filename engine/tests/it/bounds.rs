@@ -129,8 +129,13 @@ async fn metrics_require_the_scrape_token_when_one_is_set() {
         s.metrics.bearer_token = Some(msgengine_domain::Secret::new(TOKEN));
     })
     .await;
-    for token in [None, Some("scrape-token-wrong"), Some(crate::helpers::ADMIN_TOKEN)] {
-        let (status, body) = status_json(app.call(Method::GET, "/metrics", token, None).await).await;
+    for token in [
+        None,
+        Some("scrape-token-wrong"),
+        Some(crate::helpers::ADMIN_TOKEN),
+    ] {
+        let (status, body) =
+            status_json(app.call(Method::GET, "/metrics", token, None).await).await;
         assert_eq!(status, 401, "{token:?}");
         assert_error(&body, "unauthorized");
     }
@@ -154,7 +159,10 @@ async fn webhooks_can_have_a_listener_of_their_own() {
     assert_ne!(hooks, app.base);
     let org = app.org("acme").await;
     let provider = app.provider(&org, "email", mailgun()).await;
-    let path = format!("/api/webhooks/email/{}", provider["id"].as_str().expect("id"));
+    let path = format!(
+        "/api/webhooks/email/{}",
+        provider["id"].as_str().expect("id")
+    );
     let forged = json!({"signature": {"timestamp": "1", "token": "t", "signature": "00"},
                         "event-data": {"event": "delivered"}});
     let http = reqwest::Client::new();
@@ -199,7 +207,10 @@ async fn webhooks_can_have_a_listener_of_their_own() {
     // Stopping the application stops both listeners.
     let deadline = Instant::now() + Duration::from_secs(10);
     while http.get(format!("{hooks}/healthz")).send().await.is_ok() {
-        assert!(Instant::now() < deadline, "the webhook listener kept running");
+        assert!(
+            Instant::now() < deadline,
+            "the webhook listener kept running"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -197,7 +197,8 @@ impl Drop for PrivateHome {
     fn drop(&mut self) {
         if let Some(cluster) = self.recorded_cluster() {
             // A server left running by a failed assertion: stop it as its owner.
-            let owner = std::fs::metadata(&cluster).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+            let owner =
+                std::fs::metadata(&cluster).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
             if let (Ok(bin), Ok(uid)) = (msgengine_storage::embedded::find_binaries(), owner) {
                 let _ = std::os::unix::process::CommandExt::uid(
                     std::process::Command::new(bin.join("pg_ctl"))
@@ -259,14 +260,22 @@ async fn serve_as_root_from_a_private_home_places_its_cluster_where_postgres_can
         assert_eq!(placement, Placement::Relocate(relocated));
         // Without root nothing is relocated: the cluster stays in the data directory.
         let dir = embedded::cluster_dir_for(&home.data).expect("placed");
-        assert_eq!(dir, home.data.canonicalize().expect("canonical").join("postgres"));
+        assert_eq!(
+            dir,
+            home.data
+                .canonicalize()
+                .expect("canonical")
+                .join("postgres")
+        );
         return;
     }
 
     let port = free_port();
     let mut server = serve(&home.data, port, &[]);
     wait_ready(port, &mut server).await;
-    let cluster = home.recorded_cluster().expect("data/cluster-location names the cluster");
+    let cluster = home
+        .recorded_cluster()
+        .expect("data/cluster-location names the cluster");
     assert!(cluster.starts_with(embedded::RELOCATED_BASE), "{cluster:?}");
     assert!(cluster.join("pgdata/PG_VERSION").exists());
     let meta = std::fs::metadata(&cluster).expect("cluster dir");

@@ -12,7 +12,10 @@ pub(super) fn server_settings(
 ) -> Vec<(String, String)> {
     // A double-quoted list element keeps a socket path with spaces or commas intact.
     let socket_list = format!("\"{}\"", socket_dir.to_string_lossy().replace('"', "\"\""));
-    let listen = opts.tcp.map(|addr| addr.ip().to_string()).unwrap_or_default();
+    let listen = opts
+        .tcp
+        .map(|addr| addr.ip().to_string())
+        .unwrap_or_default();
     let mut settings = vec![
         ("listen_addresses".to_owned(), listen),
         ("unix_socket_directories".to_owned(), socket_list),

@@ -62,7 +62,8 @@ fn cache_dir() -> PathBuf {
 fn fetch(cache: &Path) -> Result<PathBuf, String> {
     let bin = cache.join("root/usr/bin");
     let ready = || TOOLS.iter().all(|t| bin.join(t).is_file());
-    std::fs::create_dir_all(cache).map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
+    std::fs::create_dir_all(cache)
+        .map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
     let _lock = lock(&cache.join("fetch.lock"))?;
     if ready() {
         return Ok(bin);
@@ -73,7 +74,10 @@ fn fetch(cache: &Path) -> Result<PathBuf, String> {
     let deb = download(&work)?;
     let unpacked = work.join("root");
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
-    if !TOOLS.iter().all(|t| unpacked.join("usr/bin").join(t).is_file()) {
+    if !TOOLS
+        .iter()
+        .all(|t| unpacked.join("usr/bin").join(t).is_file())
+    {
         return Err(format!(
             "{} holds no usr/bin/prometheus and usr/bin/promtool",
             deb.display()
@@ -120,7 +124,9 @@ fn download(work: &Path) -> Result<PathBuf, String> {
         run(update.arg("update"))
             .and_then(|()| run(get.args(["download", PACKAGE])))
             .map_err(|second| {
-                format!("apt-get download failed ({first}), and with fresh package lists ({second})")
+                format!(
+                    "apt-get download failed ({first}), and with fresh package lists ({second})"
+                )
             })?;
     }
     let deb = std::fs::read_dir(work)
