@@ -240,7 +240,10 @@ pub fn keep_on_loopback(value: &mut Value, sink: &str) {
     match value {
         Value::Object(map) => {
             for (key, member) in map.iter_mut() {
-                if let Value::String(text) = member {
+                if key == "baseUrl" && member.is_null() {
+                    // Clearing it would send the connection to the provider's real API.
+                    *member = Value::String(sink.to_owned());
+                } else if let Value::String(text) = member {
                     if URL_KEYS.contains(&key.as_str()) && names_remote_url(text) {
                         *text = sink.to_owned();
                     } else if key == "host" && names_remote_host(text) {
