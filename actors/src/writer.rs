@@ -70,7 +70,8 @@ impl OutcomeWriter {
         let shards = (0..settings.shards.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(65_536);
-                let store = BatchStore::new(pool.clone(), health.reporter(), settings.leases.clone());
+                let store =
+                    BatchStore::new(pool.clone(), health.reporter(), settings.leases.clone());
                 runtime.spawn(run_shard(store, rx, settings.max_batch, pending.clone()));
                 tx
             })
@@ -265,7 +266,8 @@ impl BatchStore {
         let safe = storage_rejected(row);
         match self.write(std::slice::from_ref(&safe)).await {
             Ok(written) => {
-                self.leases.after_write(std::slice::from_ref(&safe), written);
+                self.leases
+                    .after_write(std::slice::from_ref(&safe), written);
                 self.succeeded();
                 tracing::warn!(message = %row.id, error = %cause,
                     "outcome refused by the database; the message is failed as storage_rejected");

@@ -77,6 +77,7 @@ fn outcome(id: Uuid, state: MessageState, reason: &str) -> OutcomeRow {
         provider_message_id: Some(format!("pm-{id}")),
         next_attempt_at: None,
         release_lease: true,
+        fence: None,
     }
 }
 
@@ -151,6 +152,10 @@ async fn a_refused_outcome_fails_alone_and_the_writer_keeps_writing() {
         WriterSettings {
             shards: 1,
             max_batch: 5000,
+            leases: std::sync::Arc::new(msgengine_actors::lease::HeldLeases::new(
+                Uuid::new_v4(),
+                std::time::Duration::from_secs(60),
+            )),
         },
     );
     let mut rows: Vec<OutcomeRow> = good

@@ -164,7 +164,8 @@ async fn a_node_whose_renewals_lapse_stops_sending_and_every_message_is_sent_onc
 async fn a_stale_nodes_outcome_is_dropped_and_counted() {
     let db = TestDb::new().await;
     let ring = KeyRing::generate_entry("lease2");
-    let a = TestApp::spawn_configured(same_db(&db), ring.clone(), |s| s.engine.lease_secs = 5).await;
+    let a =
+        TestApp::spawn_configured(same_db(&db), ring.clone(), |s| s.engine.lease_secs = 5).await;
     let b = TestApp::spawn_configured(db, ring, |s| s.engine.lease_secs = 5).await;
     // Slower than the lease: A's attempt is still under way when it expires.
     let server = provider_mock(twilio_ok().set_delay(Duration::from_secs(7))).await;
@@ -473,10 +474,11 @@ async fn set_active(app: &TestApp, org: &Org, active: bool) {
 
 #[tokio::test]
 async fn a_disabled_organization_sends_nothing_until_it_is_enabled() {
-    let app = TestApp::spawn_configured(TestDb::new().await, KeyRing::generate_entry("dis1"), |s| {
-        s.engine.provider_rate_per_second = 2;
-    })
-    .await;
+    let app =
+        TestApp::spawn_configured(TestDb::new().await, KeyRing::generate_entry("dis1"), |s| {
+            s.engine.provider_rate_per_second = 2;
+        })
+        .await;
     let x = app.org("disabled").await;
     let y = app.org("neighbour").await;
     let server = provider_mock(twilio_ok()).await;
@@ -561,11 +563,12 @@ async fn a_disabled_organization_sends_nothing_until_it_is_enabled() {
 
 #[tokio::test]
 async fn a_full_provider_queue_defers_to_the_database_and_loses_nothing() {
-    let app = TestApp::spawn_with(TestDb::new().await, KeyRing::generate_entry("cap1"), |s| {
-        s.engine.provider_queue_cap = 4;
-        s.engine.provider_rate_per_second = 10;
-    })
-    .await;
+    let app =
+        TestApp::spawn_configured(TestDb::new().await, KeyRing::generate_entry("cap1"), |s| {
+            s.engine.provider_queue_cap = 4;
+            s.engine.provider_rate_per_second = 10;
+        })
+        .await;
     let org = app.org("acme").await;
     app.provider(&org, "sms", sandbox("sbx", 0, 0.0, 0.0)).await;
     let (status, body) = app.send(&org, &batch(30, "cap")).await;
