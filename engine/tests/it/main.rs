@@ -12,6 +12,7 @@ mod e2e_sim;
 mod edge_input;
 mod encryption;
 mod helpers;
+mod hostile;
 mod isolation;
 mod leases;
 mod openapi;
