@@ -168,8 +168,8 @@ fn is_public_v6(v6: Ipv6Addr) -> bool {
     }
     let s = v6.segments();
     let global_unicast = (s[0] & 0xe000) == 0x2000;
-    let special = (s[0] == 0x2001 && s[1] < 0x0200)
-        || (s[0] == 0x2001 && s[1] == 0x0db8)
+    // 2001::/23 (IETF protocol assignments) and 2001:db8::/32 (documentation).
+    let special = (s[0] == 0x2001 && (s[1] < 0x0200 || s[1] == 0x0db8))
         || (s[0] == 0x3fff && (s[1] & 0xf000) == 0)
         || s[0] == 0x5f00;
     global_unicast && !special

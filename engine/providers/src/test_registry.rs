@@ -4,6 +4,11 @@
 //! channel and type to make a real, authenticated, side-effect-free call to the
 //! provider. With no probe registered for a type, the live check is reported as
 //! skipped, never as passed.
+//!
+//! A probe's words can carry a provider's own text (its error message), so
+//! the live check's message is reflected capped: control characters
+//! escaped, at most [`MAX_REASON_CHARS`](crate::http::MAX_REASON_CHARS)
+//! characters.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -154,7 +159,11 @@ impl ProviderRegistry {
             }
         } else {
             match self.probes.get(&(spec.channel(), spec.provider_type())) {
-                Some(probe) => probe.probe(spec).await,
+                Some(probe) => {
+                    let mut check = probe.probe(spec).await;
+                    check.message = reflected(&check.message);
+                    check
+                }
                 None => Check {
                     name: "connection",
                     status: CheckStatus::Skipped,
@@ -171,6 +180,20 @@ impl ProviderRegistry {
             checks,
         }
     }
+}
+
+/// Provider-supplied text as a report may show it: control characters
+/// (NUL, newlines, escape sequences) written as `\u{..}`, then cut to
+/// [`MAX_REASON_CHARS`](crate::http::MAX_REASON_CHARS) characters.
+fn reflected(text: &str) -> String {
+    let escaped: String = text
+        .chars()
+        .map(|c| match c {
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect();
+    crate::http::bound(&escaped)
 }
 
 /// Re-validates a stored spec, so a rule tightened after it was saved shows up here.
@@ -242,6 +265,37 @@ mod tests {
         let report = registry.test(&termii("TL-key")).await;
         assert!(!report.ok);
         assert_eq!(report.checks[1].message, "401: invalid API key");
+    }
+
+    struct Rambles;
+
+    #[async_trait]
+    impl ConnectionProbe for Rambles {
+        async fn probe(&self, _: &AnyProviderSpec) -> Check {
+            Check {
+                name: "connection",
+                status: CheckStatus::Failed,
+                message: format!("bad\u{0}thing\n\u{1b}[31m{}", "x".repeat(5_000)),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn provider_text_in_a_report_is_escaped_and_capped() {
+        let registry =
+            ProviderRegistry::new().with_probe(Channel::Sms, "TERMII", Arc::new(Rambles));
+        let report = registry.test(&termii("TL-key")).await;
+        let message = &report.checks[1].message;
+        assert!(
+            message.starts_with("bad\\u{0}thing\\u{a}\\u{1b}[31m"),
+            "{message}"
+        );
+        assert!(!message.chars().any(char::is_control), "{message}");
+        assert_eq!(
+            message.chars().count(),
+            crate::http::MAX_REASON_CHARS + 1,
+            "cut, with an ellipsis"
+        );
     }
 
     #[tokio::test]

@@ -285,7 +285,7 @@ async fn email_through_the_simulated_mailgun_is_delivered_and_a_bounce_suppresse
             Method::PUT,
             &format!("/api/email/providers/{pid}"),
             Some(&org.key),
-            // A new destination takes the secret again (it is never sent anywhere new).
+            // A new host needs the key again in the same request.
             Some(&json!({"baseUrl": sim.base_url(), "apiKey": MAILGUN_KEY})),
         )
         .await;
