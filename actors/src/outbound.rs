@@ -102,24 +102,26 @@ impl Targets {
         }
     }
 
+    /// The provider calls' address policy this corresponds to (one
+    /// classifier of addresses for both kinds of outbound call).
+    fn policy(self) -> msgengine_providers::address::AddressPolicy {
+        use msgengine_providers::address::AddressPolicy;
+        match self {
+            Targets::Public => AddressPolicy::Public,
+            Targets::Any => AddressPolicy::Any,
+            Targets::Loopback => AddressPolicy::Loopback,
+        }
+    }
+
     /// Whether an IP-literal host may be used (the resolver never sees those).
     pub fn allows(self, ip: std::net::IpAddr) -> bool {
-        match self {
-            Targets::Public => msgengine_providers::http::is_public_ip(ip),
-            Targets::Any => true,
-            Targets::Loopback => ip.is_loopback(),
-        }
+        self.policy().allows(ip)
     }
 
     /// Whether a URL's host is an IP literal this refuses (host names are
     /// checked by the client when it resolves them).
     pub fn refuses_literal(self, url: &str) -> bool {
-        let host = url::Url::parse(url).ok().and_then(|u| match u.host() {
-            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-            _ => None,
-        });
-        host.is_some_and(|ip| !self.allows(ip))
+        url::Url::parse(url).is_ok_and(|u| self.policy().check_url(&u).is_err())
     }
 }
 
