@@ -88,12 +88,7 @@ pub async fn disable(
           WHERE id = $1
       RETURNING {COLUMNS}"
     );
-    let stmt = client.prepare_cached(&sql).await?;
-    let row = client
-        .query_opt(&stmt, &[&id.0])
-        .await?
-        .ok_or(StoreError::NotFound)?;
-    from_row(&row)
+    update_one(client, &sql, id).await
 }
 
 /// Enables an organization again (idempotent: an active one is answered unchanged).
@@ -109,7 +104,16 @@ pub async fn enable(
           WHERE id = $1
       RETURNING {COLUMNS}"
     );
-    let stmt = client.prepare_cached(&sql).await?;
+    update_one(client, &sql, id).await
+}
+
+/// Runs an `UPDATE … WHERE id = $1 RETURNING` of one organization.
+async fn update_one(
+    client: &impl GenericClient,
+    sql: &str,
+    id: OrganizationId,
+) -> Result<Organization, StoreError> {
+    let stmt = client.prepare_cached(sql).await?;
     let row = client
         .query_opt(&stmt, &[&id.0])
         .await?
