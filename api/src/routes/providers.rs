@@ -64,40 +64,6 @@ async fn record_audit<S: ProviderSpec>(
     Ok(())
 }
 
-/// PostgreSQL can store U+0000 in neither text nor jsonb: a body that
-/// carries one anywhere (a string or a member name, free-form members such as
-/// `brandingConfig` included) is refused with 422 naming the member, before
-/// anything is parsed or stored.
-fn refuse_nul(body: &Map<String, Value>) -> Result<(), ApiError> {
-    fn find(value: &Value, at: String) -> Option<String> {
-        match value {
-            Value::String(s) if s.contains('\0') => Some(at),
-            Value::Object(map) => map.iter().find_map(|(k, v)| match k.contains('\0') {
-                true => Some(format!("{at}.{}", k.replace('\0', "\\0"))),
-                false => find(v, format!("{at}.{k}")),
-            }),
-            Value::Array(items) => items
-                .iter()
-                .enumerate()
-                .find_map(|(i, v)| find(v, format!("{at}[{i}]"))),
-            _ => None,
-        }
-    }
-    let found = body.iter().find_map(|(k, v)| match k.contains('\0') {
-        true => Some(k.replace('\0', "\\0")),
-        false => find(v, k.clone()),
-    });
-    match found {
-        None => Ok(()),
-        Some(field) => Err(msgengine_domain::ValidationError::new(
-            field.clone(),
-            "invalid_characters",
-            format!("{field} must not contain a NUL character"),
-        )
-        .into()),
-    }
-}
-
 pub async fn list<S: ProviderSpec>(
     tenant: Tenant,
     state: web::Data<AppState>,
@@ -113,7 +79,6 @@ pub async fn create<S: ProviderSpec>(
     state: web::Data<AppState>,
     Json(body): Json<Map<String, Value>>,
 ) -> Result<HttpResponse, ApiError> {
-    refuse_nul(&body)?;
     let spec: S = provider::from_object(body)?;
     let id = ProviderId::new();
     let mut client = state.pool.get().await?;
@@ -166,7 +131,6 @@ pub async fn update<S: ProviderSpec>(
     Json(patch): Json<Map<String, Value>>,
 ) -> Result<HttpResponse, ApiError> {
     let id = ProviderId(parse_id(&path, "provider")?);
-    refuse_nul(&patch)?;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     let before = repo::get::<S>(&tx, &state.ring, tenant.organization_id, id, true)
