@@ -245,10 +245,22 @@ impl SmsProviderSpec {
             SmsProviderType::Africastalking => invalid("an alphanumeric sender id (up to 11 characters) or a short code"),
             SmsProviderType::Termii if is_alphanumeric_sender(&sender, 3, 11) => Ok(()),
             SmsProviderType::Termii => invalid("3 to 11 letters, digits and spaces, with at least one letter"),
-            SmsProviderType::Sandbox => Ok(()),
+            // Any text the other types could carry, within the documented
+            // bound (an MG… Messaging Service SID is the longest, 34).
+            SmsProviderType::Sandbox
+                if sender.chars().count() <= MAX_SENDER_CHARS
+                    && !sender.contains(char::is_control) =>
+            {
+                Ok(())
+            }
+            SmsProviderType::Sandbox => invalid("at most 34 characters, without control characters"),
         }
     }
 }
+
+/// The longest sender of any type (`MG` + 32 hexadecimal characters), the
+/// `maxLength` the OpenAPI description gives `senderId`.
+const MAX_SENDER_CHARS: usize = 34;
 
 /// An alphanumeric sender id: `min..=max` ASCII letters, digits or spaces,
 /// at least one letter (GSM networks reject all-digit alphanumeric ids).
