@@ -275,7 +275,7 @@ impl Engine {
             }
         }
         let now = Utc::now();
-        let rows: Vec<NewMessageRow> = match suppressed {
+        let mut rows: Vec<NewMessageRow> = match suppressed {
             None => request
                 .messages
                 .into_iter()
@@ -291,6 +291,15 @@ impl Engine {
                 })
                 .collect(),
         };
+        if self.shared.leases.len() >= self.shared.config.max_held_jobs {
+            // This node holds all it may: stored for the scheduler, which
+            // claims them as room frees (fairly per organization).
+            let spilled = rows.iter_mut().filter(|r| r.leased).fold(0, |n, r| {
+                r.leased = false;
+                n + 1
+            });
+            crate::metrics::record_spilled(spilled);
+        }
         let body = response_body(&rows, request.is_batch);
         let accepted = count_by_channel(
             rows.iter()
@@ -432,6 +441,30 @@ impl Engine {
         Ok(done)
     }
 
+    /// Claims a verified webhook's single-use nonce (Mailgun's signed token)
+    /// with the SHA-256 of its body: `First` or `Repeat` (a provider's retry
+    /// of the same body) may proceed, `Replayed` (another body under a
+    /// signature already used) may not. Expired nonces are swept by the
+    /// scheduler.
+    pub async fn claim_webhook_nonce(
+        &self,
+        provider: msgengine_domain::ProviderId,
+        nonce: &str,
+        body_sha256: &[u8],
+        expires_at: DateTime<Utc>,
+    ) -> Result<msgengine_storage::repo::webhook_nonces::NonceUse, msgengine_storage::StoreError>
+    {
+        let client = self.shared.pool.get().await?;
+        msgengine_storage::repo::webhook_nonces::claim(
+            &client,
+            provider.0,
+            nonce,
+            body_sha256,
+            expires_at,
+        )
+        .await
+    }
+
     /// An organization's rate limits changed: returns once this node's
     /// tenant enforces the new ones.
     pub async fn limits_changed(&self, org: OrganizationId) {
@@ -462,6 +495,12 @@ impl Engine {
     /// Test hook: stop (or resume) renewing this node's leases.
     pub fn pause_lease_renewal(&self, paused: bool) {
         self.shared.leases.pause_renewal(paused);
+    }
+
+    /// Test hook: this node's scheduler claims nothing while `paused` (so
+    /// another node's claims can be watched alone).
+    pub fn pause_claims(&self, paused: bool) {
+        self.shared.claims_paused.store(paused, Ordering::Relaxed);
     }
 
     /// Test hook: make every route load fail (or work again).

@@ -19,9 +19,17 @@
 //!   renewals lapse stops sending before another node can claim the message
 //!   (the job is dropped; the database gives the message to the next claim).
 //!
-//! Invariant: entries are keyed by message id and carry the token they were
-//! added with; every removal checks the token, so a late removal for an old
-//! lease never drops the entry of a newer claim of the same message.
+//! - when the scheduler claims a message this node still holds (its lease
+//!   ran out while the job waited or its attempt was in flight, renewals
+//!   having lagged), the job is not dispatched a second time: the entry
+//!   *adopts* the new lease ([`HeldLeases::adopt`]) and the job goes on under
+//!   it; the job's outcome is written under the newest token
+//!   ([`HeldLeases::refence`]). So a node never races itself for a message.
+//!
+//! Invariant: entries are keyed by message id and carry the token of the job
+//! that holds them (and the token of the lease in the database, the same
+//! unless adopted); every removal checks the token, so a late removal for an
+//! old lease never drops the entry of a newer claim of the same message.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
-use msgengine_storage::driver::deadpool_postgres::Pool;
+use msgengine_storage::driver::deadpool_postgres::{GenericClient, Object, Pool};
 use msgengine_storage::repo::messages::{self, LeaseFence, OutcomeRow};
 use uuid::Uuid;
 
@@ -55,7 +63,11 @@ impl LostAt {
 
 #[derive(Debug, Clone, Copy)]
 struct Held {
+    /// The token of the lease in the database (renewed, written under).
     token: i64,
+    /// The token the job in this process carries (its fence); differs from
+    /// `token` once the entry adopted a newer claim.
+    job: i64,
     usable_until: Instant,
 }
 
@@ -65,6 +77,8 @@ pub struct HeldLeases {
     lease_for: Duration,
     margin: Duration,
     held: DashMap<Uuid, Held>,
+    /// Entries that adopted a newer claim (so outcomes need re-fencing).
+    adopted: AtomicU64,
     lost: AtomicU64,
     /// Test hook: renewals are skipped while set.
     paused: AtomicBool,
@@ -90,6 +104,7 @@ impl HeldLeases {
             lease_for,
             margin: lease_for / 3,
             held: DashMap::new(),
+            adopted: AtomicU64::new(0),
             lost: AtomicU64::new(0),
             paused: AtomicBool::new(false),
         }
@@ -106,21 +121,65 @@ impl HeldLeases {
     /// Records a lease this node took, lasting until `lease_until`.
     pub fn hold(&self, id: Uuid, token: i64, lease_until: DateTime<Utc>) {
         let usable_until = self.usable_until(lease_until);
-        self.held.insert(
+        let old = self.held.insert(
             id,
             Held {
                 token,
+                job: token,
                 usable_until,
             },
         );
+        if old.is_some_and(|h| h.token != h.job) {
+            self.adopted.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
-    /// Whether the lease `(id, token)` is held and far enough from its end
-    /// to start an attempt under it.
+    /// A claim of the scheduler's took `id` under `token` until
+    /// `lease_until`: if a job of this process still holds the message, the
+    /// job goes on under the new lease and `true` is returned (do not
+    /// dispatch it again); `false` when no job holds it.
+    pub fn adopt(&self, id: Uuid, token: i64, lease_until: DateTime<Utc>) -> bool {
+        let usable_until = self.usable_until(lease_until);
+        match self.held.get_mut(&id) {
+            Some(mut h) => {
+                if h.token == h.job {
+                    self.adopted.fetch_add(1, Ordering::Relaxed);
+                }
+                h.token = token;
+                h.usable_until = usable_until;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Writes outcomes of adopted jobs under the lease the database now has
+    /// (a no-op while nothing was adopted, the normal case).
+    pub fn refence(&self, rows: &mut [OutcomeRow]) {
+        if self.adopted.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        for row in rows {
+            let Some(fence) = row.fence.as_mut() else {
+                continue;
+            };
+            if fence.owner != self.owner {
+                continue;
+            }
+            if let Some(h) = self.held.get(&row.id) {
+                if h.job == fence.token {
+                    fence.token = h.token;
+                }
+            }
+        }
+    }
+
+    /// Whether the job with `token` holds `id`'s lease, far enough from its
+    /// end to start an attempt under it.
     pub fn is_usable(&self, id: Uuid, token: i64) -> bool {
         self.held
             .get(&id)
-            .is_some_and(|h| h.token == token && h.usable_until > Instant::now())
+            .is_some_and(|h| h.job == token && h.usable_until > Instant::now())
     }
 
     /// Leases held now.
@@ -148,9 +207,17 @@ impl HeldLeases {
         crate::metrics::record_lease_lost(at.as_str(), n);
     }
 
-    /// Forgets the lease of a job this node drops without writing anything.
+    /// Forgets the lease of a job this node drops without writing anything
+    /// (`token`: the job's, or the lease's in the database).
     pub fn forget(&self, id: Uuid, token: i64) {
-        self.held.remove_if(&id, |_, h| h.token == token);
+        if let Some((_, h)) = self
+            .held
+            .remove_if(&id, |_, h| h.job == token || h.token == token)
+        {
+            if h.token != h.job {
+                self.adopted.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// After a batch of outcomes was written (`written` of them applied):
@@ -184,21 +251,30 @@ impl HeldLeases {
         (now + left).checked_sub(self.margin).unwrap_or(now)
     }
 
-    /// Renews every held lease once; returns (renewed, lost).
+    /// Renews the held leases that would become unusable before the round
+    /// after next (those taken or renewed within the last half lease are
+    /// left alone: renewing them changes nothing but costs a row write);
+    /// returns (renewed, lost).
     pub async fn renew(
         &self,
-        pool: &Pool,
+        client: &impl GenericClient,
     ) -> Result<(usize, usize), msgengine_storage::StoreError> {
-        let snapshot: Vec<(Uuid, i64)> = self.held.iter().map(|e| (*e.key(), e.token)).collect();
+        let due = Instant::now() + self.lease_for / 2;
+        let mut snapshot: Vec<(Uuid, i64)> = self
+            .held
+            .iter()
+            .filter(|e| e.usable_until < due)
+            .map(|e| (*e.key(), e.token))
+            .collect();
+        // In id order, as the status and webhook writers lock their rows:
+        // renewals taken in the map's order deadlocked with them under load
+        // (each deadlock a second's stall for both sides).
+        snapshot.sort_unstable_by_key(|(id, _)| *id);
         let (mut renewed, mut lost) = (0, 0);
         for chunk in snapshot.chunks(RENEW_CHUNK) {
             let lease_until =
                 Utc::now() + chrono::Duration::from_std(self.lease_for).unwrap_or_default();
-            let waited = Instant::now();
-            let client = pool.get().await?;
-            crate::metrics::record_pool_wait(waited.elapsed());
-            let ids = messages::renew_held(&client, self.owner, chunk, lease_until).await?;
-            drop(client);
+            let ids = messages::renew_held(client, self.owner, chunk, lease_until).await?;
             let ids: std::collections::HashSet<Uuid> = ids.into_iter().collect();
             let usable_until = self.usable_until(lease_until);
             for (id, token) in chunk {
@@ -221,21 +297,43 @@ impl HeldLeases {
     }
 }
 
-/// Renews this node's leases every lease/3 until `stop` is set.
+/// Renews this node's leases every lease/3 until `stop` is set, on a
+/// connection of its own (taken once, taken again after an error), so a pool
+/// drained by busy writers never delays a renewal.
 pub async fn run_renewal(leases: Arc<HeldLeases>, pool: Pool, stop: Arc<AtomicBool>) {
     let every = (leases.lease_for / 3).max(Duration::from_millis(100));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut conn: Option<Object> = None;
     while !stop.load(Ordering::Relaxed) {
         tick.tick().await;
         if leases.paused.load(Ordering::Relaxed) || leases.is_empty() {
             continue;
         }
-        match leases.renew(&pool).await {
-            Ok((_, 0)) => {}
-            Ok((renewed, lost)) => {
-                tracing::debug!(renewed, lost, "leases renewed; some were no longer held")
+        let client = match conn.take() {
+            Some(client) => client,
+            None => {
+                let waited = Instant::now();
+                match pool.get().await {
+                    Ok(client) => {
+                        crate::metrics::record_pool_wait(waited.elapsed());
+                        client
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "lease renewal found no connection");
+                        continue;
+                    }
+                }
             }
+        };
+        match leases.renew(&client).await {
+            Ok((renewed, lost)) => {
+                if lost > 0 {
+                    tracing::debug!(renewed, lost, "leases renewed; some were no longer held");
+                }
+                conn = Some(client);
+            }
+            // The connection is dropped (back to the pool, which checks it).
             Err(e) => tracing::error!(error = %e, "lease renewal failed"),
         }
     }
@@ -282,5 +380,42 @@ mod tests {
         leases.after_write(std::slice::from_ref(&release), 0);
         assert!(leases.is_empty());
         assert_eq!(leases.lost(), 1, "the stale outcome is counted");
+    }
+
+    #[test]
+    fn a_job_whose_message_this_node_claims_again_goes_on_under_the_new_lease() {
+        let owner = Uuid::new_v4();
+        let leases = HeldLeases::new(owner, Duration::from_secs(60));
+        let (id, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let until = Utc::now() + chrono::Duration::seconds(60);
+        assert!(!leases.adopt(id, 2, until), "no job holds it: dispatch it");
+        leases.hold(id, 1, until);
+        leases.hold(other, 1, until);
+        assert!(leases.adopt(id, 2, until), "its job goes on");
+        assert!(leases.is_usable(id, 1), "under the job's own token");
+        let outcome = |id, token| OutcomeRow {
+            id,
+            state: msgengine_domain::message::MessageState::Sent,
+            events: serde_json::json!([]),
+            attempts: serde_json::json!([]),
+            attempt_delta: 0,
+            provider_id: None,
+            provider_message_id: None,
+            next_attempt_at: None,
+            release_lease: true,
+            fence: Some(leases.fence(token)),
+        };
+        let mut rows = vec![outcome(id, 1), outcome(other, 1)];
+        leases.refence(&mut rows);
+        assert_eq!(
+            rows[0].fence,
+            Some(leases.fence(2)),
+            "written under the database's lease"
+        );
+        assert_eq!(rows[1].fence, Some(leases.fence(1)), "others untouched");
+        leases.after_write(&rows, 2);
+        assert!(leases.is_empty());
+        assert_eq!(leases.adopted.load(Ordering::Relaxed), 0);
+        assert_eq!(leases.lost(), 0);
     }
 }

@@ -57,6 +57,7 @@ pub const WEBHOOK_EVENTS: &str = "msgengine_webhook_events_total";
 pub const OUTBOUND_WEBHOOKS: &str = "msgengine_outbound_webhooks_total";
 pub const WRITER_FAILING: &str = "msgengine_writer_failing";
 pub const STORAGE_REJECTED: &str = "msgengine_storage_rejected_total";
+pub const ACCEPT_SPILLED: &str = "msgengine_accept_spilled_total";
 pub const ACTOR_RESTARTS: &str = "msgengine_actor_restarts_total";
 pub const LEASES_LOST: &str = "msgengine_leases_lost_total";
 pub const BUILD_INFO: &str = "msgengine_build_info";
@@ -208,6 +209,7 @@ pub fn register_static_series() {
     for (writer, result) in STORAGE_REJECTED_SERIES {
         counter!(STORAGE_REJECTED, "writer" => *writer, "result" => *result).increment(0);
     }
+    counter!(ACCEPT_SPILLED).increment(0);
 }
 
 /// Writers whose failing state is reported (`msgengine_writer_failing`).
@@ -231,6 +233,14 @@ pub fn record_writer_failing(writer: &'static str, failing: bool) {
 /// (a webhook answered 422), `dropped` (not even that could be written).
 pub fn record_storage_rejected(writer: &'static str, result: &'static str, n: u64) {
     counter!(STORAGE_REJECTED, "writer" => writer, "result" => result).increment(n);
+}
+
+/// Counts accepted messages stored for the scheduler instead of dispatched
+/// from memory (this node held `engine.max_held_jobs`).
+pub fn record_spilled(n: u64) {
+    if n > 0 {
+        counter!(ACCEPT_SPILLED).increment(n);
+    }
 }
 
 /// The kind of a metric, for [`CATALOG`].
@@ -396,6 +406,11 @@ pub const CATALOG: &[(&str, Kind, &str)] = &[
         WRITER_FAILING,
         Kind::Gauge,
         "1 while a shared writer cannot write and waits to try again, else 0.",
+    ),
+    (
+        ACCEPT_SPILLED,
+        Kind::Counter,
+        "Accepted messages stored for the scheduler instead of dispatched from memory: the node held all it may (engine.max_held_jobs).",
     ),
     (
         STORAGE_REJECTED,

@@ -44,8 +44,13 @@ pub struct EngineConfig {
     /// Jobs a provider actor holds at most (queued and waiting to retry);
     /// more are deferred to the database (lease released, due again in
     /// 1-30 s, by the actor's rate).
-    /// Default 10000.
+    /// Default 500000.
     pub provider_queue_cap: usize,
+    /// Messages this node holds at most, all providers together (soft):
+    /// past it, accepted messages are stored unleased for the scheduler, and
+    /// the scheduler claims only a fair trickle ([`crate::scheduler`]).
+    /// Default 1000000.
+    pub max_held_jobs: usize,
     /// Attempts per second per provider connection; 0 = unlimited. Default 0.
     pub provider_rate_per_second: u32,
     /// Retries waiting at most this long stay in memory; longer ones go
@@ -99,7 +104,8 @@ impl Default for EngineConfig {
             default_tenant_burst: 20_000,
             provider_concurrency: 256,
             provider_mailbox: 4096,
-            provider_queue_cap: 10_000,
+            provider_queue_cap: 500_000,
+            max_held_jobs: 1_000_000,
             provider_rate_per_second: 0,
             in_memory_retry_max: Duration::from_secs(2),
             retry: RetryPolicy::default(),
@@ -171,6 +177,8 @@ pub struct Shared {
     pub orgs: ActiveOrgs,
     /// Test hook: route loads fail while set.
     pub(crate) fail_route_loads: AtomicBool,
+    /// Test hook: the scheduler claims nothing while set.
+    pub(crate) claims_paused: AtomicBool,
     next: AtomicUsize,
 }
 
@@ -206,6 +214,7 @@ impl Shared {
             suppressions: Suppressions::default(),
             orgs: ActiveOrgs::default(),
             fail_route_loads: AtomicBool::new(false),
+            claims_paused: AtomicBool::new(false),
             next: AtomicUsize::new(0),
         }
     }

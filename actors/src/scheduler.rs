@@ -2,8 +2,10 @@
 //! time has come, retries left to the database, and messages whose lease
 //! expired because their node died — with `FOR UPDATE SKIP LOCKED`, leases
 //! them to this node under a new token and dispatches them. A claim takes at
-//! most [`CLAIM_BATCH`] rows and [`crate::EngineConfig::claim_max_bytes`] of
-//! content, and skips disabled organizations. A message's lifetime counts
+//! most [`CLAIM_BATCH`] rows, [`CLAIM_PER_ORG`] of one organization (visited
+//! in random order, so every tenant's backlog moves in every claim) and
+//! [`crate::EngineConfig::claim_max_bytes`] of content, and skips disabled
+//! organizations; while the node holds `max_held_jobs`, only a fair trickle. A message's lifetime counts
 //! from its `sendAt` when it has one (from its creation otherwise). It also
 //! refreshes the organizations' active flags and expires old idempotency
 //! keys. Lease renewal runs on its own task ([`crate::lease::run_renewal`]),
@@ -26,6 +28,21 @@ use crate::runtime::Shared;
 /// Most messages one claim takes.
 pub const CLAIM_BATCH: i64 = 2000;
 
+/// Most messages of one organization one claim takes: with
+/// [`CLAIM_BATCH`], at least four tenants' backlogs move in every claim, and
+/// a tenant alone with a backlog still gets whole batches (the scheduler
+/// claims again at once while some tenant fills its quota).
+pub const CLAIM_PER_ORG: i64 = 500;
+
+/// While this node holds `max_held_jobs` or more, a claim takes at most
+/// this many, [`TRICKLE_PER_ORG`] per organization, once a tick: every
+/// tenant's due messages keep moving (a tenant whose provider hoards jobs
+/// cannot stall the others), while the bulk waits in the database for room
+/// instead of churning between memory and the database.
+pub const TRICKLE: i64 = 200;
+/// An organization's share of a [`TRICKLE`] claim.
+pub const TRICKLE_PER_ORG: i64 = 20;
+
 /// How often the organizations' active flags are read again (changes made
 /// through another node).
 const ORG_REFRESH_EVERY: Duration = Duration::from_secs(5);
@@ -35,12 +52,17 @@ pub async fn run(shared: Arc<Shared>, stop: Arc<AtomicBool>) {
     let mut last_orgs = Instant::now();
     let mut last_sweep = Instant::now();
     let mut last_match = Instant::now();
+    let mut last_nonces = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let claimed = match claim(&shared).await {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::error!(error = %e, "scheduler claim failed");
-                0
+        let more = if shared.claims_paused.load(Ordering::Relaxed) {
+            false
+        } else {
+            match claim(&shared).await {
+                Ok(more) => more,
+                Err(e) => {
+                    tracing::error!(error = %e, "scheduler claim failed");
+                    false
+                }
             }
         };
         if last_orgs.elapsed() >= ORG_REFRESH_EVERY {
@@ -57,35 +79,56 @@ pub async fn run(shared: Arc<Shared>, stop: Arc<AtomicBool>) {
             last_sweep = Instant::now();
             sweep_idempotency(&shared).await;
         }
-        if claimed < CLAIM_BATCH as usize {
+        if last_nonces.elapsed() >= NONCE_SWEEP_EVERY {
+            last_nonces = Instant::now();
+            sweep_nonces(&shared).await;
+        }
+        if !more {
             tokio::time::sleep(shared.config.scheduler_interval).await;
         }
     }
 }
 
-async fn claim(shared: &Arc<Shared>) -> Result<usize, msgengine_storage::StoreError> {
+/// One claim; returns whether more may be due now (a full batch, or some
+/// organization filled its quota).
+async fn claim(shared: &Arc<Shared>) -> Result<bool, msgengine_storage::StoreError> {
     let lease_until =
         Utc::now() + chrono::Duration::from_std(shared.config.lease_for).unwrap_or_default();
     let waited = Instant::now();
     let client = shared.pool.get().await?;
     crate::metrics::record_pool_wait(waited.elapsed());
     let max_bytes = i64::try_from(shared.config.claim_max_bytes).unwrap_or(i64::MAX);
-    let rows = messages::claim_due(
-        &client,
-        shared.config.node_id,
-        lease_until,
-        CLAIM_BATCH,
-        max_bytes,
-    )
-    .await?;
+    let full = shared.leases.len() >= shared.config.max_held_jobs;
+    let limits = if full {
+        messages::ClaimLimits {
+            total: TRICKLE,
+            per_org: TRICKLE_PER_ORG,
+            max_bytes,
+        }
+    } else {
+        messages::ClaimLimits {
+            total: CLAIM_BATCH,
+            per_org: CLAIM_PER_ORG,
+            max_bytes,
+        }
+    };
+    let claimed = messages::claim_due(&client, shared.config.node_id, lease_until, limits).await?;
     drop(client);
+    let (rows, saturated) = (claimed.messages, claimed.saturated);
     let n = rows.len();
     if n == 0 {
-        return Ok(0);
+        return Ok(false);
     }
     let max_age = chrono::Duration::from_std(shared.config.message_lifetime).unwrap_or_default();
     let mut due = Vec::with_capacity(n);
+    let mut adopted = 0usize;
     for row in rows {
+        // Still held by a job here (its lease ran out while renewals lagged):
+        // the job goes on under this claim instead of racing a second one.
+        if shared.leases.adopt(row.id, row.lease_token, lease_until) {
+            adopted += 1;
+            continue;
+        }
         if is_expired(&row, Utc::now(), max_age) {
             if let Ok(channel) = row.channel.parse::<Channel>() {
                 crate::metrics::record_failed(channel, "none", "expired", 1);
@@ -104,8 +147,14 @@ async fn claim(shared: &Arc<Shared>) -> Result<usize, msgengine_storage::StoreEr
             None => tracing::error!(message = %id, "claimed message has an unknown channel"),
         }
     }
+    if adopted > 0 {
+        tracing::warn!(
+            adopted,
+            "claimed messages this node still held (lease renewals lagged); their jobs go on under the new leases"
+        );
+    }
     shared.dispatch(due, lease_until).await;
-    Ok(n)
+    Ok(!full && (saturated || n >= CLAIM_BATCH as usize))
 }
 
 /// Whether a claimed message outlived its lifetime: counted from its
@@ -156,6 +205,34 @@ async fn retry_unmatched(shared: &Arc<Shared>) {
             "late provider events matched or closed"
         ),
         Err(e) => tracing::warn!(error = %e, "matching late provider events failed"),
+    }
+}
+
+/// How often expired webhook nonces are deleted, and at most how many per
+/// statement (a sweep repeats while it deletes full statements).
+const NONCE_SWEEP_EVERY: Duration = Duration::from_secs(60);
+const NONCE_SWEEP_LIMIT: i64 = 5_000;
+
+async fn sweep_nonces(shared: &Arc<Shared>) {
+    let client = match shared.pool.get().await {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::warn!(error = %e, "webhook nonce sweep: no connection");
+            return;
+        }
+    };
+    // Bounded: at most 100 statements a sweep, the rest next minute.
+    for _ in 0..100 {
+        match msgengine_storage::repo::webhook_nonces::sweep_expired(&client, NONCE_SWEEP_LIMIT)
+            .await
+        {
+            Ok(n) if n as i64 >= NONCE_SWEEP_LIMIT => continue,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook nonce sweep failed");
+                return;
+            }
+        }
     }
 }
 

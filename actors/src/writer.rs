@@ -163,6 +163,7 @@ async fn run_shard(
         // row locks in that order, so the two writers do not deadlock (one
         // such deadlock, a second's wait for both, was seen in a load run).
         rows.sort_unstable_by_key(|r| r.id);
+        store.leases.refence(&mut rows);
         store.write_all(&rows).await;
         pending.fetch_sub(taken, std::sync::atomic::Ordering::Relaxed);
     }
@@ -318,10 +319,20 @@ impl BatchStore {
             let written = messages::apply_outcomes(&client, rows).await?;
             return Ok(written);
         }
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        let events: Vec<&Value> = rows.iter().map(|r| &r.events).collect();
         let mut tx = client.transaction().await?;
-        let written = messages::apply_outcomes(&tx, rows).await?;
+        let applied = messages::apply_outcomes_returning(&tx, rows).await?;
+        let written = applied.len() as u64;
+        // Only applied outcomes notify: a stale one (its lease lost) changed
+        // nothing, and its holder's outcome will.
+        let (ids, events): (Vec<Uuid>, Vec<&Value>) = if applied.len() == rows.len() {
+            rows.iter().map(|r| (r.id, &r.events)).unzip()
+        } else {
+            let applied: std::collections::HashSet<Uuid> = applied.into_iter().collect();
+            rows.iter()
+                .filter(|r| applied.contains(&r.id))
+                .map(|r| (r.id, &r.events))
+                .unzip()
+        };
         if self.guard_enqueue {
             let savepoint = tx.savepoint("outbound_enqueue").await?;
             match org_webhooks::enqueue_outcomes(&savepoint, &ids, &events).await {

@@ -90,8 +90,15 @@ pub struct EngineSettings {
     /// Attempts per second per provider connection, 0 = unlimited. Default 0.
     pub provider_rate_per_second: u32,
     /// Jobs one provider connection holds in memory at most (queued and
-    /// waiting to retry); more are deferred to the database. Default 10000.
+    /// waiting to retry); more are deferred to the database. Default 500000
+    /// (half of `max_held_jobs`: one connection cannot take the node's all).
     pub provider_queue_cap: usize,
+    /// Messages this node holds in memory at most, all providers together
+    /// (a soft bound): past it, accepted messages are stored for the
+    /// scheduler instead of dispatched from memory, and the scheduler claims
+    /// only a small fair trickle until there is room. A held message costs
+    /// about 1 KiB plus its content. Default 1000000.
+    pub max_held_jobs: usize,
     /// Most bytes of message content (text, HTML, extras) one scheduler
     /// claim loads into memory (at least one message is always claimed).
     /// Default 67108864 (64 MiB).
@@ -127,7 +134,8 @@ impl Default for EngineSettings {
             default_tenant_burst: 20_000,
             provider_concurrency: 256,
             provider_rate_per_second: 0,
-            provider_queue_cap: 10_000,
+            provider_queue_cap: 500_000,
+            max_held_jobs: 1_000_000,
             claim_max_bytes: 64 * 1024 * 1024,
             provider_timeout_ms: 30_000,
             lease_secs: 60,
@@ -338,6 +346,9 @@ impl Settings {
         }
         if self.engine.lease_secs < 5 {
             return Err("engine.lease_secs must be at least 5".into());
+        }
+        if self.engine.max_held_jobs == 0 {
+            return Err("engine.max_held_jobs must be at least 1".into());
         }
         if self.engine.provider_queue_cap == 0 {
             return Err("engine.provider_queue_cap must be at least 1".into());

@@ -169,6 +169,7 @@ fn engine_config(settings: &Settings) -> EngineConfig {
         provider_concurrency: e.provider_concurrency,
         provider_rate_per_second: e.provider_rate_per_second,
         provider_queue_cap: e.provider_queue_cap,
+        max_held_jobs: e.max_held_jobs,
         claim_max_bytes: e.claim_max_bytes,
         provider_timeout: Duration::from_millis(e.provider_timeout_ms),
         outbound_loopback_only: e.outbound_loopback_only,

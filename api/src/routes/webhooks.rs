@@ -16,7 +16,6 @@
 //! Meta's GET handshake answers a wrong verify token with 403, as Meta
 //! documents.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,7 +37,7 @@ use msgengine_providers::webhook::{
     webhook_handler_for, InboundWebhook, Nonce, WebhookError, WebhookEvent, WebhookReply,
 };
 use msgengine_storage::repo::webhook_events::{EventRow, Ingested};
-use msgengine_storage::repo::webhook_nonces::{self, NonceUse};
+use msgengine_storage::repo::webhook_nonces::NonceUse;
 use msgengine_storage::StoreError;
 use serde_json::json;
 
@@ -209,14 +208,6 @@ fn refused(e: WebhookError) -> ApiError {
     }
 }
 
-/// Claims counted since start; every [`SWEEP_EVERY`]th sweeps expired nonces.
-static NONCE_CLAIMS: AtomicU64 = AtomicU64::new(0);
-/// How often (in claims) expired nonces are swept, and how many per sweep:
-/// more than are claimed in between, so the table stays at about one
-/// timestamp window of rows.
-const SWEEP_EVERY: u64 = 256;
-const SWEEP_LIMIT: i64 = 5_000;
-
 /// Claims a verified request's nonce: a repeat with another body is a
 /// replayed signature (401); the same body again is a provider's retry.
 async fn claim_nonce(
@@ -227,21 +218,10 @@ async fn claim_nonce(
 ) -> Result<(), ApiError> {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(body);
-    let client = state.pool.get().await?;
-    let used =
-        webhook_nonces::claim(&client, provider.0, &nonce.value, &digest, nonce.expires_at).await?;
-    if NONCE_CLAIMS.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-        let pool = state.pool.clone();
-        actix_web::rt::spawn(async move {
-            let swept = match pool.get().await {
-                Ok(client) => webhook_nonces::sweep_expired(&client, SWEEP_LIMIT).await,
-                Err(e) => Err(StoreError::Unavailable(e.to_string())),
-            };
-            if let Err(e) = swept {
-                tracing::warn!(error = %e, "sweeping expired webhook nonces failed");
-            }
-        });
-    }
+    let used = state
+        .engine
+        .claim_webhook_nonce(provider, &nonce.value, &digest, nonce.expires_at)
+        .await?;
     match used {
         NonceUse::First | NonceUse::Repeat => Ok(()),
         NonceUse::Replayed => Err(ApiError::new(

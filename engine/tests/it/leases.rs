@@ -161,6 +161,50 @@ async fn a_node_whose_renewals_lapse_stops_sending_and_every_message_is_sent_onc
 }
 
 #[tokio::test]
+async fn a_node_that_claims_its_own_lapsed_leases_does_not_send_twice() {
+    // Renewals stop; every attempt is still in flight (the provider answers
+    // after 8 s) when its 5 s lease runs out, and this node's own scheduler
+    // claims the messages again. The jobs in flight go on under the new
+    // leases: nothing is dispatched a second time, every outcome is written.
+    let app = TestApp::spawn_with(|s| s.engine.lease_secs = 5).await;
+    let server = provider_mock(twilio_ok().set_delay(Duration::from_secs(8))).await;
+    let org = app.org("acme").await;
+    app.provider(&org, "sms", twilio("tw", &server.uri())).await;
+    app.engine.pause_lease_renewal(true);
+
+    let (status, body) = app.send(&org, &batch(6, "self")).await;
+    assert_eq!(status, 202, "{body}");
+    let ids = ids_of(&body);
+    until("every message sent", || all_in(&app.db, &ids, &["sent"])).await;
+
+    let counts = receipts(&server).await;
+    for id in &ids {
+        assert_eq!(counts.get(id), Some(&1), "{id} reached the provider once");
+    }
+    assert_eq!(
+        app.engine.leases_lost(),
+        0,
+        "no outcome was dropped as stale"
+    );
+    let client = app.db.pool.get().await.expect("connection");
+    let (attempts, leased): (i64, i64) = {
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM messages, jsonb_array_elements(attempts)
+                          WHERE id::text = ANY($1)),
+                        (SELECT count(*) FROM messages
+                          WHERE id::text = ANY($1) AND lease_owner IS NOT NULL)",
+                &[&ids],
+            )
+            .await
+            .expect("query");
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(attempts, ids.len() as i64, "one recorded attempt each");
+    assert_eq!(leased, 0, "every lease released with its outcome");
+}
+
+#[tokio::test]
 async fn a_stale_nodes_outcome_is_dropped_and_counted() {
     let db = TestDb::new().await;
     let ring = KeyRing::generate_entry("lease2");
@@ -171,7 +215,28 @@ async fn a_stale_nodes_outcome_is_dropped_and_counted() {
     let server = provider_mock(twilio_ok().set_delay(Duration::from_secs(7))).await;
     let org = a.org("acme").await;
     a.provider(&org, "sms", twilio("tw", &server.uri())).await;
+    // The organization's own webhook endpoint: only applied outcomes notify it.
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    let endpoint = json!({"url": format!("{}/hook", receiver.uri())});
+    let (status, created) = status_json(
+        a.call(
+            Method::PUT,
+            "/api/webhook-endpoint",
+            Some(&org.key),
+            Some(&endpoint),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
     a.engine.pause_lease_renewal(true);
+    // B claims the expired lease (A's own claim would adopt it instead: see
+    // a_node_that_claims_its_own_lapsed_leases_does_not_send_twice).
+    a.engine.pause_claims(true);
 
     let (status, body) = a
         .send(
@@ -183,15 +248,15 @@ async fn a_stale_nodes_outcome_is_dropped_and_counted() {
     let id = body["id"].as_str().expect("id").to_owned();
     let client = b.db.pool.get().await.expect("connection");
     until("the expired lease is claimed again", || async {
-        let token: Option<i64> = client
+        let row = client
             .query_one(
-                "SELECT lease_token FROM messages WHERE id::text = $1",
+                "SELECT lease_token, lease_owner FROM messages WHERE id::text = $1",
                 &[&id],
             )
             .await
-            .expect("query")
-            .get(0);
-        token.is_some_and(|t| t > messages::INSERT_LEASE_TOKEN)
+            .expect("query");
+        let (token, owner): (Option<i64>, Option<Uuid>) = (row.get(0), row.get(1));
+        token.is_some_and(|t| t > messages::INSERT_LEASE_TOKEN) && owner == Some(b.engine.node_id())
     })
     .await;
     // Whoever holds the new claim renews it (A too, should it be A's).
@@ -223,6 +288,17 @@ async fn a_stale_nodes_outcome_is_dropped_and_counted() {
     assert_eq!(a.engine.leases_lost(), 1);
     // The provider saw the message twice, with one idempotency key.
     assert_eq!(receipts(&server).await.get(&id), Some(&2));
+    // Only the holder's `sent` reached the organization's webhook queue.
+    let notified: i64 = client
+        .query_one(
+            "SELECT count(*) FROM org_webhook_deliveries
+              WHERE payload->>'messageId' = $1 AND payload->>'status' = 'sent'",
+            &[&id],
+        )
+        .await
+        .expect("query")
+        .get(0);
+    assert_eq!(notified, 1, "the stale outcome queued no notification");
 }
 
 #[tokio::test]
@@ -589,6 +665,51 @@ async fn a_full_provider_queue_defers_to_the_database_and_loses_nothing() {
     .await;
 }
 
+#[tokio::test]
+async fn past_its_memory_budget_a_node_stores_accepts_for_the_scheduler_and_loses_nothing() {
+    // The node may hold 5 messages; a second organization's sends keep
+    // moving while the first one's backlog fills that budget.
+    let app = TestApp::spawn_with(|s| {
+        s.engine.max_held_jobs = 5;
+        s.engine.provider_rate_per_second = 20;
+    })
+    .await;
+    let server = provider_mock(twilio_ok()).await;
+    let (busy, quiet) = (app.org("busy").await, app.org("quiet").await);
+    app.provider(&busy, "sms", twilio("tw", &server.uri()))
+        .await;
+    app.provider(&quiet, "sms", twilio("tw", &server.uri()))
+        .await;
+    let (status, body) = app.send(&busy, &batch(40, "bulk")).await;
+    assert_eq!(status, 202, "{body}");
+    let mut ids = ids_of(&body);
+    // Past the budget the next accepts are stored unleased, for the claim.
+    let (status, body) = app.send(&quiet, &batch(5, "quiet")).await;
+    assert_eq!(status, 202, "{body}");
+    let quiet_ids = ids_of(&body);
+    let (status, body) = app.send(&busy, &batch(10, "more")).await;
+    assert_eq!(status, 202, "{body}");
+    ids.extend(ids_of(&body));
+    let res = app.call(Method::GET, "/metrics", None, None).await;
+    let metrics = res.text().await.expect("metrics page");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("msgengine_accept_spilled_total ") && !l.ends_with(" 0")),
+        "spilled accepts are counted"
+    );
+    until("the quiet organization's messages sent", || {
+        all_in(&app.db, &quiet_ids, &["sent"])
+    })
+    .await;
+    ids.extend(quiet_ids);
+    until("every message sent", || all_in(&app.db, &ids, &["sent"])).await;
+    let counts = receipts(&server).await;
+    for id in &ids {
+        assert_eq!(counts.get(id), Some(&1), "{id} reached the provider once");
+    }
+}
+
 // ---- the claim and the fences, at the storage level -------------------
 
 async fn org_row(db: &TestDb, active: bool) -> Uuid {
@@ -624,7 +745,17 @@ async fn a_claim_stops_at_its_byte_budget_but_always_takes_one_message() {
     let client = db.pool.get().await.expect("connection");
     let owner = Uuid::new_v4();
     let until = Utc::now() + chrono::Duration::seconds(60);
-    let claim = |max_bytes: i64| messages::claim_due(&client, owner, until, 100, max_bytes);
+    let client = &client;
+    let claim = |max_bytes: i64| async move {
+        let limits = messages::ClaimLimits {
+            total: 100,
+            per_org: 100,
+            max_bytes,
+        };
+        messages::claim_due(client, owner, until, limits)
+            .await
+            .map(|c| c.messages)
+    };
 
     let first = claim(5 * 1024 * 1024 / 2).await.expect("claim");
     assert_eq!(first.len(), 2, "two 1 MiB messages fit in 2.5 MiB");
@@ -657,14 +788,21 @@ async fn outcomes_and_renewals_apply_only_under_the_current_lease() {
     let owner = Uuid::new_v4();
     let expired = Utc::now() - chrono::Duration::seconds(1);
     // First claim, whose lease is already over; then a second claim.
-    let old = messages::claim_due(&client, owner, expired, 10, i64::MAX)
+    let limits = messages::ClaimLimits {
+        total: 10,
+        per_org: 10,
+        max_bytes: i64::MAX,
+    };
+    let old = messages::claim_due(&client, owner, expired, limits)
         .await
-        .expect("claim")[0]
+        .expect("claim")
+        .messages[0]
         .lease_token;
     let until = Utc::now() + chrono::Duration::seconds(60);
-    let new = messages::claim_due(&client, owner, until, 10, i64::MAX)
+    let new = messages::claim_due(&client, owner, until, limits)
         .await
-        .expect("claim")[0]
+        .expect("claim")
+        .messages[0]
         .lease_token;
     assert!(new > old);
     let sent = |token| OutcomeRow {
@@ -725,4 +863,69 @@ async fn outcomes_and_renewals_apply_only_under_the_current_lease() {
         (row.get::<_, String>(0), row.get::<_, bool>(1)),
         ("sent".to_owned(), true)
     );
+}
+
+#[tokio::test]
+async fn one_tenants_due_backlog_cannot_hold_back_anothers_due_messages() {
+    let db = TestDb::new().await;
+    let hostile = org_row(&db, true).await;
+    let victim = org_row(&db, true).await;
+    let client = db.pool.get().await.expect("connection");
+    // The hostile tenant's 5,000 retries have all been due for an hour; the
+    // victim's 10 came due a second ago, so in due order they are last.
+    let hour_ago = Utc::now() - chrono::Duration::hours(1);
+    client
+        .execute(
+            "INSERT INTO messages (id, organization_id, channel, state, recipient, body_text,
+                                   next_attempt_at, events)
+             SELECT gen_random_uuid(), $1, 'sms', 'queued', '+2348031234567', 'retry',
+                    $2::timestamptz + g * interval '1 ms', '[]'
+               FROM generate_series(1, 5000) g",
+            &[&hostile, &hour_ago],
+        )
+        .await
+        .expect("hostile backlog");
+    let mut victims = Vec::new();
+    for _ in 0..10 {
+        let due = Utc::now() - chrono::Duration::seconds(1);
+        victims.push(insert_message(&db, &victim.to_string(), "queued", due, None, "hi").await);
+    }
+    let owner = Uuid::new_v4();
+    let until = Utc::now() + chrono::Duration::seconds(60);
+    let limits = messages::ClaimLimits {
+        total: 2_000,
+        per_org: 500,
+        max_bytes: i64::MAX,
+    };
+    let claimed = messages::claim_due(&client, owner, until, limits)
+        .await
+        .expect("claim");
+    let of = |org: Uuid| {
+        claimed
+            .messages
+            .iter()
+            .filter(|m| m.organization_id == org)
+            .count()
+    };
+    assert_eq!(
+        of(victim),
+        10,
+        "every due message of the quiet tenant, at once"
+    );
+    assert_eq!(of(hostile), 500, "the backlog gets its quota, no more");
+    assert!(claimed.saturated, "the backlog has more due: claim again");
+    // Claimed again at once, the backlog keeps moving a quota per claim,
+    // oldest first, and the claim says when nothing is left to hurry for.
+    let mut taken = of(hostile);
+    loop {
+        let next = messages::claim_due(&client, owner, until, limits)
+            .await
+            .expect("claim");
+        assert!(next.messages.iter().all(|m| m.organization_id == hostile));
+        taken += next.messages.len();
+        if !next.saturated {
+            break;
+        }
+    }
+    assert_eq!(taken, 5_000, "all of the backlog, none twice");
 }

@@ -10,7 +10,9 @@
 //!
 //! Leases: a message being worked on carries `lease_owner` (the engine
 //! process), `lease_until` and `lease_token` (which claim of it this is; see
-//! migrations/V6). An outcome carrying a [`LeaseFence`] is applied only while
+//! migrations/V6). A leased message is due (`next_attempt_at`) when its
+//! lease was taken to end, so the scheduler's index range skips the work in
+//! flight; releasing a lease without a new due time makes it due at once. An outcome carrying a [`LeaseFence`] is applied only while
 //! the message's lease is still exactly that fence; renewals are fenced the
 //! same way. A stale holder's write changes nothing.
 
@@ -37,7 +39,8 @@ pub struct LeaseFence {
 
 /// Writes many messages with binary `COPY` (the fastest way into PostgreSQL:
 /// no per-row executor work). Leased rows get `owner` until `lease_until`,
-/// with token [`INSERT_LEASE_TOKEN`]. Must run inside the caller's transaction.
+/// with token [`INSERT_LEASE_TOKEN`], and are due at `lease_until`. Must run
+/// inside the caller's transaction.
 pub async fn copy_many(
     tx: &tokio_postgres::Transaction<'_>,
     rows: &[NewMessageRow],
@@ -79,10 +82,17 @@ pub async fn copy_many(
     let writer = BinaryCopyInWriter::new(sink, &types);
     futures_util::pin_mut!(writer);
     for r in rows {
-        let (lease_owner, lease, token) = if r.leased {
-            (Some(owner), Some(lease_until), Some(INSERT_LEASE_TOKEN))
+        // A leased row is due (for the scheduler's claim) when its lease
+        // ends: the claim's index range then never walks rows in flight.
+        let (lease_owner, lease, token, due) = if r.leased {
+            (
+                Some(owner),
+                Some(lease_until),
+                Some(INSERT_LEASE_TOKEN),
+                lease_until,
+            )
         } else {
-            (None, None, None)
+            (None, None, None, r.next_attempt_at)
         };
         let state = r.state.as_str();
         let values: [&(dyn ToSql + Sync); 17] = [
@@ -97,7 +107,7 @@ pub async fn copy_many(
             &r.body_html,
             &r.metadata,
             &r.send_at,
-            &r.next_attempt_at,
+            &due,
             &lease_owner,
             &lease,
             &r.events,
@@ -158,6 +168,30 @@ pub struct OutcomeRow {
     pub fence: Option<LeaseFence>,
 }
 
+/// The outcome update (see [`apply_outcomes`]); `RETURNING m.id` is added
+/// by [`apply_outcomes_returning`].
+const APPLY_OUTCOMES: &str = "UPDATE messages m SET
+                 state = CASE WHEN msgengine_can_advance(m.state, v.state) THEN v.state ELSE m.state END,
+                 events = m.events || v.events,
+                 attempts = m.attempts || v.attempts,
+                 attempt_count = m.attempt_count + v.attempt_delta,
+                 provider_id = COALESCE(v.provider_id, m.provider_id),
+                 provider_message_id = COALESCE(v.provider_message_id, m.provider_message_id),
+                 next_attempt_at = COALESCE(v.next_attempt_at,
+                                            CASE WHEN v.release_lease THEN LEAST(m.next_attempt_at, now())
+                                                 ELSE m.next_attempt_at END),
+                 lease_owner = CASE WHEN v.release_lease THEN NULL ELSE m.lease_owner END,
+                 lease_until = CASE WHEN v.release_lease THEN NULL ELSE m.lease_until END,
+                 lease_token = CASE WHEN v.release_lease THEN NULL ELSE m.lease_token END,
+                 updated_at = now()
+               FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[], $5::int4[], $6::uuid[],
+                           $7::text[], $8::timestamptz[], $9::bool[], $10::uuid[], $11::int8[])
+                 AS v(id, state, events, attempts, attempt_delta, provider_id, provider_message_id,
+                      next_attempt_at, release_lease, fence_owner, fence_token)
+              WHERE m.id = v.id
+                AND (v.fence_owner IS NULL
+                     OR (m.lease_owner = v.fence_owner AND m.lease_token = v.fence_token))";
+
 /// Applies many outcomes in one statement; at most one row per message id
 /// (coalesce first). Returns the number of messages updated: a fenced row
 /// whose lease is gone is not counted, so `rows.len() - returned` outcomes
@@ -169,61 +203,80 @@ pub async fn apply_outcomes(
     if rows.is_empty() {
         return Ok(0);
     }
-    let stmt = client
-        .prepare_cached(
-            "UPDATE messages m SET
-                 state = CASE WHEN msgengine_can_advance(m.state, v.state) THEN v.state ELSE m.state END,
-                 events = m.events || v.events,
-                 attempts = m.attempts || v.attempts,
-                 attempt_count = m.attempt_count + v.attempt_delta,
-                 provider_id = COALESCE(v.provider_id, m.provider_id),
-                 provider_message_id = COALESCE(v.provider_message_id, m.provider_message_id),
-                 next_attempt_at = COALESCE(v.next_attempt_at, m.next_attempt_at),
-                 lease_owner = CASE WHEN v.release_lease THEN NULL ELSE m.lease_owner END,
-                 lease_until = CASE WHEN v.release_lease THEN NULL ELSE m.lease_until END,
-                 lease_token = CASE WHEN v.release_lease THEN NULL ELSE m.lease_token END,
-                 updated_at = now()
-               FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[], $5::int4[], $6::uuid[],
-                           $7::text[], $8::timestamptz[], $9::bool[], $10::uuid[], $11::int8[])
-                 AS v(id, state, events, attempts, attempt_delta, provider_id, provider_message_id,
-                      next_attempt_at, release_lease, fence_owner, fence_token)
-              WHERE m.id = v.id
-                AND (v.fence_owner IS NULL
-                     OR (m.lease_owner = v.fence_owner AND m.lease_token = v.fence_token))",
-        )
-        .await?;
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let states: Vec<&str> = rows.iter().map(|r| r.state.as_str()).collect();
-    let events: Vec<&Value> = rows.iter().map(|r| &r.events).collect();
-    let attempts: Vec<&Value> = rows.iter().map(|r| &r.attempts).collect();
-    let deltas: Vec<i32> = rows.iter().map(|r| r.attempt_delta).collect();
-    let providers: Vec<Option<Uuid>> = rows.iter().map(|r| r.provider_id).collect();
-    let provider_ids: Vec<Option<&str>> = rows
+    let stmt = client.prepare_cached(APPLY_OUTCOMES).await?;
+    let columns = OutcomeColumns::of(rows);
+    Ok(client.execute(&stmt, &columns.params()).await?)
+}
+
+/// [`apply_outcomes`], answering which messages were updated (a stale
+/// outcome's is missing), for a caller that acts on exactly those.
+pub async fn apply_outcomes_returning(
+    client: &impl GenericClient,
+    rows: &[OutcomeRow],
+) -> Result<Vec<Uuid>, StoreError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("{APPLY_OUTCOMES} RETURNING m.id");
+    let stmt = client.prepare_cached(&sql).await?;
+    let columns = OutcomeColumns::of(rows);
+    let applied = client.query(&stmt, &columns.params()).await?;
+    applied
         .iter()
-        .map(|r| r.provider_message_id.as_deref())
-        .collect();
-    let next: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.next_attempt_at).collect();
-    let release: Vec<bool> = rows.iter().map(|r| r.release_lease).collect();
-    let fence_owners: Vec<Option<Uuid>> = rows.iter().map(|r| r.fence.map(|f| f.owner)).collect();
-    let fence_tokens: Vec<Option<i64>> = rows.iter().map(|r| r.fence.map(|f| f.token)).collect();
-    Ok(client
-        .execute(
-            &stmt,
-            &[
-                &ids,
-                &states,
-                &events,
-                &attempts,
-                &deltas,
-                &providers,
-                &provider_ids,
-                &next,
-                &release,
-                &fence_owners,
-                &fence_tokens,
-            ],
-        )
-        .await?)
+        .map(|r| r.try_get(0).map_err(StoreError::from))
+        .collect()
+}
+
+/// The outcome rows as the update's arrays.
+struct OutcomeColumns<'a> {
+    ids: Vec<Uuid>,
+    states: Vec<&'a str>,
+    events: Vec<&'a Value>,
+    attempts: Vec<&'a Value>,
+    deltas: Vec<i32>,
+    providers: Vec<Option<Uuid>>,
+    provider_ids: Vec<Option<&'a str>>,
+    next: Vec<Option<DateTime<Utc>>>,
+    release: Vec<bool>,
+    fence_owners: Vec<Option<Uuid>>,
+    fence_tokens: Vec<Option<i64>>,
+}
+
+impl<'a> OutcomeColumns<'a> {
+    fn of(rows: &'a [OutcomeRow]) -> Self {
+        Self {
+            ids: rows.iter().map(|r| r.id).collect(),
+            states: rows.iter().map(|r| r.state.as_str()).collect(),
+            events: rows.iter().map(|r| &r.events).collect(),
+            attempts: rows.iter().map(|r| &r.attempts).collect(),
+            deltas: rows.iter().map(|r| r.attempt_delta).collect(),
+            providers: rows.iter().map(|r| r.provider_id).collect(),
+            provider_ids: rows
+                .iter()
+                .map(|r| r.provider_message_id.as_deref())
+                .collect(),
+            next: rows.iter().map(|r| r.next_attempt_at).collect(),
+            release: rows.iter().map(|r| r.release_lease).collect(),
+            fence_owners: rows.iter().map(|r| r.fence.map(|f| f.owner)).collect(),
+            fence_tokens: rows.iter().map(|r| r.fence.map(|f| f.token)).collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 11] {
+        [
+            &self.ids,
+            &self.states,
+            &self.events,
+            &self.attempts,
+            &self.deltas,
+            &self.providers,
+            &self.provider_ids,
+            &self.next,
+            &self.release,
+            &self.fence_owners,
+            &self.fence_tokens,
+        ]
+    }
 }
 
 /// A message claimed by the scheduler, with what dispatch needs.
@@ -250,13 +303,37 @@ pub struct ClaimedMessage {
     pub lease_token: i64,
 }
 
+/// How much one claim takes (see [`claim_due`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimLimits {
+    /// Most rows in all.
+    pub total: i64,
+    /// Most rows of one organization.
+    pub per_org: i64,
+    /// Most bytes of content in all (always at least one row).
+    pub max_bytes: i64,
+}
+
+/// What one claim took.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub messages: Vec<ClaimedMessage>,
+    /// Whether some organization filled its quota (it may have more due:
+    /// the caller claims again at once instead of waiting a tick).
+    pub saturated: bool,
+}
+
 /// Claims due messages nobody holds (scheduled ones whose time has come,
 /// retries, and those whose lease expired with a crashed node) of active
-/// organizations, leasing them to `owner` under one new token. Takes rows in
-/// `next_attempt_at` order, at most `limit`, and stops before the rows'
-/// content (text, HTML and extras) passes `max_bytes` — always at least one
-/// row, so a message bigger than the budget still goes. Scheduled messages
-/// move to `queued` with an event.
+/// organizations, leasing them to `owner` under one new token. Scheduled
+/// messages move to `queued` with an event.
+///
+/// Fair per tenant: the active organizations are visited in a random order,
+/// each giving at most `per_org` of its oldest due rows, up to `total` in
+/// all; so one organization's backlog costs another at most one quota's
+/// wait per claim, whatever its size. The content taken stops before it
+/// passes `max_bytes` (in the visiting order), always at least one row, so
+/// a message bigger than the budget still goes.
 ///
 /// The size is read from the stored values without detoasting them:
 /// `octet_length` of a text is its raw length from the TOAST header, and
@@ -267,37 +344,44 @@ pub async fn claim_due(
     client: &impl GenericClient,
     owner: Uuid,
     lease_until: DateTime<Utc>,
-    limit: i64,
-    max_bytes: i64,
-) -> Result<Vec<ClaimedMessage>, StoreError> {
+    limits: ClaimLimits,
+) -> Result<Claimed, StoreError> {
     let stmt = client
         .prepare_cached(
             "WITH token AS (SELECT nextval('messages_lease_token_seq') AS t),
                   candidate AS (
-                      SELECT c.id, c.next_attempt_at,
-                             COALESCE(octet_length(c.body_text), 0)
-                           + COALESCE(octet_length(c.body_html), 0)
-                           + COALESCE(pg_column_size(c.extras), 0) AS bytes
-                        FROM messages c
-                       WHERE c.state IN ('scheduled', 'accepted', 'queued', 'sending')
-                         AND c.next_attempt_at <= now()
-                         AND (c.lease_until IS NULL OR c.lease_until < now())
-                         AND EXISTS (SELECT 1 FROM organizations o
-                                      WHERE o.id = c.organization_id AND o.is_active)
-                       ORDER BY c.next_attempt_at
-                       LIMIT $3
-                       FOR UPDATE OF c SKIP LOCKED),
+                      SELECT c.id, c.organization_id, o.visit, c.next_attempt_at, c.bytes
+                        FROM (SELECT id, row_number() OVER (ORDER BY random()) AS visit
+                                FROM organizations WHERE is_active) o
+                       CROSS JOIN LATERAL (
+                             SELECT m.id, m.organization_id, m.next_attempt_at,
+                                    COALESCE(octet_length(m.body_text), 0)
+                                  + COALESCE(octet_length(m.body_html), 0)
+                                  + COALESCE(pg_column_size(m.extras), 0) AS bytes
+                               FROM messages m
+                              WHERE m.organization_id = o.id
+                                AND m.state IN ('scheduled', 'accepted', 'queued', 'sending')
+                                AND m.next_attempt_at <= now()
+                                AND (m.lease_until IS NULL OR m.lease_until < now())
+                              ORDER BY m.next_attempt_at
+                              LIMIT $4
+                                FOR UPDATE OF m SKIP LOCKED) c
+                       LIMIT $3),
                   due AS (
                       SELECT id FROM (
                           SELECT id,
                                  sum(bytes) OVER w AS running,
                                  row_number() OVER w AS n
                             FROM candidate
-                          WINDOW w AS (ORDER BY next_attempt_at, id
+                          WINDOW w AS (ORDER BY visit, next_attempt_at, id
                                        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) sized
-                       WHERE n = 1 OR running <= $4)
+                       WHERE n = 1 OR running <= $5),
+                  saturated AS (
+                      SELECT COALESCE(bool_or(n >= $4), false) AS hit
+                        FROM (SELECT count(*) AS n FROM candidate GROUP BY organization_id) per_org)
              UPDATE messages m SET
                  lease_owner = $1, lease_until = $2, lease_token = (SELECT t FROM token),
+                 next_attempt_at = $2,
                  state = CASE WHEN m.state IN ('scheduled', 'accepted') THEN 'queued' ELSE m.state END,
                  events = CASE WHEN m.state IN ('scheduled', 'accepted')
                                THEN m.events || jsonb_build_array(jsonb_build_object(
@@ -308,13 +392,32 @@ pub async fn claim_due(
               WHERE m.id = due.id
           RETURNING m.id, m.organization_id, m.channel, m.state, m.recipient, m.sender, m.subject,
                     m.body_text, m.body_html, m.metadata, m.attempt_count, m.attempts, m.created_at,
-                    m.send_at, m.extras, m.lease_token",
+                    m.send_at, m.extras, m.lease_token, (SELECT hit FROM saturated) AS saturated",
         )
         .await?;
     let rows = client
-        .query(&stmt, &[&owner, &lease_until, &limit, &max_bytes])
+        .query(
+            &stmt,
+            &[
+                &owner,
+                &lease_until,
+                &limits.total,
+                &limits.per_org,
+                &limits.max_bytes,
+            ],
+        )
         .await?;
-    rows.iter().map(claimed_from_row).collect()
+    let saturated = match rows.first() {
+        Some(row) => row.try_get("saturated")?,
+        None => false,
+    };
+    Ok(Claimed {
+        messages: rows
+            .iter()
+            .map(claimed_from_row)
+            .collect::<Result<_, _>>()?,
+        saturated,
+    })
 }
 
 fn claimed_from_row(row: &tokio_postgres::Row) -> Result<ClaimedMessage, StoreError> {
