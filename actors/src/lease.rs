@@ -343,6 +343,22 @@ pub async fn run_renewal(leases: Arc<HeldLeases>, pool: Pool, stop: Arc<AtomicBo
 mod tests {
     use super::*;
 
+    /// A final outcome releasing the lease `fence`.
+    fn released(id: Uuid, fence: LeaseFence) -> OutcomeRow {
+        OutcomeRow {
+            id,
+            state: msgengine_domain::message::MessageState::Sent,
+            events: serde_json::json!([]),
+            attempts: serde_json::json!([]),
+            attempt_delta: 0,
+            provider_id: None,
+            provider_message_id: None,
+            next_attempt_at: None,
+            release_lease: true,
+            fence: Some(fence),
+        }
+    }
+
     #[test]
     fn a_lease_is_usable_until_a_margin_before_its_end_and_only_under_its_token() {
         let leases = HeldLeases::new(Uuid::new_v4(), Duration::from_secs(60));
@@ -365,18 +381,7 @@ mod tests {
         leases.hold(id, 2, until);
         leases.forget(id, 1);
         assert!(leases.is_usable(id, 2));
-        let release = OutcomeRow {
-            id,
-            state: msgengine_domain::message::MessageState::Sent,
-            events: serde_json::json!([]),
-            attempts: serde_json::json!([]),
-            attempt_delta: 0,
-            provider_id: None,
-            provider_message_id: None,
-            next_attempt_at: None,
-            release_lease: true,
-            fence: Some(leases.fence(2)),
-        };
+        let release = released(id, leases.fence(2));
         leases.after_write(std::slice::from_ref(&release), 0);
         assert!(leases.is_empty());
         assert_eq!(leases.lost(), 1, "the stale outcome is counted");
@@ -393,19 +398,10 @@ mod tests {
         leases.hold(other, 1, until);
         assert!(leases.adopt(id, 2, until), "its job goes on");
         assert!(leases.is_usable(id, 1), "under the job's own token");
-        let outcome = |id, token| OutcomeRow {
-            id,
-            state: msgengine_domain::message::MessageState::Sent,
-            events: serde_json::json!([]),
-            attempts: serde_json::json!([]),
-            attempt_delta: 0,
-            provider_id: None,
-            provider_message_id: None,
-            next_attempt_at: None,
-            release_lease: true,
-            fence: Some(leases.fence(token)),
-        };
-        let mut rows = vec![outcome(id, 1), outcome(other, 1)];
+        let mut rows = vec![
+            released(id, leases.fence(1)),
+            released(other, leases.fence(1)),
+        ];
         leases.refence(&mut rows);
         assert_eq!(
             rows[0].fence,

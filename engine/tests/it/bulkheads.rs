@@ -269,16 +269,7 @@ async fn a_provider_answering_unstorable_text_does_not_stall_another_organizatio
 }
 
 async fn put_endpoint(app: &TestApp, org: &Org, body: Value) -> (u16, Value) {
-    status_json(
-        app.call(
-            Method::PUT,
-            "/api/webhook-endpoint",
-            Some(&org.key),
-            Some(&body),
-        )
-        .await,
-    )
-    .await
+    app.put_webhook_endpoint(org, body).await
 }
 
 async fn queue_test_event(app: &TestApp, org: &Org) {

@@ -166,6 +166,20 @@ impl TestApp {
         let client = self.db.pool.get().await.expect("connection");
         client.query_one(sql, &[]).await.expect("query").get(0)
     }
+
+    /// `PUT /api/webhook-endpoint` for `org`: its status and JSON body.
+    pub async fn put_webhook_endpoint(&self, org: &Org, body: Value) -> (u16, Value) {
+        status_json(
+            self.call(
+                Method::PUT,
+                "/api/webhook-endpoint",
+                Some(&org.key),
+                Some(&body),
+            )
+            .await,
+        )
+        .await
+    }
 }
 
 /// A response's status and JSON body.

@@ -99,6 +99,27 @@ async fn all_in(db: &TestDb, ids: &[String], wanted: &[&str]) -> bool {
     now.len() == ids.len() && now.values().all(|s| wanted.contains(&s.as_str()))
 }
 
+/// Every message of `ids` reached the provider exactly once and has one
+/// recorded attempt.
+async fn assert_each_sent_once(server: &MockServer, db: &TestDb, ids: &[String]) {
+    let counts = receipts(server).await;
+    for id in ids {
+        assert_eq!(counts.get(id), Some(&1), "{id} reached the provider once");
+    }
+    assert_eq!(counts.len(), ids.len());
+    let client = db.pool.get().await.expect("connection");
+    let attempts: i64 = client
+        .query_one(
+            "SELECT count(*) FROM messages, jsonb_array_elements(attempts)
+              WHERE id::text = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .expect("query")
+        .get(0);
+    assert_eq!(attempts, ids.len() as i64, "one recorded attempt each");
+}
+
 fn batch(n: usize, text: &str) -> Value {
     let messages: Vec<Value> = (0..n)
         .map(|i| json!({"channel": "sms", "to": "+2348031234567", "text": format!("{text} {i}")}))
@@ -137,27 +158,12 @@ async fn a_node_whose_renewals_lapse_stops_sending_and_every_message_is_sent_onc
     let ids = ids_of(&body);
     until("every message sent", || all_in(&b.db, &ids, &["sent"])).await;
 
-    let counts = receipts(&server).await;
-    for id in &ids {
-        assert_eq!(counts.get(id), Some(&1), "{id} reached the provider once");
-    }
-    assert_eq!(counts.len(), ids.len());
+    assert_each_sent_once(&server, &b.db, &ids).await;
     assert!(
         a.engine.leases_lost() >= 1,
         "A dropped the jobs whose lease it could no longer use"
     );
     assert_eq!(b.engine.leases_lost(), 0);
-    let client = b.db.pool.get().await.expect("connection");
-    let attempts: i64 = client
-        .query_one(
-            "SELECT count(*) FROM messages, jsonb_array_elements(attempts)
-              WHERE id::text = ANY($1)",
-            &[&ids],
-        )
-        .await
-        .expect("query")
-        .get(0);
-    assert_eq!(attempts, ids.len() as i64, "one recorded attempt each");
 }
 
 #[tokio::test]
@@ -177,30 +183,21 @@ async fn a_node_that_claims_its_own_lapsed_leases_does_not_send_twice() {
     let ids = ids_of(&body);
     until("every message sent", || all_in(&app.db, &ids, &["sent"])).await;
 
-    let counts = receipts(&server).await;
-    for id in &ids {
-        assert_eq!(counts.get(id), Some(&1), "{id} reached the provider once");
-    }
+    assert_each_sent_once(&server, &app.db, &ids).await;
     assert_eq!(
         app.engine.leases_lost(),
         0,
         "no outcome was dropped as stale"
     );
     let client = app.db.pool.get().await.expect("connection");
-    let (attempts, leased): (i64, i64) = {
-        let row = client
-            .query_one(
-                "SELECT (SELECT count(*) FROM messages, jsonb_array_elements(attempts)
-                          WHERE id::text = ANY($1)),
-                        (SELECT count(*) FROM messages
-                          WHERE id::text = ANY($1) AND lease_owner IS NOT NULL)",
-                &[&ids],
-            )
-            .await
-            .expect("query");
-        (row.get(0), row.get(1))
-    };
-    assert_eq!(attempts, ids.len() as i64, "one recorded attempt each");
+    let leased: i64 = client
+        .query_one(
+            "SELECT count(*) FROM messages WHERE id::text = ANY($1) AND lease_owner IS NOT NULL",
+            &[&ids],
+        )
+        .await
+        .expect("query")
+        .get(0);
     assert_eq!(leased, 0, "every lease released with its outcome");
 }
 
@@ -222,16 +219,7 @@ async fn a_stale_nodes_outcome_is_dropped_and_counted() {
         .mount(&receiver)
         .await;
     let endpoint = json!({"url": format!("{}/hook", receiver.uri())});
-    let (status, created) = status_json(
-        a.call(
-            Method::PUT,
-            "/api/webhook-endpoint",
-            Some(&org.key),
-            Some(&endpoint),
-        )
-        .await,
-    )
-    .await;
+    let (status, created) = a.put_webhook_endpoint(&org, endpoint).await;
     assert_eq!(status, 201, "{created}");
     a.engine.pause_lease_renewal(true);
     // B claims the expired lease (A's own claim would adopt it instead: see
@@ -704,10 +692,7 @@ async fn past_its_memory_budget_a_node_stores_accepts_for_the_scheduler_and_lose
     .await;
     ids.extend(quiet_ids);
     until("every message sent", || all_in(&app.db, &ids, &["sent"])).await;
-    let counts = receipts(&server).await;
-    for id in &ids {
-        assert_eq!(counts.get(id), Some(&1), "{id} reached the provider once");
-    }
+    assert_each_sent_once(&server, &app.db, &ids).await;
 }
 
 // ---- the claim and the fences, at the storage level -------------------

@@ -14,16 +14,7 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 use crate::helpers::{assert_error, sandbox, status_json, Org, TestApp};
 
 async fn put_endpoint(app: &TestApp, org: &Org, body: Value) -> (u16, Value) {
-    status_json(
-        app.call(
-            Method::PUT,
-            "/api/webhook-endpoint",
-            Some(&org.key),
-            Some(&body),
-        )
-        .await,
-    )
-    .await
+    app.put_webhook_endpoint(org, body).await
 }
 
 /// Checks the request's signature independently of the engine's code and
