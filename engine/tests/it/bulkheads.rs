@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use chrono::Utc;
-use hmac::{Hmac, Mac};
 use msgengine_actors::writer::{OutcomeWriter, WriterSettings};
 use msgengine_domain::message::{MessageEvent, MessageState};
 use msgengine_domain::{OrganizationId, ProviderId};
@@ -22,7 +20,6 @@ use msgengine_storage::repo::webhook_events::{self, EventRow, LateLimits};
 use msgengine_testkit::TestDb;
 use reqwest::Method;
 use serde_json::{json, Value};
-use sha1::Sha1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -685,18 +682,9 @@ async fn run_round(client: &mut Client, limits: LateLimits) -> webhook_events::L
 const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TWILIO_TOKEN: &str = "f00dfacef00dfacef00dfacef00dface";
 
-/// X-Twilio-Signature, computed independently of the adapter.
+/// X-Twilio-Signature of a callback to this test's connection.
 fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
-    let mut sorted = params.to_vec();
-    sorted.sort();
-    let mut text = url.to_owned();
-    for (k, v) in sorted {
-        text.push_str(k);
-        text.push_str(v);
-    }
-    let mut mac = Hmac::<Sha1>::new_from_slice(TWILIO_TOKEN.as_bytes()).expect("key");
-    mac.update(text.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    crate::helpers::twilio_signature(TWILIO_TOKEN, url, params)
 }
 
 /// A signed Twilio callback to `path`; its status and response.

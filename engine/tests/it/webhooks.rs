@@ -318,11 +318,8 @@ async fn a_webhook_for_an_unknown_connection_or_a_type_without_webhooks_is_404()
 }
 
 mod twilio {
-    use base64::Engine as _;
-    use hmac::{Hmac, Mac};
     use reqwest::Method;
     use serde_json::{json, Value};
-    use sha1::Sha1;
     use wiremock::matchers::{method, path_regex};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -337,16 +334,7 @@ mod twilio {
     }
 
     fn signature_with(token: &str, url: &str, params: &[(&str, &str)]) -> String {
-        let mut sorted = params.to_vec();
-        sorted.sort();
-        let mut text = url.to_owned();
-        for (k, v) in sorted {
-            text.push_str(k);
-            text.push_str(v);
-        }
-        let mut mac = Hmac::<Sha1>::new_from_slice(token.as_bytes()).expect("key");
-        mac.update(text.as_bytes());
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+        crate::helpers::twilio_signature(token, url, params)
     }
 
     async fn post(

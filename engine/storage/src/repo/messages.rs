@@ -168,9 +168,11 @@ pub struct OutcomeRow {
     pub fence: Option<LeaseFence>,
 }
 
-/// The outcome update (see [`apply_outcomes`]); `RETURNING m.id` is added
-/// by [`apply_outcomes_returning`].
-const APPLY_OUTCOMES: &str = "UPDATE messages m SET
+/// The outcome update (see [`apply_outcomes`]), as a macro so the
+/// `RETURNING` variant is a literal too (no SQL built per batch).
+macro_rules! apply_outcomes_sql {
+    () => {
+        "UPDATE messages m SET
                  state = CASE WHEN msgengine_can_advance(m.state, v.state) THEN v.state ELSE m.state END,
                  events = m.events || v.events,
                  attempts = m.attempts || v.attempts,
@@ -190,7 +192,11 @@ const APPLY_OUTCOMES: &str = "UPDATE messages m SET
                       next_attempt_at, release_lease, fence_owner, fence_token)
               WHERE m.id = v.id
                 AND (v.fence_owner IS NULL
-                     OR (m.lease_owner = v.fence_owner AND m.lease_token = v.fence_token))";
+                     OR (m.lease_owner = v.fence_owner AND m.lease_token = v.fence_token))"
+    };
+}
+const APPLY_OUTCOMES: &str = apply_outcomes_sql!();
+const APPLY_OUTCOMES_RETURNING: &str = concat!(apply_outcomes_sql!(), " RETURNING m.id");
 
 /// Applies many outcomes in one statement; at most one row per message id
 /// (coalesce first). Returns the number of messages updated: a fenced row
@@ -217,8 +223,7 @@ pub async fn apply_outcomes_returning(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!("{APPLY_OUTCOMES} RETURNING m.id");
-    let stmt = client.prepare_cached(&sql).await?;
+    let stmt = client.prepare_cached(APPLY_OUTCOMES_RETURNING).await?;
     let columns = OutcomeColumns::of(rows);
     let applied = client.query(&stmt, &columns.params()).await?;
     applied

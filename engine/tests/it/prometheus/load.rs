@@ -5,11 +5,8 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use reqwest::Method;
 use serde_json::{json, Value};
-use sha1::Sha1;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -18,18 +15,9 @@ use crate::helpers::{sandbox, status_json, Org, TestApp};
 const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TWILIO_TOKEN: &str = "f00dfacef00dfacef00dfacef00dface";
 
-/// X-Twilio-Signature, computed independently of the adapter.
+/// X-Twilio-Signature of a callback to this test's connection.
 fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
-    let mut sorted = params.to_vec();
-    sorted.sort();
-    let mut text = url.to_owned();
-    for (k, v) in sorted {
-        text.push_str(k);
-        text.push_str(v);
-    }
-    let mut mac = Hmac::<Sha1>::new_from_slice(TWILIO_TOKEN.as_bytes()).expect("key");
-    mac.update(text.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    crate::helpers::twilio_signature(TWILIO_TOKEN, url, params)
 }
 
 /// Organization "acme": a SANDBOX provider per channel with failures configured, sms behind
