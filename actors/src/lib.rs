@@ -23,6 +23,7 @@
 //!
 //! [`Engine`] ties them together for the HTTP edge.
 
+pub mod app;
 pub mod bulkhead;
 pub mod commit;
 pub mod dbrt;

@@ -4,9 +4,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use msgengine_actors::app::{AppError, ErrorKind};
 use msgengine_domain::ValidationError;
-use msgengine_storage::StoreError;
-use serde_json::json;
+use serde::Serialize;
 
 /// An error answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -85,10 +85,27 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after_secs {
             response.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
         }
-        response.json(json!({
-            "error": {"code": self.code, "message": self.message, "field": self.field}
-        }))
+        response.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: &self.message,
+                field: self.field.as_deref(),
+            },
+        })
     }
+}
+
+/// `{"error": {"code", "message", "field"}}`.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'static str,
+    message: &'a str,
+    field: Option<&'a str>,
 }
 
 impl From<ValidationError> for ApiError {
@@ -97,72 +114,27 @@ impl From<ValidationError> for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound => ApiError::not_found("resource"),
-            StoreError::Conflict { constraint }
-                if constraint == "providers_org_channel_name_key" =>
-            {
-                ApiError::conflict(
-                    "duplicate_name",
-                    "a provider with this name already exists on this channel",
-                )
-                .with_field("name")
-            }
-            StoreError::Conflict { constraint } => {
-                tracing::warn!(%constraint, "unexpected uniqueness conflict");
-                ApiError::conflict("conflict", "the request conflicts with existing data")
-            }
-            StoreError::Rejected {
-                sqlstate,
-                reason,
-                column,
-            } => {
-                tracing::warn!(%sqlstate, %reason, ?column, "the database refused a request's data");
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "storage_rejected",
-                    format!("the request holds a value that cannot be stored: {reason}"),
-                )
-                .with_field(column.unwrap_or_default())
-            }
-            StoreError::Unavailable(reason) => {
-                tracing::error!(%reason, "database unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the database is unavailable; retry shortly",
-                )
-            }
-            StoreError::Crypto(err) => {
-                tracing::error!(error = %err, "stored credentials could not be opened");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "credentials_unreadable",
-                    "stored credentials cannot be decrypted with the configured master keys",
-                )
-            }
-            other => {
-                tracing::error!(error = %other, source = ?std::error::Error::source(&other), "storage error");
-                ApiError::internal()
-            }
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        let status = match e.kind {
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError {
+            status,
+            code: e.code,
+            message: e.message,
+            field: e.field,
+            retry_after_secs: e.retry_after_secs,
         }
     }
 }
-
-impl From<deadpool_postgres_error::PoolError> for ApiError {
-    fn from(e: deadpool_postgres_error::PoolError) -> Self {
-        ApiError::from(StoreError::from(e))
-    }
-}
-
-impl From<tokio_postgres_error::Error> for ApiError {
-    fn from(e: tokio_postgres_error::Error) -> Self {
-        ApiError::from(StoreError::from(e))
-    }
-}
-
-// Re-exported through storage so the API does not pin its own driver versions.
-use msgengine_storage::driver::deadpool_postgres as deadpool_postgres_error;
-use msgengine_storage::driver::tokio_postgres as tokio_postgres_error;

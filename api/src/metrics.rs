@@ -16,46 +16,14 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header;
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::HttpRequest;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use metrics::SharedString;
 use msgengine_actors::metrics::{HTTP_REQUESTS, HTTP_REQUEST_DURATION};
-use msgengine_domain::Secret;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// The bearer token a scraper must present, kept as its SHA-256 digest.
-pub struct ScrapeToken {
-    digest: [u8; 32],
-}
-
-impl ScrapeToken {
-    pub fn new(token: &Secret) -> Self {
-        Self {
-            digest: Sha256::digest(token.expose().as_bytes()).into(),
-        }
-    }
-
-    /// Whether the request carries `Authorization: Bearer <this token>`.
-    pub fn admits(&self, req: &HttpRequest) -> bool {
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        presented.is_some_and(|token| {
-            let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-            bool::from(self.digest.ct_eq(&digest))
-        })
-    }
-}
 
 /// Counts and times a request.
 pub async fn record_request(
@@ -165,7 +133,10 @@ mod tests {
 
     #[test]
     fn the_scrape_token_admits_only_its_own_bearer() {
+        use crate::state::ScrapeToken;
+        use actix_web::http::header;
         use actix_web::test::TestRequest;
+        use msgengine_domain::Secret;
         let token = ScrapeToken::new(&Secret::new("scrape-token-0123456789"));
         let with = |value: &str| {
             TestRequest::default()

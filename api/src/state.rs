@@ -1,15 +1,14 @@
-//! What every handler shares: the pool, the key ring, the auth cache, the
-//! provider registry and the request limits. Built once by the server binary
-//! and passed in (no process globals).
+//! What every handler shares: the use cases, the metrics renderer and the
+//! request limits. Built once by the server binary and passed in (no
+//! process globals).
 
 use std::sync::Arc;
 
-use deadpool_postgres::Pool;
-use msgengine_providers::ProviderRegistry;
-use msgengine_storage::crypto::KeyRing;
-use msgengine_storage::driver::deadpool_postgres;
-
-use crate::auth::{AdminToken, AuthCache};
+use actix_web::http::header;
+use actix_web::HttpRequest;
+use msgengine_actors::app::auth::TokenDigest;
+use msgengine_actors::app::App;
+use msgengine_domain::Secret;
 
 /// Request limits.
 #[derive(Debug, Clone)]
@@ -18,8 +17,6 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest send request body, in bytes (a batch of 1,000). Default 8 MiB.
     pub max_send_body_bytes: usize,
-    /// Live provider connections per organization, all channels. Default 50.
-    pub max_providers_per_org: u32,
 }
 
 impl Default for Limits {
@@ -27,7 +24,6 @@ impl Default for Limits {
         Self {
             max_body_bytes: 256 * 1024,
             max_send_body_bytes: 8 * 1024 * 1024,
-            max_providers_per_org: 50,
         }
     }
 }
@@ -35,20 +31,33 @@ impl Default for Limits {
 /// Shared application state, cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub pool: Pool,
-    pub ring: Arc<KeyRing>,
-    pub admin: Arc<AdminToken>,
-    pub auth: Arc<AuthCache>,
-    pub registry: Arc<ProviderRegistry>,
-    pub engine: msgengine_actors::Engine,
+    /// The use cases every route calls (one per request).
+    pub app: App,
     /// Renders the Prometheus text page for `GET /metrics`.
     pub metrics: RenderMetrics,
     /// When set, `GET /metrics` requires this bearer token.
-    pub metrics_token: Option<Arc<crate::metrics::ScrapeToken>>,
+    pub metrics_token: Option<Arc<ScrapeToken>>,
     pub limits: Limits,
-    /// Connections behind webhook URLs (routes::webhooks).
-    pub webhook_connections: Arc<crate::routes::webhooks::WebhookConnections>,
 }
 
 /// Renders the process's metrics in the Prometheus text format.
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The bearer token a scraper must present for `GET /metrics`.
+pub struct ScrapeToken(TokenDigest);
+
+impl ScrapeToken {
+    pub fn new(token: &Secret) -> Self {
+        Self(TokenDigest::new(token))
+    }
+
+    /// Whether the request carries `Authorization: Bearer <this token>`.
+    pub fn admits(&self, req: &HttpRequest) -> bool {
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .is_some_and(|token| self.0.verify(token))
+    }
+}

@@ -12,11 +12,10 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
 use anyhow::Context;
+use msgengine_actors::app::{self, AppConfig};
 use msgengine_actors::{Engine, EngineConfig};
-use msgengine_api::auth::{AdminToken, AuthCache};
-use msgengine_api::metrics::ScrapeToken;
+use msgengine_api::state::ScrapeToken;
 use msgengine_api::{AppState, Limits};
-use msgengine_providers::ProviderRegistry;
 use msgengine_storage::driver::deadpool_postgres;
 use msgengine_storage::{connect_pool, migrate, PoolSettings};
 
@@ -75,16 +74,18 @@ impl Application {
         let engine = Engine::start(engine_config(&settings), pool.clone(), ring.clone())
             .context("cannot start the actor system")?;
 
-        let state = AppState {
-            webhook_connections: Arc::default(),
+        let app = app::App::new(
+            engine.clone(),
             pool,
             ring,
-            admin: Arc::new(AdminToken::new(&admin_token)),
-            auth: Arc::new(AuthCache::new(Duration::from_millis(
-                settings.security.auth_cache_ttl_ms,
-            ))),
-            registry: Arc::new(ProviderRegistry::live(engine.http())),
-            engine: engine.clone(),
+            &admin_token,
+            AppConfig {
+                auth_cache_ttl: Duration::from_millis(settings.security.auth_cache_ttl_ms),
+                max_providers_per_org: settings.engine.max_providers_per_org,
+            },
+        );
+        let state = AppState {
+            app,
             metrics: Arc::new(move || crate::metrics::render(&metrics)),
             metrics_token: settings
                 .metrics
@@ -93,7 +94,6 @@ impl Application {
                 .map(|token| Arc::new(ScrapeToken::new(token))),
             limits: Limits {
                 max_body_bytes: settings.server.max_body_bytes,
-                max_providers_per_org: settings.engine.max_providers_per_org,
                 ..Limits::default()
             },
         };

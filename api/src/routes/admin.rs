@@ -1,19 +1,14 @@
 //! The operator's API: organizations and their API keys. Authenticated by the
-//! admin token (`Authorization: Bearer <MSGENGINE_ADMIN_TOKEN>`).
+//! admin token (`Authorization: Bearer <MSGENGINE_ADMIN_TOKEN>`). The use
+//! cases are `msgengine_actors::app::admin`.
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use msgengine_domain::validate;
+use msgengine_actors::app::admin::{ApiKey, Organization, RateLimit};
 use msgengine_domain::{ApiKeyId, OrganizationId};
-use msgengine_storage::repo::api_keys::{self, ApiKey, NewApiKey};
-use msgengine_storage::repo::audit::{self, Actor, NewAuditEntry};
-use msgengine_storage::repo::messages;
-use msgengine_storage::repo::organizations::{self, Organization};
-use msgengine_storage::StoreError;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use crate::auth::{issue_key, Admin};
+use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::extract::{page_limit, parse_id, Json, OptionalJson};
 use crate::state::AppState;
@@ -88,15 +83,48 @@ pub struct ListQuery {
     after: Option<uuid::Uuid>,
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OrganizationList {
+    organizations: Vec<OrganizationView>,
+    next_after: Option<OrganizationId>,
+}
+
+/// A key just issued: the key itself, shown this once.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IssuedKeyView<'a> {
+    id: ApiKeyId,
+    key: &'a str,
+    name: String,
+    prefix: String,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiKeyList {
+    api_keys: Vec<ApiKeyView>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RateLimitView {
+    organization_id: OrganizationId,
+    messages_per_second: i32,
+    burst: i32,
+}
+
+fn organization_id(path: &str) -> Result<OrganizationId, ApiError> {
+    Ok(OrganizationId(parse_id(path, "organization")?))
+}
+
 pub async fn create_organization(
     _: Admin,
     state: web::Data<AppState>,
     Json(body): Json<CreateOrganization>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = body.name.trim();
-    validate::text("name", name, 200)?;
-    let client = state.pool.get().await?;
-    let org = organizations::insert(&client, OrganizationId::new(), name).await?;
+    let org = state.app.create_organization(&body.name).await?;
     Ok(HttpResponse::Created().json(OrganizationView::from(org)))
 }
 
@@ -106,13 +134,14 @@ pub async fn list_organizations(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = page_limit(query.limit)?;
-    let client = state.pool.get().await?;
-    let orgs = organizations::list(&client, query.after.map(OrganizationId), limit).await?;
-    let next_after = (orgs.len() as i64 == limit)
-        .then(|| orgs.last().map(|o| o.id))
-        .flatten();
-    let views: Vec<OrganizationView> = orgs.into_iter().map(Into::into).collect();
-    Ok(HttpResponse::Ok().json(json!({"organizations": views, "nextAfter": next_after})))
+    let page = state
+        .app
+        .list_organizations(query.after.map(OrganizationId), limit)
+        .await?;
+    Ok(HttpResponse::Ok().json(OrganizationList {
+        organizations: page.organizations.into_iter().map(Into::into).collect(),
+        next_after: page.next_after,
+    }))
 }
 
 pub async fn get_organization(
@@ -120,28 +149,19 @@ pub async fn get_organization(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = OrganizationId(parse_id(&path, "organization")?);
-    let client = state.pool.get().await?;
-    let org = organizations::get(&client, id)
-        .await
-        .map_err(not_found("organization"))?;
+    let org = state.app.organization(organization_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(OrganizationView::from(org)))
 }
 
-/// `POST /api/admin/organizations/{id}/disable`: its keys stop working, and
-/// its sends stop at once: its unfinished messages are parked out of the
-/// scheduler's way (in the same transaction), this node's provider actors
-/// hand its waiting jobs back to the database, and nothing of it is
-/// dispatched or claimed until it is enabled again.
+/// `POST /api/admin/organizations/{id}/disable`: its keys stop working and
+/// its sends stop at once (`App::set_organization_active`).
 pub async fn disable_organization(
     _: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = OrganizationId(parse_id(&path, "organization")?);
-    let org = set_active(&state, id, false).await?;
-    state.auth.forget_organization(id);
-    state.engine.organization_changed(id, false);
+    let id = organization_id(&path)?;
+    let org = state.app.set_organization_active(id, false).await?;
     Ok(HttpResponse::Ok().json(OrganizationView::from(org)))
 }
 
@@ -152,51 +172,9 @@ pub async fn enable_organization(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = OrganizationId(parse_id(&path, "organization")?);
-    let org = set_active(&state, id, true).await?;
-    state.engine.organization_changed(id, true);
+    let id = organization_id(&path)?;
+    let org = state.app.set_organization_active(id, true).await?;
     Ok(HttpResponse::Ok().json(OrganizationView::from(org)))
-}
-
-/// Disables or enables an organization, parks or unparks its messages and
-/// writes the audit row, in one transaction.
-async fn set_active(
-    state: &AppState,
-    id: OrganizationId,
-    active: bool,
-) -> Result<Organization, ApiError> {
-    let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
-    let org = if active {
-        organizations::enable(&tx, id).await
-    } else {
-        organizations::disable(&tx, id).await
-    }
-    .map_err(not_found("organization"))?;
-    if active {
-        messages::unpark_organization(&tx, id.0).await?;
-    } else {
-        messages::park_organization(&tx, id.0).await?;
-    }
-    audit::append(
-        &tx,
-        &NewAuditEntry {
-            organization_id: id,
-            actor: Actor::Admin,
-            action: if active {
-                "organization.enable"
-            } else {
-                "organization.disable"
-            },
-            target_type: "organization",
-            target_id: Some(id.0),
-            changed_fields: &["isActive".to_owned()],
-            details: json!({}),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(org)
 }
 
 pub async fn issue_api_key(
@@ -205,54 +183,16 @@ pub async fn issue_api_key(
     path: web::Path<String>,
     OptionalJson(body): OptionalJson<CreateApiKey>,
 ) -> Result<HttpResponse, ApiError> {
-    let org_id = OrganizationId(parse_id(&path, "organization")?);
-    let name = body.unwrap_or_default().name.unwrap_or_default();
-    let name = name.trim();
-    validate::opt_text("name", (!name.is_empty()).then_some(name), 100)?;
-    let issued = issue_key();
-    let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
-    let org = organizations::get(&tx, org_id)
-        .await
-        .map_err(not_found("organization"))?;
-    if !org.is_active {
-        return Err(ApiError::conflict(
-            "organization_disabled",
-            "the organization is disabled; its keys cannot be used",
-        ));
-    }
-    let key = api_keys::insert(
-        &tx,
-        &NewApiKey {
-            id: ApiKeyId::new(),
-            organization_id: org_id,
-            name,
-            prefix: &issued.prefix,
-            key_hash: &issued.hash,
-        },
-    )
-    .await?;
-    audit::append(
-        &tx,
-        &NewAuditEntry {
-            organization_id: org_id,
-            actor: Actor::Admin,
-            action: "api_key.issue",
-            target_type: "api_key",
-            target_id: Some(key.id.0),
-            changed_fields: &[],
-            details: json!({"prefix": key.prefix}),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(HttpResponse::Created().json(json!({
-        "id": key.id,
-        "key": issued.key.expose(),
-        "name": key.name,
-        "prefix": key.prefix,
-        "createdAt": key.created_at,
-    })))
+    let org = organization_id(&path)?;
+    let name = body.unwrap_or_default().name;
+    let issued = state.app.issue_api_key(org, name.as_deref()).await?;
+    Ok(HttpResponse::Created().json(IssuedKeyView {
+        id: issued.record.id,
+        key: issued.key.expose(),
+        name: issued.record.name,
+        prefix: issued.record.prefix,
+        created_at: issued.record.created_at,
+    }))
 }
 
 pub async fn list_api_keys(
@@ -260,17 +200,10 @@ pub async fn list_api_keys(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let org_id = OrganizationId(parse_id(&path, "organization")?);
-    let client = state.pool.get().await?;
-    organizations::get(&client, org_id)
-        .await
-        .map_err(not_found("organization"))?;
-    let keys: Vec<ApiKeyView> = api_keys::list(&client, org_id)
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({"apiKeys": keys})))
+    let keys = state.app.api_keys(organization_id(&path)?).await?;
+    Ok(HttpResponse::Ok().json(ApiKeyList {
+        api_keys: keys.into_iter().map(Into::into).collect(),
+    }))
 }
 
 pub async fn revoke_api_key(
@@ -278,28 +211,9 @@ pub async fn revoke_api_key(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let org_id = OrganizationId(parse_id(&path.0, "organization")?);
-    let key_id = ApiKeyId(parse_id(&path.1, "API key")?);
-    let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
-    let key = api_keys::revoke(&tx, org_id, key_id)
-        .await
-        .map_err(not_found("API key"))?;
-    audit::append(
-        &tx,
-        &NewAuditEntry {
-            organization_id: org_id,
-            actor: Actor::Admin,
-            action: "api_key.revoke",
-            target_type: "api_key",
-            target_id: Some(key.id.0),
-            changed_fields: &["revokedAt".to_owned()],
-            details: json!({"prefix": key.prefix}),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    state.auth.forget_key(key_id);
+    let org = organization_id(&path.0)?;
+    let key = ApiKeyId(parse_id(&path.1, "API key")?);
+    state.app.revoke_api_key(org, key).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -322,54 +236,12 @@ pub async fn set_rate_limit(
     path: web::Path<String>,
     Json(body): Json<RateLimitBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = OrganizationId(parse_id(&path, "organization")?);
-    let range = 1..=1_000_000;
-    if !range.contains(&body.messages_per_second) {
-        return Err(ApiError::from(msgengine_domain::ValidationError::new(
-            "messagesPerSecond",
-            "out_of_range",
-            "messagesPerSecond must be between 1 and 1000000",
-        )));
-    }
-    let burst = body.burst.unwrap_or(body.messages_per_second.max(1000));
-    if !range.contains(&burst) {
-        return Err(ApiError::from(msgengine_domain::ValidationError::new(
-            "burst",
-            "out_of_range",
-            "burst must be between 1 and 1000000",
-        )));
-    }
-    let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
-    organizations::set_rate_limit(&tx, id, body.messages_per_second, burst)
-        .await
-        .map_err(not_found("organization"))?;
-    audit::append(
-        &tx,
-        &NewAuditEntry {
-            organization_id: id,
-            actor: Actor::Admin,
-            action: "organization.rate_limit",
-            target_type: "organization",
-            target_id: Some(id.0),
-            changed_fields: &["burst".to_owned(), "messagesPerSecond".to_owned()],
-            details: json!({"messagesPerSecond": body.messages_per_second, "burst": burst}),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    state.engine.limits_changed(id).await;
-    Ok(HttpResponse::Ok().json(json!({
-        "organizationId": id,
-        "messagesPerSecond": body.messages_per_second,
-        "burst": burst,
-    })))
-}
-
-/// Maps `NotFound` to a 404 naming `what`; other errors pass through.
-pub(crate) fn not_found(what: &'static str) -> impl Fn(StoreError) -> ApiError {
-    move |e| match e {
-        StoreError::NotFound => ApiError::not_found(what),
-        other => other.into(),
-    }
+    let id = organization_id(&path)?;
+    let limit = RateLimit::new(body.messages_per_second, body.burst)?;
+    state.app.set_rate_limit(id, limit).await?;
+    Ok(HttpResponse::Ok().json(RateLimitView {
+        organization_id: id,
+        messages_per_second: limit.messages_per_second,
+        burst: limit.burst,
+    }))
 }

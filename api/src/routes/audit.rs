@@ -2,10 +2,10 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
+use msgengine_actors::app::audit::AuditEntry;
 use msgengine_domain::ApiKeyId;
-use msgengine_storage::repo::audit::{self, AuditEntry};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::auth::Tenant;
 use crate::error::ApiError;
@@ -51,17 +51,22 @@ impl From<AuditEntry> for AuditView {
     }
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuditList {
+    entries: Vec<AuditView>,
+    next_before: Option<i64>,
+}
+
 pub async fn list(
     tenant: Tenant,
     state: web::Data<AppState>,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = page_limit(query.limit)?;
-    let client = state.pool.get().await?;
-    let entries = audit::list(&client, tenant.organization_id, query.before, limit).await?;
-    let next_before = (entries.len() as i64 == limit)
-        .then(|| entries.last().map(|e| e.id))
-        .flatten();
-    let views: Vec<AuditView> = entries.into_iter().map(Into::into).collect();
-    Ok(HttpResponse::Ok().json(json!({"entries": views, "nextBefore": next_before})))
+    let page = state.app.audit_trail(*tenant, query.before, limit).await?;
+    Ok(HttpResponse::Ok().json(AuditList {
+        entries: page.entries.into_iter().map(Into::into).collect(),
+        next_before: page.next_before,
+    }))
 }

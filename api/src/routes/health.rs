@@ -1,15 +1,44 @@
 //! Liveness and readiness for orchestrators and load balancers.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
-use serde_json::{json, Map, Value};
+use msgengine_actors::app::health::Readiness;
+use serde::Serialize;
 
 use crate::state::AppState;
 
+#[derive(Serialize)]
+struct Live {
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+struct Ready {
+    status: &'static str,
+    checks: Checks,
+}
+
+#[derive(Serialize)]
+struct Checks {
+    database: &'static str,
+    actors: &'static str,
+    writers: BTreeMap<&'static str, WriterCheck>,
+}
+
+/// `{"state": "ok"}`, or `{"state": "failing", "failingForSecs": n}`.
+#[derive(Serialize, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+struct WriterCheck {
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failing_for_secs: Option<u64>,
+}
+
 /// `GET /healthz`: the process is up and serving HTTP.
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(Live { status: "ok" })
 }
 
 /// `GET /readyz`: the database answers, the actor system runs and no shared
@@ -17,57 +46,80 @@ pub async fn healthz() -> HttpResponse {
 /// waiting to write. 503 otherwise, naming what fails, so traffic goes
 /// elsewhere.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let db_ok = match state.pool.get().await {
-        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
-        Err(_) => false,
-    };
-    let actors_ok = state.engine.is_running().await;
-    let (writers, writers_ok) = writer_checks(&state.engine.writer_health());
-    let checks = json!({
-        "database": if db_ok { "ok" } else { "unreachable" },
-        "actors": if actors_ok { "ok" } else { "stopped" },
-        "writers": writers,
-    });
-    if db_ok && actors_ok && writers_ok {
-        HttpResponse::Ok().json(json!({"status": "ready", "checks": checks}))
+    let found = state.app.readiness().await;
+    let body = render(&found);
+    if found.is_ready() {
+        HttpResponse::Ok().json(body)
     } else {
-        HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable", "checks": checks}))
+        HttpResponse::ServiceUnavailable().json(body)
     }
 }
 
-/// `{"<writer>": {"state": "ok"}}`, or `{"state": "failing", "failingForSecs": n}`
-/// for a writer that cannot write; and whether all are ok.
-fn writer_checks(health: &[(&'static str, Option<Duration>)]) -> (Value, bool) {
-    let mut all_ok = true;
-    let mut out = Map::new();
-    for (writer, failing) in health {
-        let check = match failing {
-            None => json!({"state": "ok"}),
-            Some(for_how_long) => {
-                all_ok = false;
-                json!({"state": "failing", "failingForSecs": for_how_long.as_secs()})
-            }
-        };
-        out.insert((*writer).to_owned(), check);
+fn render(found: &Readiness) -> Ready {
+    Ready {
+        status: if found.is_ready() {
+            "ready"
+        } else {
+            "unavailable"
+        },
+        checks: Checks {
+            database: if found.database { "ok" } else { "unreachable" },
+            actors: if found.actors { "ok" } else { "stopped" },
+            writers: writer_checks(&found.writers),
+        },
     }
-    (Value::Object(out), all_ok)
+}
+
+fn writer_checks(
+    health: &[(&'static str, Option<Duration>)],
+) -> BTreeMap<&'static str, WriterCheck> {
+    health
+        .iter()
+        .map(|(writer, failing)| {
+            let check = match failing {
+                None => WriterCheck {
+                    state: "ok",
+                    failing_for_secs: None,
+                },
+                Some(for_how_long) => WriterCheck {
+                    state: "failing",
+                    failing_for_secs: Some(for_how_long.as_secs()),
+                },
+            };
+            (*writer, check)
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_failing_writer_is_named_with_its_age_and_makes_the_node_unready() {
-        let (checks, ok) =
-            writer_checks(&[("status", Some(Duration::from_secs(12))), ("webhook", None)]);
-        assert!(!ok);
+        let found = Readiness {
+            database: true,
+            actors: true,
+            writers: vec![("status", Some(Duration::from_secs(12))), ("webhook", None)],
+        };
+        assert!(!found.is_ready());
         assert_eq!(
-            checks,
-            json!({"status": {"state": "failing", "failingForSecs": 12},
-                   "webhook": {"state": "ok"}})
+            serde_json::to_value(render(&found)).ok(),
+            Some(json!({
+                "status": "unavailable",
+                "checks": {
+                    "database": "ok",
+                    "actors": "ok",
+                    "writers": {"status": {"state": "failing", "failingForSecs": 12},
+                                "webhook": {"state": "ok"}}
+                }
+            }))
         );
-        let (_, ok) = writer_checks(&[("status", None), ("outbound", None)]);
-        assert!(ok);
+        let found = Readiness {
+            writers: vec![("status", None), ("outbound", None)],
+            ..found
+        };
+        assert!(found.is_ready());
     }
 }

@@ -1,16 +1,14 @@
 //! `/api/suppressions`: the organization's suppression list. Bounces,
 //! complaints and unsubscribes reported by providers add to it on their own;
 //! these routes list, add and remove entries. A send to a suppressed
-//! recipient is refused (`recipient_suppressed`).
+//! recipient is refused (`recipient_suppressed`). The use cases are
+//! `msgengine_actors::app::suppressions`.
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use msgengine_actors::suppress::normalize;
-use msgengine_domain::validate as v;
-use msgengine_storage::repo::audit::{self, Actor, NewAuditEntry};
-use msgengine_storage::repo::suppressions::{self, Suppression};
+use msgengine_actors::app::suppressions::{NewSuppression, Suppression};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::auth::Tenant;
 use crate::error::ApiError;
@@ -47,6 +45,13 @@ impl From<Suppression> for SuppressionView {
     }
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SuppressionList {
+    suppressions: Vec<SuppressionView>,
+    next_after: Option<String>,
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddBody {
@@ -57,48 +62,20 @@ pub struct AddBody {
     note: Option<String>,
 }
 
-const REASONS: [&str; 4] = ["bounce", "complaint", "unsubscribe", "manual"];
-
-/// An email address or E.164 number, normalised; 422 otherwise.
-fn recipient(field: &str, raw: &str) -> Result<String, ApiError> {
-    let raw = raw.trim();
-    if raw.contains('@') {
-        v::email(field, raw)?;
-        Ok(normalize(raw))
-    } else {
-        Ok(v::e164(field, raw)?)
-    }
-}
-
 pub async fn list(
     tenant: Tenant,
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = page_limit(query.limit)?;
-    // The cursor is a recipient: bounded, and never a NUL (PostgreSQL refuses it in text).
-    if let Some(after) = &query.after {
-        if after.chars().count() > 320 || after.contains(char::is_control) {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                "after must be the nextAfter of the previous page",
-            )
-            .with_field("after"));
-        }
-    }
-    let client = state.pool.get().await?;
-    let page = suppressions::list(
-        &client,
-        tenant.organization_id,
-        query.after.as_deref(),
-        limit,
-    )
-    .await?;
-    let next = (page.len() as i64 == limit)
-        .then(|| page.last().map(|s| s.recipient.clone()))
-        .flatten();
-    let items: Vec<SuppressionView> = page.into_iter().map(Into::into).collect();
-    Ok(HttpResponse::Ok().json(json!({"suppressions": items, "nextAfter": next})))
+    let page = state
+        .app
+        .suppressions(*tenant, query.after.as_deref(), limit)
+        .await?;
+    Ok(HttpResponse::Ok().json(SuppressionList {
+        suppressions: page.suppressions.into_iter().map(Into::into).collect(),
+        next_after: page.next_after,
+    }))
 }
 
 pub async fn add(
@@ -106,47 +83,16 @@ pub async fn add(
     state: web::Data<AppState>,
     Json(body): Json<AddBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let recipient = recipient("recipient", &body.recipient)?;
-    let reason = body.reason.as_deref().unwrap_or("manual");
-    if !REASONS.contains(&reason) {
-        return Err(ApiError::from(v::ValidationError::new(
-            "reason",
-            "invalid_reason",
-            "reason is one of bounce, complaint, unsubscribe, manual",
-        )));
-    }
-    if let Some(note) = &body.note {
-        v::text("note", note, 500)?;
-    }
-    let org = tenant.organization_id;
-    let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
-    let (stored, fresh) =
-        suppressions::add(&tx, org, &recipient, reason, None, body.note.as_deref()).await?;
-    if fresh {
-        audit::append(
-            &tx,
-            &NewAuditEntry {
-                organization_id: org,
-                actor: Actor::ApiKey(tenant.key_id),
-                action: "suppression.add",
-                target_type: "suppression",
-                target_id: None,
-                changed_fields: &[],
-                details: json!({"reason": reason}),
-            },
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    state
-        .engine
-        .suppressions()
-        .add(org, &stored.recipient, &stored.reason);
+    let new = NewSuppression {
+        recipient: &body.recipient,
+        reason: body.reason.as_deref(),
+        note: body.note.as_deref(),
+    };
+    let (stored, fresh) = state.app.add_suppression(*tenant, new).await?;
     let status = if fresh {
-        actix_web::http::StatusCode::CREATED
+        StatusCode::CREATED
     } else {
-        actix_web::http::StatusCode::OK
+        StatusCode::OK
     };
     Ok(HttpResponse::build(status).json(SuppressionView::from(stored)))
 }
@@ -156,13 +102,8 @@ pub async fn get(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let recipient =
-        recipient("recipient", &path).map_err(|_| ApiError::not_found("suppression"))?;
-    let client = state.pool.get().await?;
-    match suppressions::get(&client, tenant.organization_id, &recipient).await? {
-        Some(s) => Ok(HttpResponse::Ok().json(SuppressionView::from(s))),
-        None => Err(ApiError::not_found("suppression")),
-    }
+    let found = state.app.suppression(*tenant, &path).await?;
+    Ok(HttpResponse::Ok().json(SuppressionView::from(found)))
 }
 
 pub async fn remove(
@@ -170,28 +111,6 @@ pub async fn remove(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let recipient =
-        recipient("recipient", &path).map_err(|_| ApiError::not_found("suppression"))?;
-    let org = tenant.organization_id;
-    let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
-    if !suppressions::remove(&tx, org, &recipient).await? {
-        return Err(ApiError::not_found("suppression"));
-    }
-    audit::append(
-        &tx,
-        &NewAuditEntry {
-            organization_id: org,
-            actor: Actor::ApiKey(tenant.key_id),
-            action: "suppression.remove",
-            target_type: "suppression",
-            target_id: None,
-            changed_fields: &[],
-            details: json!({}),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    state.engine.suppressions().remove(org, &recipient);
+    state.app.remove_suppression(*tenant, &path).await?;
     Ok(HttpResponse::NoContent().finish())
 }
