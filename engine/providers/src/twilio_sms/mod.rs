@@ -21,6 +21,10 @@
 //! document honouring it on message create (§6.1, §13): a retry after a
 //! timeout may still create a second message.
 
+mod descriptor;
+
+pub(crate) use descriptor::DESCRIPTOR;
+
 use async_trait::async_trait;
 use msgengine_domain::message::OutboundMessage;
 use msgengine_domain::provider::SmsProviderSpec;
