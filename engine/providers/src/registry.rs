@@ -1,6 +1,6 @@
 //! The one list of provider types msgengine speaks to.
 //!
-//! [`PROVIDERS`] is the only place a provider type is registered: one line
+//! `PROVIDERS` is the only place a provider type is registered: one line
 //! per (channel, type), naming the `DESCRIPTOR` its adapter folder defines
 //! (see [`Descriptor`](crate::descriptor::Descriptor)). Sending, webhooks,
 //! management and connection tests all look their adapter up here; the
