@@ -14,6 +14,11 @@
 //!   [`termii`] (SMS); [`gupshup`], [`aisensy`], [`meta_cloud`], [`interakt`]
 //!   and [`twilio_whatsapp`] (WhatsApp); [`twilio`] holds what the two
 //!   Twilio adapters share.
+//! - [`descriptor`] and [`registry`]: what each adapter plugs in (sender,
+//!   webhook handler, management operations, connection probe) as one
+//!   [`Descriptor`] value in its folder, and the one list of them every seam
+//!   below looks its adapter up in. Adding a provider type: see
+//!   `docs/providers.md` ("Adding a provider type").
 //! - [`test_registry`]: the connection-test seam behind
 //!   `POST /api/{channel}/providers/{id}/test`.
 //! - [`manage`]: domain verification and stats (email), templates and media
@@ -28,6 +33,7 @@
 pub mod address;
 pub mod africastalking;
 pub mod aisensy;
+pub mod descriptor;
 pub mod esp;
 pub mod gupshup;
 pub mod http;
@@ -36,6 +42,7 @@ pub mod mailgun;
 pub mod mailjet;
 pub mod manage;
 pub mod meta_cloud;
+pub mod registry;
 pub mod sandbox;
 pub mod send;
 pub mod sendgrid;
@@ -48,6 +55,7 @@ pub mod twilio_whatsapp;
 pub mod webhook;
 
 pub use address::AddressPolicy;
+pub use descriptor::{AnyAdmin, Descriptor, ProviderDescriptor, ProviderKey};
 pub use http::{http_client, parse_retry_after, try_http_client, ProviderClient};
 pub use reqwest;
 pub use send::{

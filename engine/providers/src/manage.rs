@@ -16,16 +16,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use msgengine_domain::message::MessageState;
-use msgengine_domain::provider::{
-    email::EmailProviderType, sms::SmsProviderType, whatsapp::WhatsappProviderType, AnyProviderSpec,
-};
+use msgengine_domain::provider::AnyProviderSpec;
 use serde::{Deserialize, Serialize};
 
+use crate::descriptor::AnyAdmin;
 use crate::send::{FailureKind, ProviderError, UnsupportedProvider};
-use crate::{
-    africastalking, aisensy, gupshup, interakt, mailgun, mailjet, meta_cloud, sendgrid, termii,
-    twilio_sms, twilio_whatsapp,
-};
 
 /// The error for an operation this provider does not offer.
 pub fn unsupported(provider: &str, operation: &str) -> ProviderError {
@@ -207,79 +202,50 @@ pub trait SmsAdmin: Send + Sync {
     ) -> Result<ProviderStatus, ProviderError>;
 }
 
-fn unsupported_type(spec: &AnyProviderSpec) -> UnsupportedProvider {
-    UnsupportedProvider {
-        channel: spec.channel(),
-        provider_type: spec.provider_type(),
-    }
+/// The management operations of a connection, of whichever channel, from
+/// the adapter registered for its provider type ([`crate::registry`]).
+fn admin_for(
+    spec: &AnyProviderSpec,
+    http: &crate::http::ProviderClient,
+) -> Result<AnyAdmin, UnsupportedProvider> {
+    let descriptor = crate::registry::descriptor_for(spec)?;
+    descriptor
+        .admin(spec, http)
+        .ok_or_else(|| crate::registry::unsupported(spec))
 }
 
-/// Email management for a connection; one match arm per provider type.
+/// Email management for a connection; [`UnsupportedProvider`] for a
+/// provider type without it (or a connection on another channel).
 pub fn email_admin_for(
     spec: &AnyProviderSpec,
     http: &crate::http::ProviderClient,
 ) -> Result<Arc<dyn EmailAdmin>, UnsupportedProvider> {
-    let admin: Option<Arc<dyn EmailAdmin>> = match spec {
-        AnyProviderSpec::Email(s) => match s.provider_type {
-            EmailProviderType::Mailgun => {
-                Some(Arc::new(mailgun::MailgunAdmin::new(s, http.clone())))
-            }
-            EmailProviderType::Sendgrid => {
-                Some(Arc::new(sendgrid::SendgridAdmin::new(s, http.clone())))
-            }
-            EmailProviderType::Mailjet => {
-                Some(Arc::new(mailjet::MailjetAdmin::new(s, http.clone())))
-            }
-            _ => None,
-        },
-        AnyProviderSpec::Sms(_) => None,
-        AnyProviderSpec::Whatsapp(_) => None,
-    };
-    admin.ok_or_else(|| unsupported_type(spec))
+    match admin_for(spec, http)? {
+        AnyAdmin::Email(admin) => Ok(admin),
+        _ => Err(crate::registry::unsupported(spec)),
+    }
 }
 
-/// WhatsApp management for a connection; one match arm per provider type.
+/// WhatsApp management for a connection; [`UnsupportedProvider`] for a
+/// provider type without it (or a connection on another channel).
 pub fn whatsapp_admin_for(
     spec: &AnyProviderSpec,
     http: &crate::http::ProviderClient,
 ) -> Result<Arc<dyn WhatsappAdmin>, UnsupportedProvider> {
-    let admin: Option<Arc<dyn WhatsappAdmin>> = match spec {
-        AnyProviderSpec::Email(_) => None,
-        AnyProviderSpec::Sms(_) => None,
-        AnyProviderSpec::Whatsapp(s) => match s.provider_type {
-            WhatsappProviderType::Twilio => Some(Arc::new(
-                twilio_whatsapp::TwilioWhatsappSender::new(s, http.clone()),
-            )),
-            WhatsappProviderType::Gupshup => {
-                Some(Arc::new(gupshup::GupshupAdmin::new(s, http.clone())))
-            }
-            WhatsappProviderType::Aisensy => Some(Arc::new(aisensy::AisensyAdmin)),
-            WhatsappProviderType::MetaCloud => {
-                Some(Arc::new(meta_cloud::MetaCloudAdmin::new(s, http.clone())))
-            }
-            WhatsappProviderType::Interakt => Some(Arc::new(interakt::InteraktAdmin)),
-            _ => None,
-        },
-    };
-    admin.ok_or_else(|| unsupported_type(spec))
+    match admin_for(spec, http)? {
+        AnyAdmin::Whatsapp(admin) => Ok(admin),
+        _ => Err(crate::registry::unsupported(spec)),
+    }
 }
 
-/// SMS management for a connection; one match arm per provider type.
+/// SMS management for a connection; [`UnsupportedProvider`] for a provider
+/// type without it (or a connection on another channel).
 pub fn sms_admin_for(
     spec: &AnyProviderSpec,
     http: &crate::http::ProviderClient,
 ) -> Result<Arc<dyn SmsAdmin>, UnsupportedProvider> {
-    let admin: Option<Arc<dyn SmsAdmin>> = match spec {
-        AnyProviderSpec::Email(_) => None,
-        AnyProviderSpec::Sms(s) => match s.provider_type {
-            SmsProviderType::Twilio => {
-                Some(Arc::new(twilio_sms::TwilioSmsSender::new(s, http.clone())))
-            }
-            SmsProviderType::Africastalking => Some(Arc::new(africastalking::AfricasTalkingAdmin)),
-            SmsProviderType::Termii => Some(Arc::new(termii::TermiiAdmin)),
-            _ => None,
-        },
-        AnyProviderSpec::Whatsapp(_) => None,
-    };
-    admin.ok_or_else(|| unsupported_type(spec))
+    match admin_for(spec, http)? {
+        AnyAdmin::Sms(admin) => Ok(admin),
+        _ => Err(crate::registry::unsupported(spec)),
+    }
 }

@@ -13,15 +13,7 @@ use std::time::Duration;
 
 use msgengine_domain::message::{MessageState, OutboundMessage};
 use msgengine_domain::provider::AnyProviderSpec;
-use msgengine_domain::provider::{
-    email::EmailProviderType, sms::SmsProviderType, whatsapp::WhatsappProviderType,
-};
 use msgengine_domain::Channel;
-
-use crate::{
-    africastalking, aisensy, gupshup, interakt, mailgun, mailjet, meta_cloud, sandbox, sendgrid,
-    smtp, termii, twilio_sms, twilio_whatsapp,
-};
 
 /// What the provider said when it took the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,90 +157,31 @@ pub struct SenderContext {
     pub status_callback: Option<url::Url>,
 }
 
-/// [`sender_for`] with a [`SenderContext`].
+/// [`sender_for`] with a [`SenderContext`]: the adapter registered for the
+/// spec's provider type ([`crate::registry`]) builds it.
 pub fn sender_for_connection(
     spec: &AnyProviderSpec,
     http: &crate::http::ProviderClient,
     context: &SenderContext,
 ) -> Result<Arc<dyn Sender>, UnsupportedProvider> {
-    if let Some(url) = &context.status_callback {
-        match spec {
-            AnyProviderSpec::Sms(s) if s.provider_type == SmsProviderType::Twilio => {
-                return Ok(Arc::new(
-                    twilio_sms::TwilioSmsSender::new(s, http.clone())
-                        .with_status_callback(url.clone()),
-                ));
-            }
-            AnyProviderSpec::Whatsapp(s) if s.provider_type == WhatsappProviderType::Twilio => {
-                return Ok(Arc::new(
-                    twilio_whatsapp::TwilioWhatsappSender::new(s, http.clone())
-                        .with_status_callback(url.clone()),
-                ));
-            }
-            _ => {}
-        }
-    }
-    sender_for(spec, http)
+    let descriptor = crate::registry::descriptor_for(spec)?;
+    descriptor
+        .sender(spec, http, context)
+        .ok_or_else(|| crate::registry::unsupported(spec))
 }
 
 /// Builds the sender for a connection. `http` is shared (connection pooling).
 ///
 /// Missing or malformed credentials do not fail here (specs are validated
 /// when stored); the sender then answers every send with a permanent
-/// `msgengine_misconfigured` error naming the field.
+/// `msgengine_misconfigured` error naming the field. Every provider type
+/// has an adapter (a registry test checks it); the `Result` stays for a
+/// type added to the domain before its adapter.
 pub fn sender_for(
     spec: &AnyProviderSpec,
     http: &crate::http::ProviderClient,
 ) -> Result<Arc<dyn Sender>, UnsupportedProvider> {
-    // Every provider type has an adapter; the Result stays for types added
-    // to the domain before their adapter.
-    let sender: Arc<dyn Sender> = match spec {
-        AnyProviderSpec::Email(s) => match s.provider_type {
-            EmailProviderType::Sandbox => Arc::new(sandbox::SandboxSender::new(
-                Channel::Email,
-                &s.sandbox_config.clone().unwrap_or_default(),
-            )),
-            EmailProviderType::Mailgun => Arc::new(mailgun::MailgunSender::new(s, http.clone())),
-            EmailProviderType::Sendgrid => Arc::new(sendgrid::SendgridSender::new(s, http.clone())),
-            EmailProviderType::Mailjet => Arc::new(mailjet::MailjetSender::new(s, http.clone())),
-            EmailProviderType::Smtp => Arc::new(smtp::SmtpSender::with_options(
-                s,
-                smtp::SmtpOptions {
-                    address_policy: http.policy(),
-                    ..smtp::SmtpOptions::default()
-                },
-            )),
-        },
-        AnyProviderSpec::Sms(s) => match s.provider_type {
-            SmsProviderType::Sandbox => Arc::new(sandbox::SandboxSender::new(
-                Channel::Sms,
-                &s.sandbox_config.clone().unwrap_or_default(),
-            )),
-            SmsProviderType::Twilio => Arc::new(twilio_sms::TwilioSmsSender::new(s, http.clone())),
-            SmsProviderType::Africastalking => {
-                Arc::new(africastalking::AfricasTalkingSender::new(s, http.clone()))
-            }
-            SmsProviderType::Termii => Arc::new(termii::TermiiSender::new(s, http.clone())),
-        },
-        AnyProviderSpec::Whatsapp(s) => match s.provider_type {
-            WhatsappProviderType::Sandbox => Arc::new(sandbox::SandboxSender::new(
-                Channel::Whatsapp,
-                &s.sandbox_config.clone().unwrap_or_default(),
-            )),
-            WhatsappProviderType::Gupshup => Arc::new(gupshup::GupshupSender::new(s, http.clone())),
-            WhatsappProviderType::Twilio => {
-                Arc::new(twilio_whatsapp::TwilioWhatsappSender::new(s, http.clone()))
-            }
-            WhatsappProviderType::Aisensy => Arc::new(aisensy::AisensySender::new(s, http.clone())),
-            WhatsappProviderType::MetaCloud => {
-                Arc::new(meta_cloud::MetaCloudSender::new(s, http.clone()))
-            }
-            WhatsappProviderType::Interakt => {
-                Arc::new(interakt::InteraktSender::new(s, http.clone()))
-            }
-        },
-    };
-    Ok(sender)
+    sender_for_connection(spec, http, &SenderContext::default())
 }
 
 #[cfg(test)]

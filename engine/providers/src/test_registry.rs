@@ -18,8 +18,6 @@ use msgengine_domain::provider::{AnyProviderSpec, ProviderSpec};
 use msgengine_domain::Channel;
 use serde::Serialize;
 
-use crate::{africastalking, aisensy, gupshup, termii, twilio};
-
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -64,76 +62,21 @@ impl ProviderRegistry {
         Self::default()
     }
 
-    /// The registry the server uses: a live probe for every provider type
-    /// that has one (one `with_probe` line per type), calling out through
+    /// The registry the server uses: the live probe of every provider type
+    /// whose descriptor has one ([`crate::registry`]), calling out through
     /// the shared `http` client.
     pub fn live(http: &crate::http::ProviderClient) -> Self {
-        Self::new()
-            .with_probe(
-                Channel::Sms,
-                "TWILIO",
-                Arc::new(twilio::TwilioProbe::new(http.clone())),
-            )
-            .with_probe(
-                Channel::Whatsapp,
-                "TWILIO",
-                Arc::new(twilio::TwilioProbe::new(http.clone())),
-            )
-            .with_probe(
-                Channel::Sms,
-                "AFRICASTALKING",
-                Arc::new(africastalking::AfricasTalkingProbe::new(http.clone())),
-            )
-            .with_probe(
-                Channel::Whatsapp,
-                "GUPSHUP",
-                Arc::new(gupshup::GupshupProbe::new(http.clone())),
-            )
-            .with_probe(
-                Channel::Whatsapp,
-                "AISENSY",
-                Arc::new(aisensy::AisensyProbe::new(http.clone())),
-            )
-            .with_probe(
-                Channel::Sms,
-                "TERMII",
-                Arc::new(termii::TermiiProbe::new(http.clone())),
-            )
-            .with_probe(
-                Channel::Whatsapp,
-                "META_CLOUD",
-                Arc::new(crate::meta_cloud::MetaCloudProbe::new(http.clone())),
-            )
-            .with_probe(
-                Channel::Whatsapp,
-                "INTERAKT",
-                Arc::new(crate::interakt::InteraktProbe::new(http.clone())),
-            )
-            .with_probe(
-                Channel::Email,
-                "MAILGUN",
-                Arc::new(crate::mailgun::MailgunProbe::new(http.clone())),
-            )
-            .with_probe(
-                Channel::Email,
-                "SENDGRID",
-                Arc::new(crate::sendgrid::SendgridProbe::new(http.clone())),
-            )
-            .with_probe(
-                Channel::Email,
-                "MAILJET",
-                Arc::new(crate::mailjet::MailjetProbe::new(http.clone())),
-            )
-            .with_probe(
-                Channel::Email,
-                "SMTP",
-                Arc::new(crate::smtp::SmtpProbe::with_options(
-                    crate::smtp::SmtpOptions {
-                        address_policy: http.policy(),
-                        ..crate::smtp::SmtpOptions::default()
-                    },
-                )),
-            )
+        crate::registry::providers()
+            .iter()
+            .fold(Self::new(), |registry, descriptor| {
+                match descriptor.probe(http) {
+                    Some(probe) => {
+                        let key = descriptor.key();
+                        registry.with_probe(key.channel(), key.provider_type(), probe)
+                    }
+                    None => registry,
+                }
+            })
     }
 
     /// Registers the probe for a channel's provider type (`"MAILGUN"`).
@@ -145,6 +88,13 @@ impl ProviderRegistry {
     ) -> Self {
         self.probes.insert((channel, provider_type), probe);
         self
+    }
+
+    /// Whether a live probe is registered for a channel's provider type.
+    pub fn has_probe(&self, channel: Channel, provider_type: &str) -> bool {
+        self.probes
+            .keys()
+            .any(|(c, t)| *c == channel && *t == provider_type)
     }
 
     /// Checks the configuration (every field well-formed, the type's required

@@ -20,18 +20,12 @@
 
 use chrono::{DateTime, Utc};
 use msgengine_domain::message::MessageState;
-use msgengine_domain::provider::{
-    email::EmailProviderType, sms::SmsProviderType, whatsapp::WhatsappProviderType, AnyProviderSpec,
-};
+use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::Secret;
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 
 use crate::send::UnsupportedProvider;
-use crate::{
-    africastalking, aisensy, gupshup, interakt, mailgun, mailjet, meta_cloud, sendgrid, termii,
-    twilio,
-};
 
 /// How far a signed timestamp may be from now before the request is refused
 /// as stale (or replayed). Mailgun and SendGrid recommend a few minutes.
@@ -229,42 +223,17 @@ pub trait WebhookHandler: Send + Sync {
     }
 }
 
-/// The webhook handler for a connection (its secrets included).
-///
-/// One match arm per provider type; a type without one answers
-/// [`UnsupportedProvider`] (the endpoint then refuses with 404).
+/// The webhook handler for a connection (its secrets included), from the
+/// adapter registered for its provider type ([`crate::registry`]); a type
+/// without one answers [`UnsupportedProvider`] (the endpoint then refuses
+/// with 404).
 pub fn webhook_handler_for(
     spec: &AnyProviderSpec,
 ) -> Result<Box<dyn WebhookHandler>, UnsupportedProvider> {
-    let unsupported = || UnsupportedProvider {
-        channel: spec.channel(),
-        provider_type: spec.provider_type(),
-    };
-    let handler: Option<Box<dyn WebhookHandler>> = match spec {
-        AnyProviderSpec::Email(s) => match s.provider_type {
-            EmailProviderType::Mailgun => Some(Box::new(mailgun::MailgunWebhook::new(s))),
-            EmailProviderType::Sendgrid => Some(Box::new(sendgrid::SendgridWebhook::new(s))),
-            EmailProviderType::Mailjet => Some(Box::new(mailjet::MailjetWebhook::new(s))),
-            _ => None,
-        },
-        AnyProviderSpec::Sms(s) => match s.provider_type {
-            SmsProviderType::Twilio => Some(Box::new(twilio::TwilioWebhook::for_sms(s))),
-            SmsProviderType::Africastalking => {
-                Some(Box::new(africastalking::AfricasTalkingWebhook::new(s)))
-            }
-            SmsProviderType::Termii => Some(Box::new(termii::TermiiWebhook::new(s))),
-            _ => None,
-        },
-        AnyProviderSpec::Whatsapp(s) => match s.provider_type {
-            WhatsappProviderType::Twilio => Some(Box::new(twilio::TwilioWebhook::for_whatsapp(s))),
-            WhatsappProviderType::Gupshup => Some(Box::new(gupshup::GupshupWebhook::new(s))),
-            WhatsappProviderType::Aisensy => Some(Box::new(aisensy::AisensyWebhook::new(s))),
-            WhatsappProviderType::MetaCloud => Some(Box::new(meta_cloud::MetaCloudWebhook::new(s))),
-            WhatsappProviderType::Interakt => Some(Box::new(interakt::InteraktWebhook::new(s))),
-            _ => None,
-        },
-    };
-    handler.ok_or_else(unsupported)
+    let descriptor = crate::registry::descriptor_for(spec)?;
+    descriptor
+        .webhook_handler(spec)
+        .ok_or_else(|| crate::registry::unsupported(spec))
 }
 
 /// Compares two byte strings in constant time (for signatures).

@@ -17,27 +17,15 @@ use crate::channel::Channel;
 use crate::secret::Secret;
 use crate::validate::{self as v, Valid, ValidationError};
 
-/// The email providers msgengine speaks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum EmailProviderType {
-    Mailgun,
-    Mailjet,
-    Sendgrid,
-    Smtp,
-    /// Simulated provider, no credentials (see [`super::SandboxConfig`]).
-    Sandbox,
-}
-
-impl EmailProviderType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Mailgun => "MAILGUN",
-            Self::Mailjet => "MAILJET",
-            Self::Sendgrid => "SENDGRID",
-            Self::Smtp => "SMTP",
-            Self::Sandbox => "SANDBOX",
-        }
+provider_types! {
+    /// The email providers msgengine speaks to.
+    pub enum EmailProviderType {
+        Mailgun => "MAILGUN",
+        Mailjet => "MAILJET",
+        Sendgrid => "SENDGRID",
+        Smtp => "SMTP",
+        /// Simulated provider, no credentials (see [`super::SandboxConfig`]).
+        Sandbox => "SANDBOX",
     }
 }
 

@@ -17,6 +17,8 @@
 //! - [`check_destination_change`] keeps stored secrets bound to where they
 //!   were entered: an update that moves a connection elsewhere must carry them.
 
+#[macro_use]
+mod types;
 mod destination;
 pub mod email;
 pub mod sms;

@@ -18,27 +18,18 @@ use crate::channel::Channel;
 use crate::secret::Secret;
 use crate::validate::{self as v, Valid, ValidationError};
 
-/// The SMS providers msgengine speaks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum SmsProviderType {
-    Twilio,
-    Africastalking,
-    Termii,
-    /// Simulated provider, no credentials (see [`super::SandboxConfig`]).
-    Sandbox,
+provider_types! {
+    /// The SMS providers msgengine speaks to.
+    pub enum SmsProviderType {
+        Twilio => "TWILIO",
+        Africastalking => "AFRICASTALKING",
+        Termii => "TERMII",
+        /// Simulated provider, no credentials (see [`super::SandboxConfig`]).
+        Sandbox => "SANDBOX",
+    }
 }
 
 impl SmsProviderType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Twilio => "TWILIO",
-            Self::Africastalking => "AFRICASTALKING",
-            Self::Termii => "TERMII",
-            Self::Sandbox => "SANDBOX",
-        }
-    }
-
     /// The credential names this type accepts: (name, required).
     fn credential_names(self) -> &'static [(&'static str, bool)] {
         match self {

@@ -21,29 +21,16 @@ use crate::channel::Channel;
 use crate::secret::Secret;
 use crate::validate::{self as v, Valid, ValidationError};
 
-/// The WhatsApp providers msgengine speaks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum WhatsappProviderType {
-    Aisensy,
-    Interakt,
-    Gupshup,
-    Twilio,
-    MetaCloud,
-    /// Simulated provider, no credentials (see [`super::SandboxConfig`]).
-    Sandbox,
-}
-
-impl WhatsappProviderType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Aisensy => "AISENSY",
-            Self::Interakt => "INTERAKT",
-            Self::Gupshup => "GUPSHUP",
-            Self::Twilio => "TWILIO",
-            Self::MetaCloud => "META_CLOUD",
-            Self::Sandbox => "SANDBOX",
-        }
+provider_types! {
+    /// The WhatsApp providers msgengine speaks to.
+    pub enum WhatsappProviderType {
+        Aisensy => "AISENSY",
+        Interakt => "INTERAKT",
+        Gupshup => "GUPSHUP",
+        Twilio => "TWILIO",
+        MetaCloud => "META_CLOUD",
+        /// Simulated provider, no credentials (see [`super::SandboxConfig`]).
+        Sandbox => "SANDBOX",
     }
 }
 

@@ -24,7 +24,10 @@
 //! (§13): a 429 is taken as rate limiting all the same.
 
 mod admin;
+mod descriptor;
 mod webhook;
+
+pub(crate) use descriptor::DESCRIPTOR;
 
 use async_trait::async_trait;
 use msgengine_domain::message::{MessageState, OutboundMessage};

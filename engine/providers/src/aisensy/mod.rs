@@ -25,8 +25,11 @@
 //! key is documented (`X-Msgengine-Idempotency-Key` is sent for our
 //! simulator).
 
+mod descriptor;
 mod manage;
 mod webhook;
+
+pub(crate) use descriptor::DESCRIPTOR;
 
 use msgengine_domain::message::{Media, OutboundMessage};
 use msgengine_domain::provider::WhatsappProviderSpec;

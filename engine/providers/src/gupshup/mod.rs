@@ -21,9 +21,12 @@
 //! Gupshup carries no custom data through a send (§7 documents none), so its
 //! callbacks are matched on Gupshup's `messageId` only, never on ours.
 
+mod descriptor;
 mod manage;
 mod send;
 mod webhook;
+
+pub(crate) use descriptor::DESCRIPTOR;
 
 use reqwest::header::HeaderMap;
 use serde::Deserialize;

@@ -23,8 +23,11 @@
 //! sent for our simulator.
 
 mod admin;
+mod descriptor;
 mod probe;
 mod webhook;
+
+pub(crate) use descriptor::DESCRIPTOR;
 
 pub use admin::InteraktAdmin;
 pub use probe::InteraktProbe;

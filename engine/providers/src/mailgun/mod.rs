@@ -12,9 +12,12 @@
 //! [`classify_response`] gives them their meaning for every call.
 
 mod admin;
+mod descriptor;
 mod probe;
 mod send;
 mod webhook;
+
+pub(crate) use descriptor::DESCRIPTOR;
 
 use reqwest::header::HeaderMap;
 use serde::Deserialize;

@@ -15,9 +15,12 @@
 //! [`classify_response`] gives every error answer its meaning.
 
 mod admin;
+mod descriptor;
 mod probe;
 mod send;
 mod webhook;
+
+pub(crate) use descriptor::DESCRIPTOR;
 
 use msgengine_domain::Secret;
 use reqwest::header::HeaderMap;

@@ -20,9 +20,12 @@
 //! twice. `X-Msgengine-Idempotency-Key` is sent for our simulator.
 
 mod admin;
+mod descriptor;
 mod probe;
 mod send;
 mod webhook;
+
+pub(crate) use descriptor::DESCRIPTOR;
 
 pub use admin::MetaCloudAdmin;
 pub use probe::MetaCloudProbe;

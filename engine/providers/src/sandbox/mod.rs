@@ -11,6 +11,10 @@
 //! thread-local rng (also for the uuid, no syscall), and failure texts are
 //! only built on failure.
 
+mod descriptor;
+
+pub(crate) use descriptor::{EMAIL, SMS, WHATSAPP};
+
 use std::time::Duration;
 
 use msgengine_domain::message::{MessageState, OutboundMessage};

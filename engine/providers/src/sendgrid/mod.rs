@@ -13,9 +13,12 @@
 //! [`classify_response`] gives them their meaning for every call.
 
 mod admin;
+mod descriptor;
 mod probe;
 mod send;
 mod webhook;
+
+pub(crate) use descriptor::DESCRIPTOR;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

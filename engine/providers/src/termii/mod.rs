@@ -21,8 +21,11 @@
 //! idempotency key (`X-Msgengine-Idempotency-Key` is sent for our
 //! simulator).
 
+mod descriptor;
 mod manage;
 mod webhook;
+
+pub(crate) use descriptor::DESCRIPTOR;
 
 use msgengine_domain::message::OutboundMessage;
 use msgengine_domain::provider::SmsProviderSpec;

@@ -13,13 +13,20 @@
 //! connection spec has no field for msgengine's public webhook URL yet, so
 //! [`sender_for`](crate::sender_for) builds the sender without one; a caller
 //! that knows the URL (`POST /api/webhooks/sms/{providerId}` on the public
-//! host) sets it with [`TwilioSmsSender::with_status_callback`], and each
-//! message's callback URL then carries our message id in its query
+//! host) passes it as [`SenderContext::status_callback`](crate::SenderContext)
+//! to [`sender_for_connection`](crate::sender_for_connection), and this
+//! adapter's descriptor sets it with
+//! [`TwilioSmsSender::with_status_callback`]. Each message's callback URL
+//! then carries our message id in its query
 //! ([`crate::twilio::MESSAGE_ID_PARAM`]), which the webhook handler reads.
 //!
 //! Idempotency: `I-Twilio-Idempotency-Token` is sent, but Twilio does not
 //! document honouring it on message create (§6.1, §13): a retry after a
 //! timeout may still create a second message.
+
+mod descriptor;
+
+pub(crate) use descriptor::DESCRIPTOR;
 
 use async_trait::async_trait;
 use msgengine_domain::message::OutboundMessage;

@@ -21,6 +21,10 @@
 //! why the sender takes it through [`TwilioWhatsappSender::with_status_callback`])
 //! or one set on the sender in the Twilio console.
 
+mod descriptor;
+
+pub(crate) use descriptor::DESCRIPTOR;
+
 use async_trait::async_trait;
 use msgengine_domain::message::{OutboundMessage, WhatsappTemplate};
 use msgengine_domain::provider::WhatsappProviderSpec;

@@ -1,0 +1,35 @@
+//! Twilio WhatsApp's one registration: what [`crate::registry`] lists for it (see
+//! [`crate::descriptor::Descriptor`] for each part).
+
+use std::sync::Arc;
+
+use msgengine_domain::provider::{whatsapp::WhatsappProviderType, WhatsappProviderSpec};
+
+use super::TwilioWhatsappSender;
+use crate::descriptor::Descriptor;
+use crate::http::ProviderClient;
+use crate::send::{Sender, SenderContext};
+use crate::twilio::{TwilioProbe, TwilioWebhook};
+
+/// The sender, asking Twilio for status callbacks when the engine knows
+/// msgengine's public webhook URL for the connection.
+fn sender(
+    spec: &WhatsappProviderSpec,
+    http: &ProviderClient,
+    context: &SenderContext,
+) -> Arc<dyn Sender> {
+    let sender = TwilioWhatsappSender::new(spec, http.clone());
+    match &context.status_callback {
+        Some(url) => Arc::new(sender.with_status_callback(url.clone())),
+        None => Arc::new(sender),
+    }
+}
+
+pub(crate) static DESCRIPTOR: Descriptor<WhatsappProviderSpec> = Descriptor {
+    provider_type: WhatsappProviderType::Twilio,
+    label: "twilio_whatsapp",
+    sender,
+    webhook: Some(|spec| Box::new(TwilioWebhook::for_whatsapp(spec))),
+    admin: Some(|spec, http| Arc::new(TwilioWhatsappSender::new(spec, http.clone()))),
+    probe: Some(|http| Arc::new(TwilioProbe::new(http.clone()))),
+};
