@@ -101,22 +101,8 @@ pub fn channel_index(channel: Channel) -> usize {
 /// The `provider` label: the providerType in lower snake case, Twilio told
 /// apart by channel.
 pub fn provider_label(channel: Channel, provider_type: &str) -> &'static str {
-    match (provider_type, channel) {
-        ("SANDBOX", _) => "sandbox",
-        ("MAILGUN", _) => "mailgun",
-        ("MAILJET", _) => "mailjet",
-        ("SENDGRID", _) => "sendgrid",
-        ("SMTP", _) => "smtp",
-        ("TWILIO", Channel::Whatsapp) => "twilio_whatsapp",
-        ("TWILIO", _) => "twilio_sms",
-        ("AFRICASTALKING", _) => "africastalking",
-        ("TERMII", _) => "termii",
-        ("META_CLOUD", _) => "meta_cloud",
-        ("GUPSHUP", _) => "gupshup",
-        ("AISENSY", _) => "aisensy",
-        ("INTERAKT", _) => "interakt",
-        _ => "other",
-    }
+    // One list of adapters, each naming its own label (providers::registry).
+    msgengine_providers::registry::provider_label(channel, provider_type)
 }
 
 /// The `reason` of `msgengine_messages_failed_total` for a terminal state a
