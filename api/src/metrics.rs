@@ -1,4 +1,4 @@
-//! HTTP metrics and the `GET /metrics` page.
+//! HTTP metrics (the page itself is `routes::health::metrics`).
 //!
 //! [`record_request`] is a middleware: every answered request counts into
 //! `msgengine_http_requests_total{method,route,status}` and
@@ -18,30 +18,59 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpRequest, HttpResponse};
-use metrics::SharedString;
+use actix_web::web;
+use dashmap::DashMap;
+use metrics::{Counter, Histogram, SharedString};
 use msgengine_actors::metrics::{HTTP_REQUESTS, HTTP_REQUEST_DURATION};
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::routes::ROUTES;
 
-/// Counts and times a request.
+/// Counts and times a request. The label values are static strings (the
+/// route is the matched resource's name, which is its pattern, looked up in
+/// [`ROUTES`]) and the counter and histogram handles are resolved once per
+/// (method, route, status) and kept in [`HttpSeries`]: nothing is allocated
+/// or looked up in the recorder's registry per request.
 pub async fn record_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
+    let series = req.app_data::<web::Data<HttpSeries>>().cloned();
     let method = method_label(req.method());
     let result = next.call(req).await;
     let (route, status) = match &result {
-        Ok(res) => (route_label(res.request().match_pattern()), res.status()),
+        Ok(res) => (route_label(res.request().match_name()), res.status()),
         Err(e) => (route_label(None), e.as_response_error().status_code()),
     };
-    metrics::histogram!(HTTP_REQUEST_DURATION, "method" => method, "route" => route.clone())
-        .record(started.elapsed().as_secs_f64());
-    metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => status_label(status))
-        .increment(1);
+    let elapsed = started.elapsed().as_secs_f64();
+    match series {
+        Some(series) => series.record(method, route, status, elapsed),
+        None => HttpSeries::default().record(method, route, status, elapsed),
+    }
     result
+}
+
+/// The HTTP series' handles, by their labels. The server registers one as
+/// app data (`web::Data<HttpSeries>`), shared by every worker.
+#[derive(Default)]
+pub struct HttpSeries {
+    requests: DashMap<(&'static str, &'static str, u16), Counter>,
+    durations: DashMap<(&'static str, &'static str), Histogram>,
+}
+
+impl HttpSeries {
+    fn record(&self, method: &'static str, route: &'static str, status: StatusCode, secs: f64) {
+        let duration = self.durations.entry((method, route)).or_insert_with(
+            || metrics::histogram!(HTTP_REQUEST_DURATION, "method" => method, "route" => route),
+        );
+        duration.record(secs);
+        drop(duration);
+        let code = status.as_u16();
+        let count = self.requests.entry((method, route, code)).or_insert_with(|| {
+            metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => status_label(status))
+        });
+        count.increment(1);
+    }
 }
 
 /// The `method` label: the standard methods, `other` for extension methods.
@@ -60,12 +89,12 @@ pub fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// The `route` label: the matched pattern or `unmatched`.
-pub fn route_label(pattern: Option<String>) -> SharedString {
-    match pattern {
-        Some(p) => SharedString::from(p),
-        None => SharedString::const_str("unmatched"),
-    }
+/// The `route` label: the matched resource's name (every resource is named
+/// by its pattern, `routes::resource`) as the static string in [`ROUTES`],
+/// or `unmatched`.
+pub fn route_label(name: Option<&str>) -> &'static str {
+    name.and_then(|name| ROUTES.iter().find(|(_, path)| *path == name))
+        .map_or("unmatched", |(_, path)| path)
 }
 
 /// The `status` label: the code's digits (static for the codes the server answers).
@@ -93,24 +122,6 @@ pub fn status_label(status: StatusCode) -> SharedString {
     SharedString::const_str(fixed)
 }
 
-/// `GET /metrics`: every series in the Prometheus text format (401 without
-/// the scrape token when one is set).
-pub async fn render(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    if let Some(token) = &state.metrics_token {
-        if !token.admits(&req) {
-            return Err(ApiError::unauthorized(
-                "GET /metrics needs the scrape token: Authorization: Bearer <metrics.bearer_token>",
-            ));
-        }
-    }
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body((state.metrics)()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,30 +133,13 @@ mod tests {
             method_label(&Method::from_bytes(b"BREW").expect("method")),
             "other"
         );
-        assert_eq!(&*route_label(None), "unmatched");
+        assert_eq!(route_label(None), "unmatched");
         assert_eq!(
-            &*route_label(Some("/api/messaging/status/{messageId}".into())),
+            route_label(Some("/api/messaging/status/{messageId}")),
             "/api/messaging/status/{messageId}"
         );
+        assert_eq!(route_label(Some("/not/a/route")), "unmatched");
         assert_eq!(&*status_label(StatusCode::TOO_MANY_REQUESTS), "429");
         assert_eq!(&*status_label(StatusCode::IM_A_TEAPOT), "418");
-    }
-
-    #[test]
-    fn the_scrape_token_admits_only_its_own_bearer() {
-        use crate::state::ScrapeToken;
-        use actix_web::http::header;
-        use actix_web::test::TestRequest;
-        use msgengine_domain::Secret;
-        let token = ScrapeToken::new(&Secret::new("scrape-token-0123456789"));
-        let with = |value: &str| {
-            TestRequest::default()
-                .insert_header((header::AUTHORIZATION, value.to_owned()))
-                .to_http_request()
-        };
-        assert!(token.admits(&with("Bearer scrape-token-0123456789")));
-        assert!(!token.admits(&with("Bearer scrape-token-012345678")));
-        assert!(!token.admits(&with("Basic scrape-token-0123456789")));
-        assert!(!token.admits(&TestRequest::default().to_http_request()));
     }
 }

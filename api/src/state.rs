@@ -61,3 +61,24 @@ impl ScrapeToken {
             .is_some_and(|token| self.0.verify(token))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scrape_token_admits_only_its_own_bearer() {
+        use actix_web::http::header;
+        use actix_web::test::TestRequest;
+        let token = ScrapeToken::new(&Secret::new("scrape-token-0123456789"));
+        let with = |value: &str| {
+            TestRequest::default()
+                .insert_header((header::AUTHORIZATION, value.to_owned()))
+                .to_http_request()
+        };
+        assert!(token.admits(&with("Bearer scrape-token-0123456789")));
+        assert!(!token.admits(&with("Bearer scrape-token-012345678")));
+        assert!(!token.admits(&with("Basic scrape-token-0123456789")));
+        assert!(!token.admits(&TestRequest::default().to_http_request()));
+    }
+}

@@ -240,9 +240,11 @@ fn build_server(
     settings: &Settings,
     routes: fn(&mut web::ServiceConfig),
 ) -> anyhow::Result<Server> {
+    let series = web::Data::new(msgengine_api::metrics::HttpSeries::default());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(series.clone())
             .app_data(msgengine_api::query_config())
             .app_data(web::PathConfig::default())
             // %U is the path without the query string: query strings may carry

@@ -1,12 +1,14 @@
-//! Liveness and readiness for orchestrators and load balancers.
+//! Liveness and readiness for orchestrators and load balancers, and the
+//! Prometheus page.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use msgengine_actors::app::health::Readiness;
 use serde::Serialize;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -89,6 +91,24 @@ fn writer_checks(
             (*writer, check)
         })
         .collect()
+}
+
+/// `GET /metrics`: every series in the Prometheus text format (401 without
+/// the scrape token when one is set).
+pub async fn metrics(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(token) = &state.metrics_token {
+        if !token.admits(&req) {
+            return Err(ApiError::unauthorized(
+                "GET /metrics needs the scrape token: Authorization: Bearer <metrics.bearer_token>",
+            ));
+        }
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body((state.metrics)()))
 }
 
 #[cfg(test)]
