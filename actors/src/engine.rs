@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use msgengine_domain::message::{MessageEvent, MessageState, OutboundMessage};
+use msgengine_domain::lifecycle::Start;
+use msgengine_domain::message::MessageState;
 use msgengine_domain::routing::OrderedFailover;
 use msgengine_domain::send::{NewMessage, SendRequest};
 use msgengine_domain::{Channel, MessageId, OrganizationId};
@@ -22,6 +23,8 @@ use msgengine_storage::driver::deadpool_postgres::Pool;
 use msgengine_storage::repo::messages::{self, IdempotencyRow, NewMessageRow, INSERT_LEASE_TOKEN};
 use msgengine_storage::StoreError;
 use serde_json::{json, Value};
+
+pub use msgengine_domain::lifecycle::suppressed_reason;
 
 use crate::commit::{CommitOutcome, CommitSettings, GroupCommitter};
 use crate::dbrt::DbRuntime;
@@ -145,15 +148,15 @@ impl Engine {
             let shared = shared.clone();
             let main = main.clone();
             Arc::new(move |rows: Vec<NewMessageRow>| {
+                // The committed rows hold the messages as dispatch takes
+                // them: moved, not decoded again.
                 let due: Vec<Leased> = rows
                     .into_iter()
                     .filter(|r| r.leased)
-                    .filter_map(|r| {
-                        to_outbound(r).map(|m| Leased {
-                            message: Arc::new(m),
-                            attempts: 0,
-                            token: INSERT_LEASE_TOKEN,
-                        })
+                    .map(|r| Leased {
+                        message: Arc::new(r.message),
+                        attempts: 0,
+                        token: INSERT_LEASE_TOKEN,
                     })
                     .collect();
                 if due.is_empty() {
@@ -303,11 +306,11 @@ impl Engine {
         let body = response_body(&rows, request.is_batch);
         let accepted = count_by_channel(
             rows.iter()
-                .map(|r| (r.channel, r.state != MessageState::Rejected)),
+                .map(|r| (r.message.channel, r.state != MessageState::Rejected)),
         );
         let rejected = count_by_channel(
             rows.iter()
-                .map(|r| (r.channel, r.state == MessageState::Rejected)),
+                .map(|r| (r.message.channel, r.state == MessageState::Rejected)),
         );
         let idem_row = idempotency.as_ref().map(|k| IdempotencyRow {
             organization_id: org.0,
@@ -561,34 +564,14 @@ impl Engine {
 }
 
 /// Messages per channel ([`crate::metrics::CHANNELS`] order) among those marked true.
-fn count_by_channel<C>(items: impl Iterator<Item = (C, bool)>) -> [u64; 3]
-where
-    C: ChannelOf,
-{
+fn count_by_channel(items: impl Iterator<Item = (Channel, bool)>) -> [u64; 3] {
     let mut out = [0u64; 3];
     for (channel, counted) in items {
-        if let (true, Some(c)) = (counted, channel.channel()) {
-            out[crate::metrics::channel_index(c)] += 1;
+        if counted {
+            out[crate::metrics::channel_index(channel)] += 1;
         }
     }
     out
-}
-
-/// A channel as a request or a row holds it.
-trait ChannelOf {
-    fn channel(&self) -> Option<Channel>;
-}
-
-impl ChannelOf for Channel {
-    fn channel(&self) -> Option<Channel> {
-        Some(*self)
-    }
-}
-
-impl ChannelOf for &str {
-    fn channel(&self) -> Option<Channel> {
-        self.parse().ok()
-    }
 }
 
 fn record_refused(per_channel: &[u64; 3], reason: &'static str) {
@@ -598,48 +581,8 @@ fn record_refused(per_channel: &[u64; 3], reason: &'static str) {
 }
 
 fn new_row(org: OrganizationId, m: NewMessage, now: DateTime<Utc>) -> NewMessageRow {
-    let scheduled = m.send_at.is_some_and(|at| at > now);
-    let mut events = vec![MessageEvent {
-        state: MessageState::Accepted,
-        at: now,
-        reason: None,
-        provider_id: None,
-        attempt: None,
-        provider_at: None,
-    }];
-    events.push(MessageEvent {
-        state: if scheduled {
-            MessageState::Scheduled
-        } else {
-            MessageState::Queued
-        },
-        at: now,
-        reason: None,
-        provider_id: None,
-        attempt: None,
-        provider_at: None,
-    });
-    NewMessageRow {
-        id: MessageId::new().0,
-        organization_id: org.0,
-        channel: m.channel.as_str(),
-        state: if scheduled {
-            MessageState::Scheduled
-        } else {
-            MessageState::Queued
-        },
-        recipient: m.to,
-        sender: m.from,
-        subject: m.subject,
-        body_text: m.text,
-        body_html: m.html,
-        metadata: m.metadata.map(Value::Object),
-        send_at: m.send_at,
-        next_attempt_at: m.send_at.filter(|_| scheduled).unwrap_or(now),
-        leased: !scheduled,
-        events: json!(events),
-        extras: m.extras.and_then(|e| serde_json::to_value(e).ok()),
-    }
+    let start = Start::new(m.send_at, now);
+    row_of(org, m, start)
 }
 
 /// A batch message to a suppressed recipient: stored `rejected` (so its id
@@ -650,50 +593,30 @@ fn rejected_row(
     now: DateTime<Utc>,
     reason: &str,
 ) -> NewMessageRow {
-    let mut row = new_row(org, m, now);
-    row.state = MessageState::Rejected;
-    row.leased = false;
-    row.events = json!([
-        MessageEvent {
-            state: MessageState::Accepted,
-            at: now,
-            reason: None,
-            provider_id: None,
-            attempt: None,
-            provider_at: None,
-        },
-        MessageEvent {
-            state: MessageState::Rejected,
-            at: now,
-            reason: Some(suppressed_reason(reason)),
-            provider_id: None,
-            attempt: None,
-            provider_at: None,
-        }
-    ]);
-    row
+    let start = Start::new(m.send_at, now).suppressed(reason);
+    row_of(org, m, start)
 }
 
-/// The words a refusal for a suppressed recipient gives.
-pub fn suppressed_reason(reason: &str) -> String {
-    format!(
-        "recipient_suppressed: the recipient is on this organization's suppression list ({reason})"
-    )
+/// The row of a new message as the lifecycle starts it.
+fn row_of(org: OrganizationId, m: NewMessage, start: Start) -> NewMessageRow {
+    NewMessageRow {
+        send_at: m.send_at,
+        state: start.state,
+        next_attempt_at: start.due_at,
+        leased: start.dispatch_now,
+        events: start.events,
+        message: m.into_outbound(MessageId::new(), org),
+    }
 }
 
 fn response_body(rows: &[NewMessageRow], is_batch: bool) -> Value {
     let item = |r: &NewMessageRow| {
+        let id = r.message.id;
         if r.state == MessageState::Rejected {
-            let reason = r
-                .events
-                .as_array()
-                .and_then(|e| e.last())
-                .and_then(|e| e.get("reason"))
-                .cloned()
-                .unwrap_or(Value::Null);
-            json!({"id": r.id, "status": r.state, "reason": reason})
+            let reason = r.events.last().and_then(|e| e.reason.as_deref());
+            json!({"id": id, "status": r.state, "reason": reason})
         } else {
-            json!({"id": r.id, "status": r.state})
+            json!({"id": id, "status": r.state})
         }
     };
     if is_batch {
@@ -701,34 +624,4 @@ fn response_body(rows: &[NewMessageRow], is_batch: bool) -> Value {
     } else {
         rows.first().map(item).unwrap_or(Value::Null)
     }
-}
-
-fn to_outbound(row: NewMessageRow) -> Option<OutboundMessage> {
-    Some(OutboundMessage {
-        id: MessageId(row.id),
-        organization_id: OrganizationId(row.organization_id),
-        channel: row.channel.parse().ok()?,
-        to: row.recipient,
-        from: row.sender,
-        subject: row.subject,
-        text: row.body_text.unwrap_or_default(),
-        html: row.body_html,
-        metadata: stored_metadata(row.metadata),
-        extras: stored_extras(row.extras),
-    })
-}
-
-/// A message's stored `metadata` as the adapters take it (an object or nothing).
-pub(crate) fn stored_metadata(metadata: Option<Value>) -> Option<serde_json::Map<String, Value>> {
-    match metadata? {
-        Value::Object(map) => Some(map),
-        _ => None,
-    }
-}
-
-/// A message's stored `extras` (validated at accept) as the adapters take them.
-pub(crate) fn stored_extras(
-    extras: Option<Value>,
-) -> Option<Box<msgengine_domain::message::MessageExtras>> {
-    extras.and_then(|e| serde_json::from_value(e).ok())
 }

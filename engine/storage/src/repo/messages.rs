@@ -5,8 +5,11 @@
 //! inserts, arrays through `unnest` for updates), because writes per message
 //! decide the engine's throughput. The
 //! normal path is one insert (already leased to the accepting node) and one
-//! outcome update. `events` and `attempts` only ever grow (`||`), and the
-//! state only advances (`msgengine_can_advance`, mirroring the domain rules).
+//! outcome update. Rows are typed (the domain's message, events and
+//! attempts, written as JSON straight from them). What a row says is decided
+//! by the domain's lifecycle (`msgengine_domain::lifecycle`); `events` and
+//! `attempts` only ever grow (`||`), and the state only advances
+//! (`msgengine_can_advance`, a safety net tested against the domain's table).
 //!
 //! Leases: a message being worked on carries `lease_owner` (the engine
 //! process), `lease_until` and `lease_token` (which claim of it this is; see
@@ -18,8 +21,11 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use msgengine_domain::message::MessageState;
-use serde_json::Value;
+use msgengine_domain::lifecycle::Outcome;
+use msgengine_domain::message::{MessageEvent, MessageExtras, MessageState, OutboundMessage};
+use msgengine_domain::{MessageId, OrganizationId};
+use serde_json::{Map, Value};
+use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use crate::error::StoreError;
@@ -94,24 +100,30 @@ pub async fn copy_many(
         } else {
             (None, None, None, r.next_attempt_at)
         };
+        let m = &r.message;
         let state = r.state.as_str();
+        // An html-only email has no text: stored NULL, read back empty.
+        let text = Some(m.text.as_str()).filter(|t| !t.is_empty());
+        let metadata = m.metadata.as_ref().map(Json);
+        let extras = m.extras.as_deref().map(Json);
+        let events = Json(&r.events);
         let values: [&(dyn ToSql + Sync); 17] = [
-            &r.id,
-            &r.organization_id,
-            &r.channel,
+            &m.id.0,
+            &m.organization_id.0,
+            &m.channel.as_str(),
             &state,
-            &r.recipient,
-            &r.sender,
-            &r.subject,
-            &r.body_text,
-            &r.body_html,
-            &r.metadata,
+            &m.to,
+            &m.from,
+            &m.subject,
+            &text,
+            &m.html,
+            &metadata,
             &r.send_at,
             &due,
             &lease_owner,
             &lease,
-            &r.events,
-            &r.extras,
+            &events,
+            &extras,
             &token,
         ];
         writer.as_mut().write(&values).await?;
@@ -119,48 +131,27 @@ pub async fn copy_many(
     Ok(writer.finish().await?)
 }
 
-/// A message to insert.
+/// A message to insert: the message as it will be dispatched, and its
+/// first state and history (`msgengine_domain::lifecycle::Start`).
 #[derive(Debug, Clone)]
 pub struct NewMessageRow {
-    pub id: Uuid,
-    pub organization_id: Uuid,
-    pub channel: &'static str,
-    /// `queued` (dispatched at once) or `scheduled`.
+    pub message: OutboundMessage,
+    /// `queued` (dispatched at once), `scheduled`, or `rejected`.
     pub state: MessageState,
-    pub recipient: String,
-    pub sender: Option<String>,
-    pub subject: Option<String>,
-    pub body_text: Option<String>,
-    pub body_html: Option<String>,
-    pub metadata: Option<Value>,
     pub send_at: Option<DateTime<Utc>>,
     pub next_attempt_at: DateTime<Utc>,
     /// Insert already leased to the accepting node (dispatched from memory).
     pub leased: bool,
-    /// The initial events (a JSON array of MessageEvent).
-    pub events: Value,
-    /// MessageExtras as JSON, when the message has any.
-    pub extras: Option<Value>,
+    /// The first history entries.
+    pub events: Vec<MessageEvent>,
 }
 
-/// What one attempt (or a provider report) did to a message.
-#[derive(Debug, Clone)]
+/// What one attempt (or an engine decision) does to a message: the
+/// domain's outcome, under the lease it was produced with.
+#[derive(Debug, Clone, PartialEq)]
 pub struct OutcomeRow {
-    pub id: Uuid,
-    /// The state to advance to (ignored if it would move the message back).
-    pub state: MessageState,
-    /// Events to append (JSON array).
-    pub events: Value,
-    /// Attempts to append (JSON array).
-    pub attempts: Value,
-    /// How many attempts `attempts` holds.
-    pub attempt_delta: i32,
-    pub provider_id: Option<Uuid>,
-    pub provider_message_id: Option<String>,
-    /// When the scheduler may pick it up again (a retry); None keeps the old value.
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    /// Give the lease up (final outcome, or a retry left to the scheduler).
-    pub release_lease: bool,
+    pub id: MessageId,
+    pub outcome: Outcome,
     /// The lease this outcome was produced under: the row is applied only
     /// while the message still holds exactly this lease (a stale holder's
     /// outcome changes nothing, not even the history). `None`: applied
@@ -236,8 +227,8 @@ pub async fn apply_outcomes_returning(
 struct OutcomeColumns<'a> {
     ids: Vec<Uuid>,
     states: Vec<&'a str>,
-    events: Vec<&'a Value>,
-    attempts: Vec<&'a Value>,
+    events: Vec<Json<&'a [MessageEvent]>>,
+    attempts: Vec<Json<&'a [msgengine_domain::message::Attempt]>>,
     deltas: Vec<i32>,
     providers: Vec<Option<Uuid>>,
     provider_ids: Vec<Option<&'a str>>,
@@ -249,19 +240,19 @@ struct OutcomeColumns<'a> {
 
 impl<'a> OutcomeColumns<'a> {
     fn of(rows: &'a [OutcomeRow]) -> Self {
+        let outcomes = || rows.iter().map(|r| &r.outcome);
         Self {
-            ids: rows.iter().map(|r| r.id).collect(),
-            states: rows.iter().map(|r| r.state.as_str()).collect(),
-            events: rows.iter().map(|r| &r.events).collect(),
-            attempts: rows.iter().map(|r| &r.attempts).collect(),
-            deltas: rows.iter().map(|r| r.attempt_delta).collect(),
-            providers: rows.iter().map(|r| r.provider_id).collect(),
-            provider_ids: rows
-                .iter()
-                .map(|r| r.provider_message_id.as_deref())
+            ids: rows.iter().map(|r| r.id.0).collect(),
+            states: outcomes().map(|o| o.state.as_str()).collect(),
+            events: outcomes().map(|o| Json(o.events.as_slice())).collect(),
+            attempts: outcomes().map(|o| Json(o.attempts.as_slice())).collect(),
+            deltas: outcomes().map(|o| o.attempt_delta).collect(),
+            providers: outcomes().map(|o| o.provider_id.map(|p| p.0)).collect(),
+            provider_ids: outcomes()
+                .map(|o| o.provider_message_id.as_deref())
                 .collect(),
-            next: rows.iter().map(|r| r.next_attempt_at).collect(),
-            release: rows.iter().map(|r| r.release_lease).collect(),
+            next: outcomes().map(|o| o.next_attempt_at).collect(),
+            release: outcomes().map(|o| o.release_lease).collect(),
             fence_owners: rows.iter().map(|r| r.fence.map(|f| f.owner)).collect(),
             fence_tokens: rows.iter().map(|r| r.fence.map(|f| f.token)).collect(),
         }
@@ -287,23 +278,13 @@ impl<'a> OutcomeColumns<'a> {
 /// A message claimed by the scheduler, with what dispatch needs.
 #[derive(Debug, Clone)]
 pub struct ClaimedMessage {
-    pub id: Uuid,
-    pub organization_id: Uuid,
-    pub channel: String,
+    /// The message as the adapters take it, read straight from the row.
+    pub message: OutboundMessage,
     pub state: MessageState,
-    pub recipient: String,
-    pub sender: Option<String>,
-    pub subject: Option<String>,
-    pub body_text: Option<String>,
-    pub body_html: Option<String>,
-    pub metadata: Option<Value>,
     pub attempt_count: i32,
-    /// The attempts so far (JSON array), for failover bookkeeping.
-    pub attempts: Value,
     pub created_at: DateTime<Utc>,
     /// When the client asked it to be sent (its lifetime counts from here).
     pub send_at: Option<DateTime<Utc>>,
-    pub extras: Option<Value>,
     /// The token of this claim's lease (with the claiming owner, its fence).
     pub lease_token: i64,
 }
@@ -396,7 +377,7 @@ pub async fn claim_due(
                FROM due
               WHERE m.id = due.id
           RETURNING m.id, m.organization_id, m.channel, m.state, m.recipient, m.sender, m.subject,
-                    m.body_text, m.body_html, m.metadata, m.attempt_count, m.attempts, m.created_at,
+                    m.body_text, m.body_html, m.metadata, m.attempt_count, m.created_at,
                     m.send_at, m.extras, m.lease_token, (SELECT hit FROM saturated) AS saturated",
         )
         .await?;
@@ -427,26 +408,50 @@ pub async fn claim_due(
 
 fn claimed_from_row(row: &tokio_postgres::Row) -> Result<ClaimedMessage, StoreError> {
     let state: String = row.try_get("state")?;
+    let channel: String = row.try_get("channel")?;
+    let id: Uuid = row.try_get("id")?;
+    let text: Option<String> = row.try_get("body_text")?;
+    let message = OutboundMessage {
+        id: MessageId(id),
+        organization_id: OrganizationId(row.try_get("organization_id")?),
+        channel: channel
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("unknown channel {channel}")))?,
+        to: row.try_get("recipient")?,
+        from: row.try_get("sender")?,
+        subject: row.try_get("subject")?,
+        text: text.unwrap_or_default(),
+        html: row.try_get("body_html")?,
+        metadata: stored_json::<Map<String, Value>>(row, "metadata", id),
+        extras: stored_json::<MessageExtras>(row, "extras", id).map(Box::new),
+    };
     Ok(ClaimedMessage {
-        id: row.try_get("id")?,
-        organization_id: row.try_get("organization_id")?,
-        channel: row.try_get("channel")?,
+        message,
         state: state
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("unknown message state {state}")))?,
-        recipient: row.try_get("recipient")?,
-        sender: row.try_get("sender")?,
-        subject: row.try_get("subject")?,
-        body_text: row.try_get("body_text")?,
-        body_html: row.try_get("body_html")?,
-        metadata: row.try_get("metadata")?,
         attempt_count: row.try_get("attempt_count")?,
-        attempts: row.try_get("attempts")?,
         created_at: row.try_get("created_at")?,
         send_at: row.try_get("send_at")?,
-        extras: row.try_get("extras")?,
         lease_token: row.try_get("lease_token")?,
     })
+}
+
+/// A JSON column read straight into its type. Written from that type at
+/// accept, so it always reads back; a value that does not (a row written
+/// by hand) is sent without it, as before, and logged.
+fn stored_json<T: serde::de::DeserializeOwned>(
+    row: &tokio_postgres::Row,
+    column: &str,
+    id: Uuid,
+) -> Option<T> {
+    match row.try_get::<_, Option<Json<T>>>(column) {
+        Ok(value) => value.map(|Json(v)| v),
+        Err(e) => {
+            tracing::warn!(message = %id, column, error = %e, "stored value not readable; sent without it");
+            None
+        }
+    }
 }
 
 /// Extends the leases `owner` still holds among `held` (message id and
