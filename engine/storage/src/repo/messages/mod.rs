@@ -1,5 +1,6 @@
-//! Messages: batched inserts at accept time, batched outcome updates, the
-//! scheduler's claim of due rows, leases, and status reads.
+//! Messages: batched inserts at accept time, batched outcome updates
+//! (`outcomes.rs`), the scheduler's claim of due rows (`claim.rs`), leases, and
+//! status reads.
 //!
 //! Every write here handles many messages in one statement (binary `COPY` for
 //! inserts, arrays through `unnest` for updates), because writes per message
@@ -15,20 +16,24 @@
 //! process), `lease_until` and `lease_token` (which claim of it this is; see
 //! migrations/V6). A leased message is due (`next_attempt_at`) when its
 //! lease was taken to end, so the scheduler's index range skips the work in
-//! flight; releasing a lease without a new due time makes it due at once. An outcome carrying a [`LeaseFence`] is applied only while
-//! the message's lease is still exactly that fence; renewals are fenced the
-//! same way. A stale holder's write changes nothing.
+//! flight; releasing a lease without a new due time makes it due at once.
+//! An outcome carrying a [`LeaseFence`] is applied only while the message's
+//! lease is still exactly that fence; renewals are fenced the same way. A stale holder's write changes nothing.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use msgengine_domain::lifecycle::Outcome;
-use msgengine_domain::message::{MessageEvent, MessageExtras, MessageState, OutboundMessage};
-use msgengine_domain::{MessageId, OrganizationId};
-use serde_json::{Map, Value};
+use msgengine_domain::message::{MessageEvent, MessageState, OutboundMessage};
+use serde_json::Value;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use crate::error::StoreError;
+
+mod claim;
+mod outcomes;
+
+pub use claim::{claim_due, ClaimLimits, Claimed, ClaimedMessage};
+pub use outcomes::{apply_outcomes, apply_outcomes_returning, OutcomeRow};
 
 /// The lease token of a row inserted already leased (at accept). Claims take
 /// tokens from `messages_lease_token_seq`, which start at 1; a message is
@@ -144,314 +149,6 @@ pub struct NewMessageRow {
     pub leased: bool,
     /// The first history entries.
     pub events: Vec<MessageEvent>,
-}
-
-/// What one attempt (or an engine decision) does to a message: the
-/// domain's outcome, under the lease it was produced with.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutcomeRow {
-    pub id: MessageId,
-    pub outcome: Outcome,
-    /// The lease this outcome was produced under: the row is applied only
-    /// while the message still holds exactly this lease (a stale holder's
-    /// outcome changes nothing, not even the history). `None`: applied
-    /// whatever the lease (only for writers that hold no lease).
-    pub fence: Option<LeaseFence>,
-}
-
-/// The outcome update (see [`apply_outcomes`]), as a macro so the
-/// `RETURNING` variant is a literal too (no SQL built per batch).
-macro_rules! apply_outcomes_sql {
-    () => {
-        "UPDATE messages m SET
-                 state = CASE WHEN msgengine_can_advance(m.state, v.state) THEN v.state ELSE m.state END,
-                 events = m.events || v.events,
-                 attempts = m.attempts || v.attempts,
-                 attempt_count = m.attempt_count + v.attempt_delta,
-                 provider_id = COALESCE(v.provider_id, m.provider_id),
-                 provider_message_id = COALESCE(v.provider_message_id, m.provider_message_id),
-                 next_attempt_at = COALESCE(v.next_attempt_at,
-                                            CASE WHEN v.release_lease THEN LEAST(m.next_attempt_at, now())
-                                                 ELSE m.next_attempt_at END),
-                 lease_owner = CASE WHEN v.release_lease THEN NULL ELSE m.lease_owner END,
-                 lease_until = CASE WHEN v.release_lease THEN NULL ELSE m.lease_until END,
-                 lease_token = CASE WHEN v.release_lease THEN NULL ELSE m.lease_token END,
-                 updated_at = now()
-               FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[], $5::int4[], $6::uuid[],
-                           $7::text[], $8::timestamptz[], $9::bool[], $10::uuid[], $11::int8[])
-                 AS v(id, state, events, attempts, attempt_delta, provider_id, provider_message_id,
-                      next_attempt_at, release_lease, fence_owner, fence_token)
-              WHERE m.id = v.id
-                AND (v.fence_owner IS NULL
-                     OR (m.lease_owner = v.fence_owner AND m.lease_token = v.fence_token))"
-    };
-}
-const APPLY_OUTCOMES: &str = apply_outcomes_sql!();
-const APPLY_OUTCOMES_RETURNING: &str = concat!(apply_outcomes_sql!(), " RETURNING m.id");
-
-/// Applies many outcomes in one statement; at most one row per message id
-/// (coalesce first). Returns the number of messages updated: a fenced row
-/// whose lease is gone is not counted, so `rows.len() - returned` outcomes
-/// were stale.
-pub async fn apply_outcomes(
-    client: &impl GenericClient,
-    rows: &[OutcomeRow],
-) -> Result<u64, StoreError> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let stmt = client.prepare_cached(APPLY_OUTCOMES).await?;
-    let columns = OutcomeColumns::of(rows);
-    Ok(client.execute(&stmt, &columns.params()).await?)
-}
-
-/// [`apply_outcomes`], answering which messages were updated (a stale
-/// outcome's is missing), for a caller that acts on exactly those.
-pub async fn apply_outcomes_returning(
-    client: &impl GenericClient,
-    rows: &[OutcomeRow],
-) -> Result<Vec<Uuid>, StoreError> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let stmt = client.prepare_cached(APPLY_OUTCOMES_RETURNING).await?;
-    let columns = OutcomeColumns::of(rows);
-    let applied = client.query(&stmt, &columns.params()).await?;
-    applied
-        .iter()
-        .map(|r| r.try_get(0).map_err(StoreError::from))
-        .collect()
-}
-
-/// The outcome rows as the update's arrays.
-struct OutcomeColumns<'a> {
-    ids: Vec<Uuid>,
-    states: Vec<&'a str>,
-    events: Vec<Json<&'a [MessageEvent]>>,
-    attempts: Vec<Json<&'a [msgengine_domain::message::Attempt]>>,
-    deltas: Vec<i32>,
-    providers: Vec<Option<Uuid>>,
-    provider_ids: Vec<Option<&'a str>>,
-    next: Vec<Option<DateTime<Utc>>>,
-    release: Vec<bool>,
-    fence_owners: Vec<Option<Uuid>>,
-    fence_tokens: Vec<Option<i64>>,
-}
-
-impl<'a> OutcomeColumns<'a> {
-    fn of(rows: &'a [OutcomeRow]) -> Self {
-        let outcomes = || rows.iter().map(|r| &r.outcome);
-        Self {
-            ids: rows.iter().map(|r| r.id.0).collect(),
-            states: outcomes().map(|o| o.state.as_str()).collect(),
-            events: outcomes().map(|o| Json(o.events.as_slice())).collect(),
-            attempts: outcomes().map(|o| Json(o.attempts.as_slice())).collect(),
-            deltas: outcomes().map(|o| o.attempt_delta).collect(),
-            providers: outcomes().map(|o| o.provider_id.map(|p| p.0)).collect(),
-            provider_ids: outcomes()
-                .map(|o| o.provider_message_id.as_deref())
-                .collect(),
-            next: outcomes().map(|o| o.next_attempt_at).collect(),
-            release: outcomes().map(|o| o.release_lease).collect(),
-            fence_owners: rows.iter().map(|r| r.fence.map(|f| f.owner)).collect(),
-            fence_tokens: rows.iter().map(|r| r.fence.map(|f| f.token)).collect(),
-        }
-    }
-
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 11] {
-        [
-            &self.ids,
-            &self.states,
-            &self.events,
-            &self.attempts,
-            &self.deltas,
-            &self.providers,
-            &self.provider_ids,
-            &self.next,
-            &self.release,
-            &self.fence_owners,
-            &self.fence_tokens,
-        ]
-    }
-}
-
-/// A message claimed by the scheduler, with what dispatch needs.
-#[derive(Debug, Clone)]
-pub struct ClaimedMessage {
-    /// The message as the adapters take it, read straight from the row.
-    pub message: OutboundMessage,
-    pub state: MessageState,
-    pub attempt_count: i32,
-    pub created_at: DateTime<Utc>,
-    /// When the client asked it to be sent (its lifetime counts from here).
-    pub send_at: Option<DateTime<Utc>>,
-    /// The token of this claim's lease (with the claiming owner, its fence).
-    pub lease_token: i64,
-}
-
-/// How much one claim takes (see [`claim_due`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClaimLimits {
-    /// Most rows in all.
-    pub total: i64,
-    /// Most rows of one organization.
-    pub per_org: i64,
-    /// Most bytes of content in all (always at least one row).
-    pub max_bytes: i64,
-}
-
-/// What one claim took.
-#[derive(Debug, Default)]
-pub struct Claimed {
-    pub messages: Vec<ClaimedMessage>,
-    /// Whether some organization filled its quota (it may have more due:
-    /// the caller claims again at once instead of waiting a tick).
-    pub saturated: bool,
-}
-
-/// Claims due messages nobody holds (scheduled ones whose time has come,
-/// retries, and those whose lease expired with a crashed node) of active
-/// organizations, leasing them to `owner` under one new token. Scheduled
-/// messages move to `queued` with an event.
-///
-/// Fair per tenant: the active organizations are visited in a random order,
-/// each giving at most `per_org` of its oldest due rows, up to `total` in
-/// all; so one organization's backlog costs another at most one quota's
-/// wait per claim, whatever its size. The content taken stops before it
-/// passes `max_bytes` (in the visiting order), always at least one row, so
-/// a message bigger than the budget still goes.
-///
-/// The size is read from the stored values without detoasting them:
-/// `octet_length` of a text is its raw length from the TOAST header, and
-/// `pg_column_size` of `extras` is its stored (possibly compressed) size,
-/// an estimate that is close for attachments (base64 barely compresses).
-/// Messages of a disabled organization are left as they are.
-pub async fn claim_due(
-    client: &impl GenericClient,
-    owner: Uuid,
-    lease_until: DateTime<Utc>,
-    limits: ClaimLimits,
-) -> Result<Claimed, StoreError> {
-    let stmt = client
-        .prepare_cached(
-            "WITH token AS (SELECT nextval('messages_lease_token_seq') AS t),
-                  candidate AS (
-                      SELECT c.id, c.organization_id, o.visit, c.next_attempt_at, c.bytes
-                        FROM (SELECT id, row_number() OVER (ORDER BY random()) AS visit
-                                FROM organizations WHERE is_active) o
-                       CROSS JOIN LATERAL (
-                             SELECT m.id, m.organization_id, m.next_attempt_at,
-                                    COALESCE(octet_length(m.body_text), 0)
-                                  + COALESCE(octet_length(m.body_html), 0)
-                                  + COALESCE(pg_column_size(m.extras), 0) AS bytes
-                               FROM messages m
-                              WHERE m.organization_id = o.id
-                                AND m.state IN ('scheduled', 'accepted', 'queued', 'sending')
-                                AND m.next_attempt_at <= now()
-                                AND (m.lease_until IS NULL OR m.lease_until < now())
-                              ORDER BY m.next_attempt_at
-                              LIMIT $4
-                                FOR UPDATE OF m SKIP LOCKED) c
-                       LIMIT $3),
-                  due AS (
-                      SELECT id FROM (
-                          SELECT id,
-                                 sum(bytes) OVER w AS running,
-                                 row_number() OVER w AS n
-                            FROM candidate
-                          WINDOW w AS (ORDER BY visit, next_attempt_at, id
-                                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) sized
-                       WHERE n = 1 OR running <= $5),
-                  saturated AS (
-                      SELECT COALESCE(bool_or(n >= $4), false) AS hit
-                        FROM (SELECT count(*) AS n FROM candidate GROUP BY organization_id) per_org)
-             UPDATE messages m SET
-                 lease_owner = $1, lease_until = $2, lease_token = (SELECT t FROM token),
-                 next_attempt_at = $2,
-                 state = CASE WHEN m.state IN ('scheduled', 'accepted') THEN 'queued' ELSE m.state END,
-                 events = CASE WHEN m.state IN ('scheduled', 'accepted')
-                               THEN m.events || jsonb_build_array(jsonb_build_object(
-                                        'state', 'queued', 'at', to_jsonb(now()), 'reason', 'due'))
-                               ELSE m.events END,
-                 updated_at = now()
-               FROM due
-              WHERE m.id = due.id
-          RETURNING m.id, m.organization_id, m.channel, m.state, m.recipient, m.sender, m.subject,
-                    m.body_text, m.body_html, m.metadata, m.attempt_count, m.created_at,
-                    m.send_at, m.extras, m.lease_token, (SELECT hit FROM saturated) AS saturated",
-        )
-        .await?;
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &owner,
-                &lease_until,
-                &limits.total,
-                &limits.per_org,
-                &limits.max_bytes,
-            ],
-        )
-        .await?;
-    let saturated = match rows.first() {
-        Some(row) => row.try_get("saturated")?,
-        None => false,
-    };
-    Ok(Claimed {
-        messages: rows
-            .iter()
-            .map(claimed_from_row)
-            .collect::<Result<_, _>>()?,
-        saturated,
-    })
-}
-
-fn claimed_from_row(row: &tokio_postgres::Row) -> Result<ClaimedMessage, StoreError> {
-    let state: String = row.try_get("state")?;
-    let channel: String = row.try_get("channel")?;
-    let id: Uuid = row.try_get("id")?;
-    let text: Option<String> = row.try_get("body_text")?;
-    let message = OutboundMessage {
-        id: MessageId(id),
-        organization_id: OrganizationId(row.try_get("organization_id")?),
-        channel: channel
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("unknown channel {channel}")))?,
-        to: row.try_get("recipient")?,
-        from: row.try_get("sender")?,
-        subject: row.try_get("subject")?,
-        text: text.unwrap_or_default(),
-        html: row.try_get("body_html")?,
-        metadata: stored_json::<Map<String, Value>>(row, "metadata", id),
-        extras: stored_json::<MessageExtras>(row, "extras", id).map(Box::new),
-    };
-    Ok(ClaimedMessage {
-        message,
-        state: state
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("unknown message state {state}")))?,
-        attempt_count: row.try_get("attempt_count")?,
-        created_at: row.try_get("created_at")?,
-        send_at: row.try_get("send_at")?,
-        lease_token: row.try_get("lease_token")?,
-    })
-}
-
-/// A JSON column read straight into its type. Written from that type at
-/// accept, so it always reads back; a value that does not (a row written
-/// by hand) is sent without it, as before, and logged.
-fn stored_json<T: serde::de::DeserializeOwned>(
-    row: &tokio_postgres::Row,
-    column: &str,
-    id: Uuid,
-) -> Option<T> {
-    match row.try_get::<_, Option<Json<T>>>(column) {
-        Ok(value) => value.map(|Json(v)| v),
-        Err(e) => {
-            tracing::warn!(message = %id, column, error = %e, "stored value not readable; sent without it");
-            None
-        }
-    }
 }
 
 /// Extends the leases `owner` still holds among `held` (message id and
