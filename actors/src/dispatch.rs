@@ -20,13 +20,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use msgengine_domain::message::{MessageEvent, MessageState, OutboundMessage};
+use msgengine_domain::lifecycle::Outcome;
+use msgengine_domain::message::OutboundMessage;
 use msgengine_domain::{OrganizationId, ProviderId};
-use msgengine_storage::repo::messages::OutcomeRow;
-use serde_json::json;
 
 use crate::job::Job;
-use crate::provider::event_row;
 use crate::runtime::Shared;
 
 /// How long a message waits when its routes or suppression list could not
@@ -140,11 +138,9 @@ impl Shared {
                 let job = self.job_for(leased, routes_loaded);
                 match verdict(active, routes_loaded, reason, job.provider().is_some()) {
                     Verdict::HandBack => self.hand_back(&job, "organization disabled"),
-                    Verdict::Retry => self.submit(requeue_row(
-                        &job,
-                        Utc::now() + RETRY_AFTER_UNAVAILABLE,
-                        None,
-                    )),
+                    Verdict::Retry => self.submit(
+                        job.outcome(Outcome::requeue(Utc::now() + RETRY_AFTER_UNAVAILABLE)),
+                    ),
                     Verdict::Reject(reason) => self.reject_suppressed(&job, reason),
                     Verdict::Unroutable => self.fail_unroutable(&job),
                     Verdict::Deliver => deliver.push(job),
@@ -173,48 +169,13 @@ impl Shared {
     /// Gives a job of a disabled organization back to the database, due at
     /// once: the claim leaves it alone until the organization is enabled.
     pub(crate) fn hand_back(&self, job: &Job, why: &str) {
-        let event = MessageEvent {
-            state: MessageState::Queued,
-            at: Utc::now(),
-            reason: Some(format!("deferred: {why}")),
-            provider_id: None,
-            attempt: None,
-            provider_at: None,
-        };
-        self.submit(requeue_row(job, Utc::now(), Some(event)));
+        let now = Utc::now();
+        self.submit(job.outcome(Outcome::deferred(why, None, now, now)));
     }
 
     fn reject_suppressed(&self, job: &Job, reason: &str) {
-        let event = MessageEvent {
-            state: MessageState::Rejected,
-            at: Utc::now(),
-            reason: Some(crate::engine::suppressed_reason(reason)),
-            provider_id: None,
-            attempt: None,
-            provider_at: None,
-        };
         crate::metrics::record_failed(job.message.channel, "none", "suppressed", 1);
-        self.submit(event_row(job, event, None, true));
-    }
-}
-
-/// Gives a job's lease up with the message due again at `at`, with an event
-/// or none (a failure of ours, retried while it lasts, adds no history).
-pub fn requeue_row(job: &Job, at: DateTime<Utc>, event: Option<MessageEvent>) -> OutcomeRow {
-    match event {
-        Some(event) => event_row(job, event, Some(at), true),
-        None => OutcomeRow {
-            id: job.message.id.0,
-            state: MessageState::Queued,
-            events: json!([]),
-            attempts: json!([]),
-            attempt_delta: 0,
-            provider_id: None,
-            provider_message_id: None,
-            next_attempt_at: Some(at),
-            release_lease: true,
-            fence: Some(job.lease),
-        },
+        self.submit(job.outcome(Outcome::suppressed(reason, Utc::now())));
     }
 }
 

@@ -2,10 +2,10 @@
 //!
 //! [`Engine::start`] runs the actor system on its own thread (an actix
 //! `System` with arbiters for the provider actors), so it works the same
-//! under the server and inside tests. Accepting a send: idempotency replay
-//! check, tenant admission (TenantActor), a route check (a channel with no
-//! active provider is refused at once), then group commit; after the commit
-//! the leased rows are dispatched from memory (see [`crate::dispatch`]).
+//! under the server and inside tests. Accepting a send runs the stages of
+//! [`crate::app::accept`] (replay → admit → route → suppress → commit, the
+//! last a group commit); after the commit the leased rows' messages are
+//! dispatched from memory (see [`crate::dispatch`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,16 +13,17 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use msgengine_domain::message::{MessageEvent, MessageState, OutboundMessage};
 use msgengine_domain::routing::OrderedFailover;
-use msgengine_domain::send::{NewMessage, SendRequest};
-use msgengine_domain::{Channel, MessageId, OrganizationId};
+use msgengine_domain::send::SendRequest;
+use msgengine_domain::OrganizationId;
 use msgengine_storage::crypto::KeyRing;
 use msgengine_storage::driver::deadpool_postgres::Pool;
-use msgengine_storage::repo::messages::{self, IdempotencyRow, NewMessageRow, INSERT_LEASE_TOKEN};
+use msgengine_storage::repo::messages::{self, NewMessageRow, INSERT_LEASE_TOKEN};
 use msgengine_storage::StoreError;
-use serde_json::{json, Value};
 
+pub use msgengine_domain::lifecycle::suppressed_reason;
+
+use crate::app::accept;
 use crate::commit::{CommitOutcome, CommitSettings, GroupCommitter};
 use crate::dbrt::DbRuntime;
 use crate::dispatch::Leased;
@@ -30,43 +31,10 @@ use crate::lease::HeldLeases;
 use crate::router::{LoadRoutes, RouterActor};
 use crate::runtime::{EngineConfig, Shared};
 use crate::suppress::Suppressions;
-use crate::tenant::{Admission, Tenants};
+use crate::tenant::Tenants;
 use crate::writer::{OutcomeWriter, WriterSettings};
 
-/// Why a send was not accepted.
-#[derive(Debug, thiserror::Error)]
-pub enum AcceptError {
-    #[error("over the organization's send rate")]
-    RateLimited { retry_after: Duration },
-    #[error("a request may hold at most {burst} messages for this organization")]
-    OverBurst { burst: u32 },
-    /// No active provider for a message's channel; `index` is the message's
-    /// position in a batch (`None` for a single message).
-    #[error("no active {channel} provider")]
-    NoProvider {
-        channel: Channel,
-        index: Option<usize>,
-    },
-    #[error("the Idempotency-Key was used with a different request")]
-    IdempotencyConflict,
-    #[error("the recipient is on the organization's suppression list ({reason})")]
-    Suppressed { reason: String },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// A request's idempotency key and the hash of its body.
-pub struct IdempotencyKey {
-    pub key: String,
-    pub request_hash: Vec<u8>,
-}
-
-/// The accepted answer: the response body (also stored for idempotent replays).
-pub struct Accepted {
-    pub body: Value,
-    /// True when this is a replay of an earlier request with the same key.
-    pub replayed: bool,
-}
+pub use crate::app::accept::{AcceptError, Accepted, IdempotencyKey};
 
 /// The running engine.
 #[derive(Clone)]
@@ -145,15 +113,15 @@ impl Engine {
             let shared = shared.clone();
             let main = main.clone();
             Arc::new(move |rows: Vec<NewMessageRow>| {
+                // The committed rows hold the messages as dispatch takes
+                // them: moved, not decoded again.
                 let due: Vec<Leased> = rows
                     .into_iter()
                     .filter(|r| r.leased)
-                    .filter_map(|r| {
-                        to_outbound(r).map(|m| Leased {
-                            message: Arc::new(m),
-                            attempts: 0,
-                            token: INSERT_LEASE_TOKEN,
-                        })
+                    .map(|r| Leased {
+                        message: Arc::new(r.message),
+                        attempts: 0,
+                        token: INSERT_LEASE_TOKEN,
                     })
                     .collect();
                 if due.is_empty() {
@@ -213,7 +181,9 @@ impl Engine {
         self.shared.config.node_id
     }
 
-    /// Accepts a send request for `org`: answers only once its messages are committed.
+    /// Accepts a send request for `org`: answers only once its messages are
+    /// committed. The stages (replay → admit → route → suppress → commit)
+    /// are [`crate::app::accept`]'s; this runs them with the I/O between them.
     pub async fn accept(
         &self,
         org: OrganizationId,
@@ -225,101 +195,27 @@ impl Engine {
                 return Ok(replay);
             }
         }
-        let count = u32::try_from(request.messages.len()).unwrap_or(u32::MAX);
-        let requested = count_by_channel(request.messages.iter().map(|m| (m.channel, true)));
-        let tenant = self.tenants.get(&self.shared, &self.main, org);
-        match tenant.admit(count).await {
-            Ok(Admission::Admitted) => {}
-            Ok(Admission::RateLimited { retry_after }) => {
-                record_refused(&requested, "rate_limited");
-                metrics::counter!(crate::metrics::RATE_LIMITED, "scope" => "tenant").increment(1);
-                self.shared.tenant_metrics.of(org).rate_limited.increment(1);
-                return Err(AcceptError::RateLimited { retry_after });
-            }
-            Ok(Admission::OverBurst { burst }) => {
-                record_refused(&requested, "invalid");
-                return Err(AcceptError::OverBurst { burst });
-            }
-            Err(_) => return Err(StoreError::Unavailable("tenant actor unavailable".into()).into()),
+        let requested =
+            accept::count_by_channel(request.messages.iter().map(|m| (m.channel, true)));
+        let (rows, is_batch) = self
+            .checked_rows(org, request)
+            .await
+            .inspect_err(|e| self.record_refusal(org, &requested, e))?;
+        let node_full = self.shared.leases.len() >= self.shared.config.max_held_jobs;
+        let prepared =
+            accept::commit::prepare(org, rows, is_batch, idempotency.as_ref(), node_full);
+        if node_full {
+            crate::metrics::record_spilled(prepared.spilled);
         }
-        self.shared.ensure_routes(org).await?;
-        for (index, message) in request.messages.iter().enumerate() {
-            if self
-                .shared
-                .routes
-                .candidates(org, message.channel)
-                .is_empty()
-            {
-                record_refused(&requested, "no_provider");
-                return Err(AcceptError::NoProvider {
-                    channel: message.channel,
-                    index: request.is_batch.then_some(index),
-                });
-            }
-        }
-        let suppressed = self
-            .shared
-            .suppressions
-            .check(
-                &self.shared.pool,
-                org,
-                request.messages.iter().map(|m| m.to.as_str()),
-            )
-            .await?;
-        if !request.is_batch {
-            if let Some(Some(reason)) = suppressed.as_ref().and_then(|s| s.first()) {
-                record_refused(&requested, "suppressed");
-                return Err(AcceptError::Suppressed {
-                    reason: reason.clone(),
-                });
-            }
-        }
-        let now = Utc::now();
-        let mut rows: Vec<NewMessageRow> = match suppressed {
-            None => request
-                .messages
-                .into_iter()
-                .map(|m| new_row(org, m, now))
-                .collect(),
-            Some(reasons) => request
-                .messages
-                .into_iter()
-                .zip(reasons)
-                .map(|(m, s)| match s {
-                    None => new_row(org, m, now),
-                    Some(reason) => rejected_row(org, m, now, &reason),
-                })
-                .collect(),
-        };
-        if self.shared.leases.len() >= self.shared.config.max_held_jobs {
-            // This node holds all it may: stored for the scheduler, which
-            // claims them as room frees (fairly per organization).
-            let spilled = rows.iter_mut().filter(|r| r.leased).fold(0, |n, r| {
-                r.leased = false;
-                n + 1
-            });
-            crate::metrics::record_spilled(spilled);
-        }
-        let body = response_body(&rows, request.is_batch);
-        let accepted = count_by_channel(
-            rows.iter()
-                .map(|r| (r.channel, r.state != MessageState::Rejected)),
-        );
-        let rejected = count_by_channel(
-            rows.iter()
-                .map(|r| (r.channel, r.state == MessageState::Rejected)),
-        );
-        let idem_row = idempotency.as_ref().map(|k| IdempotencyRow {
-            organization_id: org.0,
-            key: k.key.clone(),
-            request_hash: k.request_hash.clone(),
-            response: body.clone(),
-        });
-        match self.committer.commit(rows, idem_row).await? {
+        match self
+            .committer
+            .commit(prepared.rows, prepared.idempotency)
+            .await?
+        {
             CommitOutcome::Committed => {
-                self.record_accepted(org, &accepted, &rejected);
+                self.record_accepted(org, &prepared.accepted, &prepared.rejected);
                 Ok(Accepted {
-                    body,
+                    body: prepared.body,
                     replayed: false,
                 })
             }
@@ -330,6 +226,47 @@ impl Engine {
                     .ok_or(AcceptError::IdempotencyConflict),
                 None => Err(AcceptError::IdempotencyConflict),
             },
+        }
+    }
+
+    /// Stages admit, route and suppress: the request's rows (and whether it
+    /// is a batch), or why it is refused.
+    async fn checked_rows(
+        &self,
+        org: OrganizationId,
+        request: SendRequest,
+    ) -> Result<(Vec<NewMessageRow>, bool), AcceptError> {
+        let count = u32::try_from(request.messages.len()).unwrap_or(u32::MAX);
+        let tenant = self.tenants.get(&self.shared, &self.main, org);
+        accept::admit::admit(tenant.admit(count).await.ok())?;
+        self.shared.ensure_routes(org).await?;
+        let routes = &self.shared.routes;
+        accept::route::route(
+            request.messages.iter().map(|m| m.channel),
+            request.is_batch,
+            |channel| !routes.candidates(org, channel).is_empty(),
+        )?;
+        let recipients = request.messages.iter().map(|m| m.to.as_str());
+        let suppressed = self
+            .shared
+            .suppressions
+            .check(&self.shared.pool, org, recipients)
+            .await?;
+        let is_batch = request.is_batch;
+        let rows =
+            accept::suppress::suppress(org, request.messages, suppressed, is_batch, Utc::now())?;
+        Ok((rows, is_batch))
+    }
+
+    /// Counts a refused request under its reason (a rate-limited one also
+    /// as the organization's).
+    fn record_refusal(&self, org: OrganizationId, requested: &[u64; 3], error: &AcceptError) {
+        if let Some(reason) = error.refused_reason() {
+            record_refused(requested, reason);
+        }
+        if let AcceptError::RateLimited { .. } = error {
+            metrics::counter!(crate::metrics::RATE_LIMITED, "scope" => "tenant").increment(1);
+            self.shared.tenant_metrics.of(org).rate_limited.increment(1);
         }
     }
 
@@ -374,20 +311,15 @@ impl Engine {
             .collect()
     }
 
+    /// Stage replay, with the stored record of the key.
     async fn replay(
         &self,
         org: OrganizationId,
         key: &IdempotencyKey,
     ) -> Result<Option<Accepted>, AcceptError> {
         let client = self.shared.pool.get().await.map_err(StoreError::from)?;
-        match messages::find_idempotency(&client, org.0, &key.key).await? {
-            Some((hash, body)) if hash == key.request_hash => Ok(Some(Accepted {
-                body,
-                replayed: true,
-            })),
-            Some(_) => Err(AcceptError::IdempotencyConflict),
-            None => Ok(None),
-        }
+        let stored = messages::find_idempotency(&client, org.0, &key.key).await?;
+        accept::replay::replay(stored, key)
     }
 
     /// An organization's providers changed: reload its routes and actors now.
@@ -560,175 +492,8 @@ impl Engine {
     }
 }
 
-/// Messages per channel ([`crate::metrics::CHANNELS`] order) among those marked true.
-fn count_by_channel<C>(items: impl Iterator<Item = (C, bool)>) -> [u64; 3]
-where
-    C: ChannelOf,
-{
-    let mut out = [0u64; 3];
-    for (channel, counted) in items {
-        if let (true, Some(c)) = (counted, channel.channel()) {
-            out[crate::metrics::channel_index(c)] += 1;
-        }
-    }
-    out
-}
-
-/// A channel as a request or a row holds it.
-trait ChannelOf {
-    fn channel(&self) -> Option<Channel>;
-}
-
-impl ChannelOf for Channel {
-    fn channel(&self) -> Option<Channel> {
-        Some(*self)
-    }
-}
-
-impl ChannelOf for &str {
-    fn channel(&self) -> Option<Channel> {
-        self.parse().ok()
-    }
-}
-
 fn record_refused(per_channel: &[u64; 3], reason: &'static str) {
     for (i, channel) in crate::metrics::CHANNELS.into_iter().enumerate() {
         crate::metrics::record_refused(channel, reason, per_channel[i]);
     }
-}
-
-fn new_row(org: OrganizationId, m: NewMessage, now: DateTime<Utc>) -> NewMessageRow {
-    let scheduled = m.send_at.is_some_and(|at| at > now);
-    let mut events = vec![MessageEvent {
-        state: MessageState::Accepted,
-        at: now,
-        reason: None,
-        provider_id: None,
-        attempt: None,
-        provider_at: None,
-    }];
-    events.push(MessageEvent {
-        state: if scheduled {
-            MessageState::Scheduled
-        } else {
-            MessageState::Queued
-        },
-        at: now,
-        reason: None,
-        provider_id: None,
-        attempt: None,
-        provider_at: None,
-    });
-    NewMessageRow {
-        id: MessageId::new().0,
-        organization_id: org.0,
-        channel: m.channel.as_str(),
-        state: if scheduled {
-            MessageState::Scheduled
-        } else {
-            MessageState::Queued
-        },
-        recipient: m.to,
-        sender: m.from,
-        subject: m.subject,
-        body_text: m.text,
-        body_html: m.html,
-        metadata: m.metadata.map(Value::Object),
-        send_at: m.send_at,
-        next_attempt_at: m.send_at.filter(|_| scheduled).unwrap_or(now),
-        leased: !scheduled,
-        events: json!(events),
-        extras: m.extras.and_then(|e| serde_json::to_value(e).ok()),
-    }
-}
-
-/// A batch message to a suppressed recipient: stored `rejected` (so its id
-/// and reason can be looked up), never dispatched.
-fn rejected_row(
-    org: OrganizationId,
-    m: NewMessage,
-    now: DateTime<Utc>,
-    reason: &str,
-) -> NewMessageRow {
-    let mut row = new_row(org, m, now);
-    row.state = MessageState::Rejected;
-    row.leased = false;
-    row.events = json!([
-        MessageEvent {
-            state: MessageState::Accepted,
-            at: now,
-            reason: None,
-            provider_id: None,
-            attempt: None,
-            provider_at: None,
-        },
-        MessageEvent {
-            state: MessageState::Rejected,
-            at: now,
-            reason: Some(suppressed_reason(reason)),
-            provider_id: None,
-            attempt: None,
-            provider_at: None,
-        }
-    ]);
-    row
-}
-
-/// The words a refusal for a suppressed recipient gives.
-pub fn suppressed_reason(reason: &str) -> String {
-    format!(
-        "recipient_suppressed: the recipient is on this organization's suppression list ({reason})"
-    )
-}
-
-fn response_body(rows: &[NewMessageRow], is_batch: bool) -> Value {
-    let item = |r: &NewMessageRow| {
-        if r.state == MessageState::Rejected {
-            let reason = r
-                .events
-                .as_array()
-                .and_then(|e| e.last())
-                .and_then(|e| e.get("reason"))
-                .cloned()
-                .unwrap_or(Value::Null);
-            json!({"id": r.id, "status": r.state, "reason": reason})
-        } else {
-            json!({"id": r.id, "status": r.state})
-        }
-    };
-    if is_batch {
-        json!({"messages": rows.iter().map(item).collect::<Vec<_>>()})
-    } else {
-        rows.first().map(item).unwrap_or(Value::Null)
-    }
-}
-
-fn to_outbound(row: NewMessageRow) -> Option<OutboundMessage> {
-    Some(OutboundMessage {
-        id: MessageId(row.id),
-        organization_id: OrganizationId(row.organization_id),
-        channel: row.channel.parse().ok()?,
-        to: row.recipient,
-        from: row.sender,
-        subject: row.subject,
-        text: row.body_text.unwrap_or_default(),
-        html: row.body_html,
-        metadata: stored_metadata(row.metadata),
-        extras: stored_extras(row.extras),
-    })
-}
-
-/// A message's stored `metadata` as the adapters take it (an object or nothing).
-pub(crate) fn stored_metadata(metadata: Option<Value>) -> Option<serde_json::Map<String, Value>> {
-    match metadata? {
-        Value::Object(map) => Some(map),
-        _ => None,
-    }
-}
-
-/// A message's stored `extras` (validated at accept) as the adapters take them.
-pub(crate) fn stored_extras(
-    extras: Option<Value>,
-) -> Option<Box<msgengine_domain::message::MessageExtras>> {
-    extras.and_then(|e| serde_json::from_value(e).ok())
 }

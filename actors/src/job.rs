@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
+use msgengine_domain::lifecycle::Outcome;
 use msgengine_domain::message::OutboundMessage;
 use msgengine_domain::ProviderId;
-use msgengine_storage::repo::messages::LeaseFence;
+use msgengine_storage::repo::messages::{LeaseFence, OutcomeRow};
 
 /// One message being delivered.
 #[derive(Debug, Clone)]
@@ -35,6 +36,15 @@ impl Job {
         self.position += 1;
         self.attempts_on_provider = 0;
         self.position < self.chain.len()
+    }
+
+    /// An outcome of this job, fenced by its lease, for the status writer.
+    pub fn outcome(&self, outcome: Outcome) -> OutcomeRow {
+        OutcomeRow {
+            id: self.message.id,
+            outcome,
+            fence: Some(self.lease),
+        }
     }
 
     /// The idempotency key sent to providers: stable for a message across

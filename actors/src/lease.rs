@@ -166,7 +166,7 @@ impl HeldLeases {
             if fence.owner != self.owner {
                 continue;
             }
-            if let Some(h) = self.held.get(&row.id) {
+            if let Some(h) = self.held.get(&row.id.0) {
                 if h.job == fence.token {
                     fence.token = h.token;
                 }
@@ -232,9 +232,9 @@ impl HeldLeases {
             self.record_lost(LostAt::Outcome, stale);
         }
         for row in rows {
-            if let (true, Some(fence)) = (row.release_lease, row.fence) {
+            if let (true, Some(fence)) = (row.outcome.release_lease, row.fence) {
                 if fence.owner == self.owner {
-                    self.forget(row.id, fence.token);
+                    self.forget(row.id.0, fence.token);
                 }
             }
         }
@@ -346,15 +346,17 @@ mod tests {
     /// A final outcome releasing the lease `fence`.
     fn released(id: Uuid, fence: LeaseFence) -> OutcomeRow {
         OutcomeRow {
-            id,
-            state: msgengine_domain::message::MessageState::Sent,
-            events: serde_json::json!([]),
-            attempts: serde_json::json!([]),
-            attempt_delta: 0,
-            provider_id: None,
-            provider_message_id: None,
-            next_attempt_at: None,
-            release_lease: true,
+            id: msgengine_domain::MessageId(id),
+            outcome: msgengine_domain::lifecycle::Outcome {
+                state: msgengine_domain::message::MessageState::Sent,
+                events: Vec::new(),
+                attempts: Vec::new(),
+                attempt_delta: 0,
+                provider_id: None,
+                provider_message_id: None,
+                next_attempt_at: None,
+                release_lease: true,
+            },
             fence: Some(fence),
         }
     }

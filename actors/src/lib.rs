@@ -21,6 +21,8 @@
 //! - [`metrics`]: metric names and the handles the hot paths record through.
 //! - [`bulkhead`]: store-fault classification, backoff and writer health.
 //!
+//! - [`app`]: the use cases the edge calls; [`app::accept`] as named stages.
+//!
 //! [`Engine`] ties them together for the HTTP edge.
 
 pub mod app;

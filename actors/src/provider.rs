@@ -34,7 +34,8 @@ use actix::prelude::*;
 use chrono::Utc;
 use futures::FutureExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use msgengine_domain::message::{Attempt, AttemptOutcome, MessageEvent, MessageState};
+use msgengine_domain::lifecycle::{Call, Next, Outcome};
+use msgengine_domain::message::{Attempt, AttemptOutcome, MessageState};
 use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::resilience::backoff::{ErrorClass, RetryDecision};
 use msgengine_domain::resilience::breaker::{BreakerState, CircuitBreaker};
@@ -44,8 +45,6 @@ use msgengine_providers::{
     sender_for_connection, FailureKind, ProviderError, SendReceipt, Sender, SenderContext,
     UnsupportedProvider,
 };
-use msgengine_storage::repo::messages::OutcomeRow;
-use serde_json::json;
 
 use crate::job::Job;
 use crate::lease::LostAt;
@@ -239,8 +238,7 @@ impl Handler<Deliver> for ProviderActor {
             for job in &overflow {
                 // No event: a long backlog would add one to every waiting
                 // message each time round.
-                self.shared
-                    .submit(crate::dispatch::requeue_row(job, at, None));
+                self.shared.submit(job.outcome(Outcome::requeue(at)));
             }
         }
         self.queue.extend(jobs);
@@ -515,8 +513,14 @@ impl ProviderActor {
                 self.metrics.call(None, latency);
                 self.metrics
                     .sent(id.0, receipt.state == MessageState::Delivered);
-                let row = success_row(&job, self.id, started_at, receipt);
-                self.shared.submit(row);
+                let call = Call {
+                    provider: self.id,
+                    number: job.total_attempts + 1,
+                    started_at,
+                    finished_at: Utc::now(),
+                };
+                let outcome = Outcome::sent(call, receipt.state, receipt.provider_message_id);
+                self.shared.submit(job.outcome(outcome));
             }
             Err(error) => {
                 let class = error_class(error.kind);
@@ -562,34 +566,34 @@ impl ProviderActor {
             rand::random::<f64>(),
         );
         let attempt = failed_attempt(job, self.id, started_at, error);
+        let now = Utc::now();
         match decision {
             // A retiring actor keeps nothing: its retries go through the database.
             RetryDecision::RetrySameProvider { after }
                 if after <= self.shared.config.in_memory_retry_max && !self.retiring =>
             {
                 self.metrics.retry(class);
-                self.shared
-                    .submit(pending_row(job, attempt, "retry scheduled", None, false));
+                let outcome = Outcome::retry(attempt, Next::InMemory, now);
+                self.shared.submit(job.outcome(outcome));
                 self.retry_later(job.clone(), after, ctx);
             }
             RetryDecision::RetrySameProvider { after } => {
                 self.metrics.retry(class);
-                let at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
-                self.shared
-                    .submit(pending_row(job, attempt, "retry scheduled", Some(at), true));
+                let at = now + chrono::Duration::from_std(after).unwrap_or_default();
+                let outcome = Outcome::retry(attempt, Next::DueAt(at), now);
+                self.shared.submit(job.outcome(outcome));
             }
             RetryDecision::FailOver if job.fail_over() => {
                 self.metrics.retry(class);
                 self.metrics.failover();
                 self.shared
-                    .submit(pending_row(job, attempt, "failing over", None, false));
+                    .submit(job.outcome(Outcome::fail_over(attempt, now)));
                 self.shared.deliver(vec![job.clone()]);
             }
             RetryDecision::FailOver | RetryDecision::Fail => {
                 self.metrics.failed(class);
-                let state = MessageState::Failed;
-                self.shared
-                    .submit(final_failure_row(job, attempt, state, &error.message));
+                let outcome = Outcome::failed(attempt, &error.message, now);
+                self.shared.submit(job.outcome(outcome));
             }
         }
     }
@@ -597,24 +601,19 @@ impl ProviderActor {
     /// Circuit open: fail over without an attempt; with no next provider,
     /// leave the message to the scheduler until the circuit may close.
     fn on_circuit_open(&mut self, mut job: Job, _: &mut Context<Self>) {
-        let event = MessageEvent {
-            state: MessageState::Queued,
-            at: Utc::now(),
-            reason: Some("circuit open".into()),
-            provider_id: Some(self.id),
-            attempt: None,
-            provider_at: None,
-        };
+        let now = Utc::now();
         self.metrics.circuit_open();
         if job.fail_over() {
             self.metrics.failover();
-            self.shared.submit(event_row(&job, event, None, false));
+            let outcome = Outcome::circuit_open(self.id, Next::InMemory, now);
+            self.shared.submit(job.outcome(outcome));
             self.shared.deliver(vec![job]);
         } else {
-            let at = Utc::now()
+            let at = now
                 + chrono::Duration::from_std(self.shared.config.breaker.open_for)
                     .unwrap_or_default();
-            self.shared.submit(event_row(&job, event, Some(at), true));
+            let outcome = Outcome::circuit_open(self.id, Next::DueAt(at), now);
+            self.shared.submit(job.outcome(outcome));
         }
     }
 
@@ -673,162 +672,22 @@ fn attempt_outcome(kind: FailureKind) -> AttemptOutcome {
     }
 }
 
+/// The attempt record of a failed call (the job's attempts already count it).
 fn failed_attempt(
     job: &Job,
     provider: ProviderId,
     started_at: chrono::DateTime<Utc>,
     error: &ProviderError,
 ) -> Attempt {
-    Attempt {
+    let call = Call {
+        provider,
         number: job.total_attempts,
-        provider_id: provider,
         started_at,
         finished_at: Utc::now(),
-        outcome: attempt_outcome(error.kind),
-        provider_message_id: None,
-        error: Some(error.message.clone()),
-        error_class: Some(error.kind_str().to_owned()),
-    }
-}
-
-fn success_row(
-    job: &Job,
-    provider: ProviderId,
-    started_at: chrono::DateTime<Utc>,
-    receipt: SendReceipt,
-) -> OutcomeRow {
-    let now = Utc::now();
-    let number = job.total_attempts + 1;
-    let mut events = vec![
-        MessageEvent {
-            state: MessageState::Sending,
-            at: started_at,
-            reason: None,
-            provider_id: Some(provider),
-            attempt: Some(number),
-            provider_at: None,
-        },
-        MessageEvent {
-            state: MessageState::Sent,
-            at: now,
-            reason: None,
-            provider_id: Some(provider),
-            attempt: Some(number),
-            provider_at: None,
-        },
-    ];
-    if receipt.state == MessageState::Delivered {
-        events.push(MessageEvent {
-            state: MessageState::Delivered,
-            at: now,
-            reason: None,
-            provider_id: Some(provider),
-            attempt: Some(number),
-            provider_at: None,
-        });
-    }
-    let attempt = Attempt {
-        number,
-        provider_id: provider,
-        started_at,
-        finished_at: now,
-        outcome: if receipt.state == MessageState::Delivered {
-            AttemptOutcome::Delivered
-        } else {
-            AttemptOutcome::Sent
-        },
-        provider_message_id: Some(receipt.provider_message_id.clone()),
-        error: None,
-        error_class: None,
     };
-    OutcomeRow {
-        id: job.message.id.0,
-        state: receipt.state,
-        events: json!(events),
-        attempts: json!([attempt]),
-        attempt_delta: 1,
-        provider_id: Some(provider.0),
-        provider_message_id: Some(receipt.provider_message_id),
-        next_attempt_at: None,
-        release_lease: true,
-        fence: Some(job.lease),
-    }
-}
-
-/// An attempt that failed but the message goes on (retry or failover).
-fn pending_row(
-    job: &Job,
-    attempt: Attempt,
-    reason: &str,
-    next_attempt_at: Option<chrono::DateTime<Utc>>,
-    release_lease: bool,
-) -> OutcomeRow {
-    let event = MessageEvent {
-        state: MessageState::Queued,
-        at: Utc::now(),
-        reason: Some(format!(
-            "{reason} after {}: {}",
-            attempt.error_class.as_deref().unwrap_or("error"),
-            attempt.error.as_deref().unwrap_or("")
-        )),
-        provider_id: Some(attempt.provider_id),
-        attempt: Some(attempt.number),
-        provider_at: None,
-    };
-    OutcomeRow {
-        id: job.message.id.0,
-        state: MessageState::Queued,
-        events: json!([event]),
-        provider_id: Some(attempt.provider_id.0),
-        attempts: json!([attempt]),
-        attempt_delta: 1,
-        provider_message_id: None,
-        next_attempt_at,
-        release_lease,
-        fence: Some(job.lease),
-    }
-}
-
-fn final_failure_row(job: &Job, attempt: Attempt, state: MessageState, reason: &str) -> OutcomeRow {
-    let event = MessageEvent {
-        state,
-        at: Utc::now(),
-        reason: Some(reason.to_owned()),
-        provider_id: Some(attempt.provider_id),
-        attempt: Some(attempt.number),
-        provider_at: None,
-    };
-    OutcomeRow {
-        id: job.message.id.0,
-        state,
-        events: json!([event]),
-        provider_id: Some(attempt.provider_id.0),
-        attempts: json!([attempt]),
-        attempt_delta: 1,
-        provider_message_id: None,
-        next_attempt_at: None,
-        release_lease: true,
-        fence: Some(job.lease),
-    }
-}
-
-/// An event without an attempt (circuit open, no route).
-pub fn event_row(
-    job: &Job,
-    event: MessageEvent,
-    next_attempt_at: Option<chrono::DateTime<Utc>>,
-    release_lease: bool,
-) -> OutcomeRow {
-    OutcomeRow {
-        id: job.message.id.0,
-        state: event.state,
-        events: json!([event]),
-        attempts: json!([]),
-        attempt_delta: 0,
-        provider_id: None,
-        provider_message_id: None,
-        next_attempt_at,
-        release_lease,
-        fence: Some(job.lease),
-    }
+    call.failed(
+        attempt_outcome(error.kind),
+        error.message.clone(),
+        error.kind_str().to_owned(),
+    )
 }

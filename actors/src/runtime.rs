@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::Utc;
-use msgengine_domain::message::{MessageEvent, MessageState};
+use msgengine_domain::lifecycle::Outcome;
 use msgengine_domain::resilience::backoff::RetryPolicy;
 use msgengine_domain::resilience::breaker::BreakerConfig;
 use msgengine_domain::routing::RoutePolicy;
@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::job::Job;
 use crate::lease::HeldLeases;
 use crate::orgs::ActiveOrgs;
-use crate::provider::{event_row, Deliver};
+use crate::provider::Deliver;
 use crate::router::{LoadRoutes, RouteTable, RouterActor};
 use crate::suppress::Suppressions;
 use crate::writer::OutcomeWriter;
@@ -289,34 +289,17 @@ impl Shared {
     }
 
     pub(crate) fn fail_unroutable(&self, job: &Job) {
-        let event = MessageEvent {
-            state: MessageState::Failed,
-            at: Utc::now(),
-            reason: Some(format!(
-                "no active {} provider to send through",
-                job.message.channel
-            )),
-            provider_id: None,
-            attempt: None,
-            provider_at: None,
-        };
         crate::metrics::record_failed(job.message.channel, "none", "no_provider", 1);
-        self.submit(event_row(job, event, None, true));
+        let outcome = Outcome::unroutable(job.message.channel, Utc::now());
+        self.submit(job.outcome(outcome));
     }
 
     /// Gives jobs back to the database, due again in a second (lease released).
     pub(crate) fn defer(&self, jobs: Vec<Job>, why: &str) {
         let at = Utc::now() + chrono::Duration::seconds(1);
         for job in jobs {
-            let event = MessageEvent {
-                state: MessageState::Queued,
-                at: Utc::now(),
-                reason: Some(format!("deferred: {why}")),
-                provider_id: job.provider(),
-                attempt: None,
-                provider_at: None,
-            };
-            self.submit(event_row(&job, event, Some(at), true));
+            let outcome = Outcome::deferred(why, job.provider(), at, Utc::now());
+            self.submit(job.outcome(outcome));
         }
     }
 }

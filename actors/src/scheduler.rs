@@ -16,13 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use msgengine_domain::message::{MessageEvent, MessageState, OutboundMessage};
-use msgengine_domain::{Channel, MessageId, OrganizationId};
-use msgengine_storage::repo::messages::{self, ClaimedMessage, LeaseFence, OutcomeRow};
-use serde_json::json;
+use msgengine_domain::lifecycle::Outcome;
+use msgengine_storage::repo::messages::{self, ClaimedMessage, OutcomeRow};
 
 use crate::dispatch::Leased;
-use crate::engine::{stored_extras, stored_metadata};
 use crate::runtime::Shared;
 
 /// Most messages one claim takes.
@@ -123,29 +120,28 @@ async fn claim(shared: &Arc<Shared>) -> Result<bool, msgengine_storage::StoreErr
     let mut due = Vec::with_capacity(n);
     let mut adopted = 0usize;
     for row in rows {
+        let id = row.message.id;
         // Still held by a job here (its lease ran out while renewals lagged):
         // the job goes on under this claim instead of racing a second one.
-        if shared.leases.adopt(row.id, row.lease_token, lease_until) {
+        if shared.leases.adopt(id.0, row.lease_token, lease_until) {
             adopted += 1;
             continue;
         }
-        if is_expired(&row, Utc::now(), max_age) {
-            if let Ok(channel) = row.channel.parse::<Channel>() {
-                crate::metrics::record_failed(channel, "none", "expired", 1);
-            }
-            let fence = shared.leases.fence(row.lease_token);
-            shared.submit(expired_row(&row, fence));
+        let now = Utc::now();
+        if is_expired(&row, now, max_age) {
+            crate::metrics::record_failed(row.message.channel, "none", "expired", 1);
+            shared.submit(OutcomeRow {
+                id,
+                outcome: Outcome::expired(now),
+                fence: Some(shared.leases.fence(row.lease_token)),
+            });
             continue;
         }
-        let (id, attempts, token) = (row.id, row.attempt_count.max(0) as u32, row.lease_token);
-        match to_outbound(row) {
-            Some(message) => due.push(Leased {
-                message: Arc::new(message),
-                attempts,
-                token,
-            }),
-            None => tracing::error!(message = %id, "claimed message has an unknown channel"),
-        }
+        due.push(Leased {
+            attempts: row.attempt_count.max(0) as u32,
+            token: row.lease_token,
+            message: Arc::new(row.message),
+        });
     }
     if adopted > 0 {
         tracing::warn!(
@@ -248,47 +244,11 @@ async fn sweep_idempotency(shared: &Arc<Shared>) {
     }
 }
 
-/// A claimed row as the message adapters take it.
-pub fn to_outbound(row: ClaimedMessage) -> Option<OutboundMessage> {
-    Some(OutboundMessage {
-        id: MessageId(row.id),
-        organization_id: OrganizationId(row.organization_id),
-        channel: row.channel.parse().ok()?,
-        to: row.recipient,
-        from: row.sender,
-        subject: row.subject,
-        text: row.body_text.unwrap_or_default(),
-        html: row.body_html,
-        metadata: stored_metadata(row.metadata),
-        extras: stored_extras(row.extras),
-    })
-}
-
-fn expired_row(row: &ClaimedMessage, fence: LeaseFence) -> OutcomeRow {
-    let event = MessageEvent {
-        state: MessageState::Expired,
-        at: Utc::now(),
-        reason: Some("not delivered within the message lifetime".into()),
-        provider_id: None,
-        attempt: None,
-        provider_at: None,
-    };
-    OutcomeRow {
-        id: row.id,
-        state: MessageState::Expired,
-        events: json!([event]),
-        attempts: json!([]),
-        attempt_delta: 0,
-        provider_id: None,
-        provider_message_id: None,
-        next_attempt_at: None,
-        release_lease: true,
-        fence: Some(fence),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use msgengine_domain::message::{MessageState, OutboundMessage};
+    use msgengine_domain::{Channel, MessageId, OrganizationId};
+
     use super::*;
 
     fn claimed(
@@ -296,21 +256,22 @@ mod tests {
         send_at: Option<chrono::DateTime<Utc>>,
     ) -> ClaimedMessage {
         ClaimedMessage {
-            id: uuid::Uuid::new_v4(),
-            organization_id: uuid::Uuid::new_v4(),
-            channel: "sms".into(),
+            message: OutboundMessage {
+                id: MessageId::new(),
+                organization_id: OrganizationId::new(),
+                channel: Channel::Sms,
+                to: "+2348031234567".into(),
+                from: None,
+                subject: None,
+                text: "x".into(),
+                html: None,
+                metadata: None,
+                extras: None,
+            },
             state: MessageState::Queued,
-            recipient: "+2348031234567".into(),
-            sender: None,
-            subject: None,
-            body_text: Some("x".into()),
-            body_html: None,
-            metadata: None,
             attempt_count: 0,
-            attempts: json!([]),
             created_at,
             send_at,
-            extras: None,
             lease_token: 1,
         }
     }

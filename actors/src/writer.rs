@@ -28,12 +28,11 @@ use std::hash::{Hash, Hasher};
 use std::ops::Range;
 use std::time::Duration;
 
-use msgengine_domain::message::{MessageEvent, MessageState};
+use msgengine_domain::message::MessageEvent;
 use msgengine_storage::driver::deadpool_postgres::Pool;
 use msgengine_storage::repo::messages::{self, OutcomeRow};
 use msgengine_storage::repo::org_webhooks;
 use msgengine_storage::StoreError;
-use serde_json::Value;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -50,9 +49,7 @@ pub struct WriterSettings {
     pub leases: std::sync::Arc<crate::lease::HeldLeases>,
 }
 
-/// The reason recorded on a message whose outcome the database refused.
-pub const STORAGE_REJECTED_REASON: &str =
-    "storage_rejected: the database refused this outcome; its provider details were not stored";
+pub use msgengine_domain::lifecycle::STORAGE_REJECTED_REASON;
 
 /// Handle to submit outcomes.
 #[derive(Clone)]
@@ -89,7 +86,7 @@ impl OutcomeWriter {
     }
     /// Queues an outcome; waits only when the writer is far behind (backpressure).
     pub async fn submit(&self, row: OutcomeRow) {
-        let shard = shard_of(row.id, self.shards.len());
+        let shard = shard_of(row.id.0, self.shards.len());
         self.pending
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.shards[shard].send(row).await.is_err() {
@@ -101,7 +98,7 @@ impl OutcomeWriter {
 
     /// Queues an outcome if there is room now; gives it back (`Some`) otherwise.
     pub fn try_submit(&self, row: OutcomeRow) -> Option<OutcomeRow> {
-        let shard = shard_of(row.id, self.shards.len());
+        let shard = shard_of(row.id.0, self.shards.len());
         self.pending
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.shards[shard].try_send(row) {
@@ -324,13 +321,15 @@ impl BatchStore {
         let written = applied.len() as u64;
         // Only applied outcomes notify: a stale one (its lease lost) changed
         // nothing, and its holder's outcome will.
-        let (ids, events): (Vec<Uuid>, Vec<&Value>) = if applied.len() == rows.len() {
-            rows.iter().map(|r| (r.id, &r.events)).unzip()
+        let (ids, events): (Vec<Uuid>, Vec<&[MessageEvent]>) = if applied.len() == rows.len() {
+            rows.iter()
+                .map(|r| (r.id.0, r.outcome.events.as_slice()))
+                .unzip()
         } else {
             let applied: std::collections::HashSet<Uuid> = applied.into_iter().collect();
             rows.iter()
-                .filter(|r| applied.contains(&r.id))
-                .map(|r| (r.id, &r.events))
+                .filter(|r| applied.contains(&r.id.0))
+                .map(|r| (r.id.0, r.outcome.events.as_slice()))
                 .unzip()
         };
         if self.guard_enqueue {
@@ -362,24 +361,14 @@ impl BatchStore {
     }
 }
 
-/// The outcome that replaces one the database refused: `failed`, one event
-/// with a fixed reason (no provider text), no attempts, lease released. The
-/// original's other fields (its id, provider, attempt count, lease fencing)
-/// are kept: they are not text a provider chose.
+/// The outcome that replaces one the database refused (the lifecycle's
+/// [`msgengine_domain::lifecycle::Outcome::storage_rejected`]), under the
+/// same message id and lease fencing.
 pub fn storage_rejected(row: &OutcomeRow) -> OutcomeRow {
-    let mut event = MessageEvent::new(MessageState::Failed, chrono::Utc::now())
-        .with_reason(STORAGE_REJECTED_REASON);
-    if let Some(provider) = row.provider_id {
-        event = event.with_provider(msgengine_domain::ProviderId(provider));
+    OutcomeRow {
+        outcome: row.outcome.storage_rejected(chrono::Utc::now()),
+        ..row.clone()
     }
-    let mut safe = row.clone();
-    safe.state = MessageState::Failed;
-    safe.events = serde_json::to_value([event]).unwrap_or_else(|_| Value::Array(Vec::new()));
-    safe.attempts = Value::Array(Vec::new());
-    safe.provider_message_id = None;
-    safe.next_attempt_at = None;
-    safe.release_lease = true;
-    safe
 }
 
 /// Whether any organization has an enabled outbound webhook endpoint, asked
@@ -418,9 +407,9 @@ pub fn coalesce(rows: Vec<OutcomeRow>) -> Vec<OutcomeRow> {
     let mut index: HashMap<Uuid, usize> = HashMap::with_capacity(rows.len());
     let mut out: Vec<OutcomeRow> = Vec::with_capacity(rows.len());
     for row in rows {
-        match index.get(&row.id) {
+        match index.get(&row.id.0) {
             None => {
-                index.insert(row.id, out.len());
+                index.insert(row.id.0, out.len());
                 out.push(row);
             }
             Some(&i) => merge(&mut out[i], row),
@@ -429,6 +418,10 @@ pub fn coalesce(rows: Vec<OutcomeRow>) -> Vec<OutcomeRow> {
     out
 }
 
+/// Two outcomes of one message: of different leases, the newest lease's
+/// wins; of one lease, they merge as the lifecycle says ([`Outcome::merge`]).
+///
+/// [`Outcome::merge`]: msgengine_domain::lifecycle::Outcome::merge
 fn merge(into: &mut OutcomeRow, next: OutcomeRow) {
     if let (Some(old), Some(new)) = (into.fence, next.fence) {
         if old != new {
@@ -440,66 +433,71 @@ fn merge(into: &mut OutcomeRow, next: OutcomeRow) {
         }
     }
     into.fence = into.fence.or(next.fence);
-    if into.state.can_advance_to(next.state) {
-        into.state = next.state;
-    }
-    append(&mut into.events, next.events);
-    append(&mut into.attempts, next.attempts);
-    into.attempt_delta += next.attempt_delta;
-    into.provider_id = next.provider_id.or(into.provider_id);
-    into.provider_message_id = next.provider_message_id.or(into.provider_message_id.take());
-    into.next_attempt_at = next.next_attempt_at.or(into.next_attempt_at);
-    into.release_lease |= next.release_lease;
-}
-
-fn append(into: &mut Value, more: Value) {
-    if let (Value::Array(a), Value::Array(b)) = (into, more) {
-        a.extend(b);
-    }
+    into.outcome.merge(next.outcome);
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
-    use msgengine_domain::message::MessageState;
+    use chrono::Utc;
+    use msgengine_domain::lifecycle::Outcome;
+    use msgengine_domain::message::{Attempt, AttemptOutcome, MessageState};
+    use msgengine_domain::{MessageId, ProviderId};
 
     use super::*;
 
     fn row(id: Uuid, state: MessageState, event: &str, release: bool) -> OutcomeRow {
         OutcomeRow {
-            id,
-            state,
-            events: json!([event]),
-            attempts: json!([]),
-            attempt_delta: 1,
-            provider_id: None,
-            provider_message_id: None,
-            next_attempt_at: None,
-            release_lease: release,
+            id: MessageId(id),
+            outcome: Outcome {
+                state,
+                events: vec![MessageEvent::new(state, Utc::now()).with_reason(event)],
+                attempts: Vec::new(),
+                attempt_delta: 1,
+                provider_id: None,
+                provider_message_id: None,
+                next_attempt_at: None,
+                release_lease: release,
+            },
             fence: None,
         }
     }
 
+    fn reasons(row: &OutcomeRow) -> Vec<&str> {
+        row.outcome
+            .events
+            .iter()
+            .filter_map(|e| e.reason.as_deref())
+            .collect()
+    }
+
     #[test]
     fn a_refused_outcome_is_replaced_by_a_failed_one_without_provider_text() {
-        let provider = Uuid::new_v4();
+        let provider = ProviderId::new();
         let mut original = row(Uuid::new_v4(), MessageState::Queued, "bad\u{0}thing", false);
-        original.provider_id = Some(provider);
-        original.provider_message_id = Some("pm\u{0}".into());
-        original.attempts = json!([{"error": "bad\u{0}thing"}]);
-        original.next_attempt_at = Some(chrono::Utc::now());
+        original.outcome.provider_id = Some(provider);
+        original.outcome.provider_message_id = Some("pm\u{0}".into());
+        original.outcome.attempts = vec![Attempt {
+            number: 1,
+            provider_id: provider,
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+            outcome: AttemptOutcome::PermanentError,
+            provider_message_id: None,
+            error: Some("bad\u{0}thing".into()),
+            error_class: Some("permanent".into()),
+        }];
+        original.outcome.next_attempt_at = Some(Utc::now());
         let safe = storage_rejected(&original);
-        assert_eq!((safe.id, safe.state), (original.id, MessageState::Failed));
-        assert_eq!(safe.attempts, json!([]));
-        assert_eq!(safe.attempt_delta, original.attempt_delta);
-        assert_eq!(safe.provider_id, Some(provider));
-        assert!(safe.provider_message_id.is_none() && safe.next_attempt_at.is_none());
-        assert!(safe.release_lease);
-        let events = safe.events.as_array().expect("events");
-        assert_eq!(events.len(), 1);
-        assert_eq!(events[0]["state"], "failed");
-        assert_eq!(events[0]["reason"], STORAGE_REJECTED_REASON);
+        let o = &safe.outcome;
+        assert_eq!((safe.id, o.state), (original.id, MessageState::Failed));
+        assert!(o.attempts.is_empty());
+        assert_eq!(o.attempt_delta, original.outcome.attempt_delta);
+        assert_eq!(o.provider_id, Some(provider));
+        assert!(o.provider_message_id.is_none() && o.next_attempt_at.is_none());
+        assert!(o.release_lease);
+        assert_eq!(o.events.len(), 1);
+        assert_eq!(o.events[0].state, MessageState::Failed);
+        assert_eq!(reasons(&safe), [STORAGE_REJECTED_REASON]);
         assert!(STORAGE_REJECTED_REASON.starts_with("storage_rejected: "));
     }
 
@@ -514,11 +512,11 @@ mod tests {
             row(a, MessageState::Sent, "late sent", true),
         ]);
         assert_eq!(merged.len(), 2);
-        assert_eq!(merged[0].id, a);
-        assert_eq!(merged[0].state, MessageState::Delivered);
-        assert_eq!(merged[0].events, json!(["retry", "delivered", "late sent"]));
-        assert_eq!(merged[0].attempt_delta, 3);
-        assert!(merged[0].release_lease);
+        assert_eq!(merged[0].id, MessageId(a));
+        assert_eq!(merged[0].outcome.state, MessageState::Delivered);
+        assert_eq!(reasons(&merged[0]), ["retry", "delivered", "late sent"]);
+        assert_eq!(merged[0].outcome.attempt_delta, 3);
+        assert!(merged[0].outcome.release_lease);
     }
 
     #[test]
@@ -537,8 +535,8 @@ mod tests {
         ]);
         assert_eq!(merged.len(), 1);
         assert_eq!(merged[0].fence.map(|f| f.token), Some(2));
-        assert_eq!(merged[0].events, json!(["new", "again"]));
+        assert_eq!(reasons(&merged[0]), ["new", "again"]);
         let merged = coalesce(vec![fenced(1, "stale"), fenced(3, "newer")]);
-        assert_eq!(merged[0].events, json!(["newer"]));
+        assert_eq!(reasons(&merged[0]), ["newer"]);
     }
 }

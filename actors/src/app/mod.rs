@@ -6,6 +6,7 @@
 //!
 //! | module | use cases |
 //! |---|---|
+//! | [`accept`] | the named stages of a send: replay, admit, route, suppress, commit |
 //! | [`messaging`] | send, message status |
 //! | [`admin`] | organizations, API keys, rate limits (the operator's) |
 //! | [`providers`] | provider connections: create, read, update, delete, test |
@@ -16,6 +17,7 @@
 //! | [`audit`] | the audit trail |
 //! | [`health`] | readiness |
 
+pub mod accept;
 pub mod admin;
 pub mod audit;
 pub mod auth;

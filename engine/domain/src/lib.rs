@@ -1,5 +1,7 @@
 //! msgengine's domain: identifiers, channels, provider configuration and its
-//! validation, the message state machine and history ([`message`]), send-body
+//! validation, the message lifecycle ([`lifecycle`]: states, the moves
+//! allowed, initial and outcome events, provider reports) and history
+//! ([`message`]), send-body
 //! validation ([`send`]), and the pure policies the actors run: retries,
 //! circuit breaking and health ([`resilience`]) and routing ([`routing`]),
 //! and the cleaning of untrusted provider text ([`text`]).
@@ -10,6 +12,7 @@
 
 pub mod channel;
 pub mod ids;
+pub mod lifecycle;
 pub mod message;
 pub mod provider;
 pub mod resilience;

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use msgengine_actors::commit::{CommitOutcome, CommitSettings, GroupCommitter, OnCommit};
-use msgengine_domain::message::MessageState;
+use msgengine_domain::message::{MessageEvent, MessageState, OutboundMessage};
+use msgengine_domain::{Channel, MessageId, OrganizationId};
 use msgengine_storage::repo::messages::NewMessageRow;
 use msgengine_storage::StoreError;
 use msgengine_testkit::TestDb;
@@ -17,21 +18,29 @@ use uuid::Uuid;
 fn row(org: Uuid, recipient: &str, metadata: Option<Value>) -> NewMessageRow {
     let now = Utc::now();
     NewMessageRow {
-        id: Uuid::now_v7(),
-        organization_id: org,
-        channel: "email",
+        message: OutboundMessage {
+            id: MessageId(Uuid::now_v7()),
+            organization_id: OrganizationId(org),
+            channel: Channel::Email,
+            to: recipient.to_owned(),
+            from: None,
+            subject: Some("Hi".into()),
+            text: "Hello".into(),
+            html: None,
+            metadata: match metadata {
+                Some(Value::Object(map)) => Some(map),
+                _ => None,
+            },
+            extras: None,
+        },
         state: MessageState::Queued,
-        recipient: recipient.to_owned(),
-        sender: None,
-        subject: Some("Hi".into()),
-        body_text: Some("Hello".into()),
-        body_html: None,
-        metadata,
         send_at: None,
         next_attempt_at: now,
         leased: false,
-        events: json!([{"state": "accepted", "at": now}, {"state": "queued", "at": now}]),
-        extras: None,
+        events: vec![
+            MessageEvent::new(MessageState::Accepted, now),
+            MessageEvent::new(MessageState::Queued, now),
+        ],
     }
 }
 
@@ -42,7 +51,7 @@ fn committer(db: &TestDb) -> (GroupCommitter, Arc<Mutex<Vec<Uuid>>>) {
     let on_commit: OnCommit = Arc::new(move |rows: Vec<NewMessageRow>| {
         seen.lock()
             .expect("not poisoned")
-            .extend(rows.iter().map(|r| r.id));
+            .extend(rows.iter().map(|r| r.message.id.0));
     });
     let settings = CommitSettings {
         node_id: Uuid::new_v4(),
@@ -115,7 +124,7 @@ async fn a_request_the_database_refuses_fails_alone_and_the_rest_of_its_group_co
     ];
     let ids: Vec<Vec<Uuid>> = jobs
         .iter()
-        .map(|j| j.iter().map(|r| r.id).collect())
+        .map(|j| j.iter().map(|r| r.message.id.0).collect())
         .collect();
     let results = commit_all(&committer, jobs).await;
 
@@ -147,7 +156,7 @@ async fn a_request_the_database_refuses_fails_alone_and_the_rest_of_its_group_co
 
     // The committer keeps serving after a split.
     let later = row(acme, "later@example.com", None);
-    let later_id = later.id;
+    let later_id = later.message.id.0;
     assert!(matches!(
         committer.commit(vec![later], None).await,
         Ok(CommitOutcome::Committed)
@@ -202,7 +211,7 @@ async fn a_group_with_nothing_wrong_is_written_in_one_transaction() {
             vec![row(org, &format!("r{i}@example.com"), None)]
         })
         .collect();
-    let ids: Vec<Uuid> = jobs.iter().flatten().map(|r| r.id).collect();
+    let ids: Vec<Uuid> = jobs.iter().flatten().map(|r| r.message.id.0).collect();
     let results = commit_all(&committer, jobs).await;
     assert!(results
         .iter()

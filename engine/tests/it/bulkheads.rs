@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use msgengine_actors::writer::{OutcomeWriter, WriterSettings};
-use msgengine_domain::message::{MessageEvent, MessageState};
-use msgengine_domain::{OrganizationId, ProviderId};
+use msgengine_domain::lifecycle::Outcome;
+use msgengine_domain::message::{Attempt, AttemptOutcome, MessageEvent, MessageState};
+use msgengine_domain::{MessageId, OrganizationId, ProviderId};
+
 use msgengine_storage::crypto::KeyRing;
 use msgengine_storage::repo::messages::OutcomeRow;
 use msgengine_storage::repo::org_webhooks::{self, ClaimLimits, EndpointChange};
@@ -64,16 +66,28 @@ async fn insert_sending(client: &Client, org: Uuid, n: usize) -> Vec<Uuid> {
 /// A final outcome for message `id` whose event carries `reason`.
 fn outcome(id: Uuid, state: MessageState, reason: &str) -> OutcomeRow {
     let event = MessageEvent::new(state, Utc::now()).with_reason(reason);
+    let attempt = Attempt {
+        number: 1,
+        provider_id: ProviderId(Uuid::nil()),
+        started_at: Utc::now(),
+        finished_at: Utc::now(),
+        outcome: AttemptOutcome::PermanentError,
+        provider_message_id: None,
+        error: Some(reason.to_owned()),
+        error_class: None,
+    };
     OutcomeRow {
-        id,
-        state,
-        events: json!([event]),
-        attempts: json!([{"attempt": 1, "error": reason}]),
-        attempt_delta: 1,
-        provider_id: None,
-        provider_message_id: Some(format!("pm-{id}")),
-        next_attempt_at: None,
-        release_lease: true,
+        id: MessageId(id),
+        outcome: Outcome {
+            state,
+            events: vec![event],
+            attempts: vec![attempt],
+            attempt_delta: 1,
+            provider_id: None,
+            provider_message_id: Some(format!("pm-{id}")),
+            next_attempt_at: None,
+            release_lease: true,
+        },
         fence: None,
     }
 }
@@ -162,7 +176,7 @@ async fn a_refused_outcome_fails_alone_and_the_writer_keeps_writing() {
     rows[7] = outcome(good[7], MessageState::Delivered, "refuse-notification");
     for id in [refused, hopeless] {
         let mut bad = outcome(id, MessageState::Failed, "provider said bad\u{0}thing");
-        bad.provider_message_id = Some("pm\u{0}x".into());
+        bad.outcome.provider_message_id = Some("pm\u{0}x".into());
         rows.insert(10, bad);
     }
     for row in rows {

@@ -744,7 +744,7 @@ async fn a_claim_stops_at_its_byte_budget_but_always_takes_one_message() {
 
     let first = claim(5 * 1024 * 1024 / 2).await.expect("claim");
     assert_eq!(first.len(), 2, "two 1 MiB messages fit in 2.5 MiB");
-    let mut claimed: Vec<String> = first.iter().map(|m| m.id.to_string()).collect();
+    let mut claimed: Vec<String> = first.iter().map(|m| m.message.id.to_string()).collect();
     claimed.sort();
     let mut oldest = ids[..2].to_vec();
     oldest.sort();
@@ -791,15 +791,20 @@ async fn outcomes_and_renewals_apply_only_under_the_current_lease() {
         .lease_token;
     assert!(new > old);
     let sent = |token| OutcomeRow {
-        id,
-        state: msgengine_domain::message::MessageState::Sent,
-        events: json!([{"state": "sent"}]),
-        attempts: json!([]),
-        attempt_delta: 0,
-        provider_id: None,
-        provider_message_id: None,
-        next_attempt_at: None,
-        release_lease: true,
+        id: msgengine_domain::MessageId(id),
+        outcome: msgengine_domain::lifecycle::Outcome {
+            state: msgengine_domain::message::MessageState::Sent,
+            events: vec![msgengine_domain::message::MessageEvent::new(
+                msgengine_domain::message::MessageState::Sent,
+                Utc::now(),
+            )],
+            attempts: Vec::new(),
+            attempt_delta: 0,
+            provider_id: None,
+            provider_message_id: None,
+            next_attempt_at: None,
+            release_lease: true,
+        },
         fence: Some(LeaseFence { owner, token }),
     };
     let renewed = messages::renew_held(&client, owner, &[(id, old)], until)
@@ -889,7 +894,7 @@ async fn one_tenants_due_backlog_cannot_hold_back_anothers_due_messages() {
         claimed
             .messages
             .iter()
-            .filter(|m| m.organization_id == org)
+            .filter(|m| m.message.organization_id.0 == org)
             .count()
     };
     assert_eq!(
@@ -906,7 +911,10 @@ async fn one_tenants_due_backlog_cannot_hold_back_anothers_due_messages() {
         let next = messages::claim_due(&client, owner, until, limits)
             .await
             .expect("claim");
-        assert!(next.messages.iter().all(|m| m.organization_id == hostile));
+        assert!(next
+            .messages
+            .iter()
+            .all(|m| m.message.organization_id.0 == hostile));
         taken += next.messages.len();
         if !next.saturated {
             break;

@@ -15,6 +15,7 @@ mod helpers;
 mod hostile;
 mod isolation;
 mod leases;
+mod lifecycle;
 mod openapi;
 mod org_webhooks;
 mod pipeline;

@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 
 use crate::channel::Channel;
 use crate::ids::{MessageId, OrganizationId};
-use crate::message::{MessageState, OutboundMessage};
+use crate::message::OutboundMessage;
 use crate::validate::{self as v, Valid, ValidationError};
 use paths::{serde_error, with_prefix};
 
@@ -82,18 +82,9 @@ pub struct NewMessage {
 }
 
 impl NewMessage {
-    /// The state the message is stored in: `scheduled` when it has a
-    /// `send_at`, `accepted` otherwise.
-    pub fn initial_state(&self) -> MessageState {
-        if self.send_at.is_some() {
-            MessageState::Scheduled
-        } else {
-            MessageState::Accepted
-        }
-    }
-
     /// The message as a provider adapter sends it (an html-only email has an
-    /// empty `text`).
+    /// empty `text`). Its first state and history are
+    /// [`crate::lifecycle::Start::new`]'s.
     pub fn into_outbound(self, id: MessageId, organization_id: OrganizationId) -> OutboundMessage {
         OutboundMessage {
             id,

@@ -4,6 +4,7 @@ use chrono::TimeZone;
 use serde_json::json;
 
 use super::*;
+use crate::lifecycle::{MessageState, Start};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).single().unwrap()
@@ -50,7 +51,7 @@ fn parses_a_single_email_trimming_the_recipient() {
     let m = one(with(email(), "to", json!("  ada@example.com ")));
     assert_eq!(m.channel, Channel::Email);
     assert_eq!(m.to, "ada@example.com");
-    assert_eq!(m.initial_state(), MessageState::Accepted);
+    assert_eq!(Start::new(m.send_at, now()).state, MessageState::Queued);
     assert_eq!(m.subject.as_deref(), Some("Hi"));
     assert_eq!(m.text.as_deref(), Some("Hello"));
     assert_eq!(
@@ -372,7 +373,7 @@ fn send_at_rules() {
         m.send_at,
         Utc.with_ymd_and_hms(2025, 6, 2, 8, 0, 0).single()
     );
-    assert_eq!(m.initial_state(), MessageState::Scheduled);
+    assert_eq!(Start::new(m.send_at, now()).state, MessageState::Scheduled);
     let m = one(at("2025-06-01T14:00:01+02:00"));
     assert_eq!(
         m.send_at,

@@ -12,8 +12,10 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use msgengine_domain::message::MessageEvent;
 use msgengine_domain::OrganizationId;
 use serde_json::Value;
+use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -218,11 +220,12 @@ pub async fn any_enabled(client: &impl GenericClient) -> Result<bool, StoreError
 pub async fn enqueue_outcomes(
     client: &impl GenericClient,
     ids: &[Uuid],
-    events: &[&Value],
+    events: &[&[MessageEvent]],
 ) -> Result<u64, StoreError> {
     if ids.is_empty() {
         return Ok(0);
     }
+    let events: Vec<Json<&[MessageEvent]>> = events.iter().map(|e| Json(*e)).collect();
     let stmt = client
         .prepare_cached(
             "INSERT INTO org_webhook_deliveries (id, endpoint_id, organization_id, payload)

@@ -1,6 +1,8 @@
 //! Provider events received through verified webhooks: recorded once
-//! (replays change nothing), applied to their message (never backwards), and
-//! kept until matched when the message is not known yet.
+//! (replays change nothing), applied to their message as the domain's
+//! lifecycle decides (`lifecycle::merge_reports`: the state a group reaches,
+//! never backwards, and the history entries), and kept until matched when
+//! the message is not known yet.
 //!
 //! Late matching is fair between organizations and bounded: each round
 //! ([`retry_unmatched`]) visits the organizations with open events in random
@@ -14,9 +16,10 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use msgengine_domain::lifecycle::{merge_reports, ProviderReport};
 use msgengine_domain::message::{MessageEvent, MessageState};
 use msgengine_domain::{OrganizationId, ProviderId};
-use serde_json::Value;
+use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use crate::error::StoreError;
@@ -38,6 +41,20 @@ pub struct EventRow {
     /// `bounce`, `complaint`, `unsubscribe`.
     pub suppress: Option<String>,
     pub occurred_at: DateTime<Utc>,
+}
+
+impl EventRow {
+    /// The event as the lifecycle reads a provider's report.
+    pub fn report(&self) -> ProviderReport<'_> {
+        ProviderReport {
+            state: self.state,
+            engagement: self.engagement.as_deref(),
+            raw_status: &self.raw_status,
+            reason: self.reason.as_deref(),
+            error_code: self.error_code.as_deref(),
+            occurred_at: self.occurred_at,
+        }
+    }
 }
 
 /// A message's state as an applied event group found and left it (for metrics).
@@ -263,12 +280,15 @@ async fn apply<'a>(
     // Sorted by message reference so concurrent writers lock in one order.
     let mut groups: Vec<(MessageRef<'a>, Vec<Fresh<'a>>)> = groups.into_iter().collect();
     groups.sort_by(|a, b| ref_order(&a.0).cmp(&ref_order(&b.0)));
-    let merged: Vec<(Option<&'static str>, Value)> = groups
+    // What the reports of each message decide (the lifecycle's merge):
+    // the state they reach and the history they append.
+    let recorded_at = Utc::now();
+    let merged: Vec<(Option<&'static str>, Vec<MessageEvent>)> = groups
         .iter()
         .map(|(_, g)| {
             let provider = g.first().map_or(ProviderId(Uuid::nil()), |f| f.provider);
-            let events: Vec<&EventRow> = g.iter().map(|f| f.event).collect();
-            let (state, history) = merge(provider, &events);
+            let reports: Vec<ProviderReport<'_>> = g.iter().map(|f| f.event.report()).collect();
+            let (state, history) = merge_reports(provider, &reports, recorded_at);
             (state.map(MessageState::as_str), history)
         })
         .collect();
@@ -285,7 +305,7 @@ async fn apply<'a>(
                 ours.id.push(*id);
                 ours.org.push(org.0);
                 ours.state.push(*state);
-                ours.history.push(history);
+                ours.history.push(Json(history.as_slice()));
                 ours.pmid.push(
                     group
                         .iter()
@@ -298,7 +318,7 @@ async fn apply<'a>(
                 theirs.pmid.push(pmid);
                 theirs.org.push(org.0);
                 theirs.state.push(*state);
-                theirs.history.push(history);
+                theirs.history.push(Json(history.as_slice()));
             }
         }
     }
@@ -386,7 +406,7 @@ async fn apply<'a>(
             mark_message.push(id);
         }
         outbound_ids.push(id);
-        outbound_events.push(&merged[idx].1);
+        outbound_events.push(merged[idx].1.as_slice());
         let transition = Transition {
             message_id: id,
             from,
@@ -437,7 +457,7 @@ struct OursColumns<'a> {
     id: Vec<Uuid>,
     org: Vec<Uuid>,
     state: Vec<Option<&'static str>>,
-    history: Vec<&'a Value>,
+    history: Vec<Json<&'a [MessageEvent]>>,
     pmid: Vec<Option<&'a str>>,
 }
 
@@ -448,7 +468,7 @@ struct TheirsColumns<'a> {
     pmid: Vec<&'a str>,
     org: Vec<Uuid>,
     state: Vec<Option<&'static str>>,
-    history: Vec<&'a Value>,
+    history: Vec<Json<&'a [MessageEvent]>>,
 }
 
 /// A stable order of message references (ours by id first, then the
@@ -470,37 +490,6 @@ fn updated_row(
     Ok((idx, t.message_id, t.from, t.to))
 }
 
-/// The history entry an event appends to its message. `at` is when the
-/// engine recorded it (`recorded_at`), so a message's history never goes back
-/// in time; the provider's own time of the event is kept as `providerAt`
-/// (some providers stamp whole seconds, Meta for one, and a provider's clock
-/// is not ours).
-fn history_entry(provider: ProviderId, e: &EventRow, recorded_at: DateTime<Utc>) -> Option<Value> {
-    // Engagement implies delivered (providers.md §12); a deferral is only a note.
-    let state = e.state.or(match e.engagement.as_deref() {
-        Some("opened") | Some("clicked") => Some(MessageState::Delivered),
-        _ => None,
-    })?;
-    let mut reason = match (&e.engagement, &e.reason) {
-        (Some(k), Some(r)) => format!("{k}: {r}"),
-        (Some(k), None) => k.clone(),
-        (None, Some(r)) => r.clone(),
-        (None, None) => format!("provider reported {}", e.raw_status),
-    };
-    if let Some(code) = &e.error_code {
-        reason = format!("{reason} (code {code})");
-    }
-    serde_json::to_value(MessageEvent {
-        state,
-        at: recorded_at,
-        reason: Some(reason),
-        provider_id: Some(provider),
-        attempt: None,
-        provider_at: Some(e.occurred_at),
-    })
-    .ok()
-}
-
 /// The `id, old state, new state` columns of a row, from column `at` on.
 fn transition_at(row: &tokio_postgres::Row, at: usize) -> Result<Transition, StoreError> {
     let parse = |i: usize| -> Result<MessageState, StoreError> {
@@ -513,28 +502,6 @@ fn transition_at(row: &tokio_postgres::Row, at: usize) -> Result<Transition, Sto
         from: parse(at + 1)?,
         to: parse(at + 2)?,
     })
-}
-
-/// The furthest state a group of events reaches (by the state machine's
-/// order) and their history entries in time order.
-fn merge(provider: ProviderId, group: &[&EventRow]) -> (Option<MessageState>, Value) {
-    let mut sorted: Vec<&&EventRow> = group.iter().collect();
-    sorted.sort_by_key(|e| e.occurred_at);
-    let mut state: Option<MessageState> = None;
-    for e in &sorted {
-        if let Some(next) = e.state {
-            state = match state {
-                Some(cur) if !cur.can_advance_to(next) => Some(cur),
-                _ => Some(next),
-            };
-        }
-    }
-    let now = Utc::now();
-    let history: Vec<Value> = sorted
-        .iter()
-        .filter_map(|e| history_entry(provider, e, now))
-        .collect();
-    (state, Value::Array(history))
 }
 
 /// How many unmatched events one late-matching round looks at.

@@ -1,0 +1,144 @@
+//! Accepting a send request, as named stages:
+//!
+//! replay → admit → route → suppress → commit
+//!
+//! - [`replay`]: a request whose Idempotency-Key was seen gets the first answer again
+//!   (or a conflict, for another body);
+//! - [`admit`]: the organization's rate and burst (its tenant's answer);
+//! - [`route`]: a channel with no active provider refuses the request at once;
+//! - [`suppress`]: a single message to a suppressed recipient is refused, a batch member
+//!   is stored `rejected`; every other message starts as the lifecycle says
+//!   (`msgengine_domain::lifecycle::Start`);
+//! - [`commit`]: the rows, the answer (stored with the key) and the counts, ready for the
+//!   group commit.
+//!
+//! Each stage is a small decision over what the I/O between them fetched, tested alone
+//! (no database, no actix); [`crate::Engine::accept`] runs them in order.
+
+pub mod admit;
+pub mod commit;
+pub mod replay;
+pub mod route;
+pub mod suppress;
+
+use std::time::Duration;
+
+use msgengine_domain::Channel;
+use msgengine_storage::StoreError;
+use serde_json::Value;
+
+/// Why a send was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error("over the organization's send rate")]
+    RateLimited { retry_after: Duration },
+    #[error("a request may hold at most {burst} messages for this organization")]
+    OverBurst { burst: u32 },
+    /// No active provider for a message's channel; `index` is the message's
+    /// position in a batch (`None` for a single message).
+    #[error("no active {channel} provider")]
+    NoProvider {
+        channel: Channel,
+        index: Option<usize>,
+    },
+    #[error("the Idempotency-Key was used with a different request")]
+    IdempotencyConflict,
+    #[error("the recipient is on the organization's suppression list ({reason})")]
+    Suppressed { reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AcceptError {
+    /// The `reason` label a refusal is counted under in
+    /// `msgengine_messages_refused_total`; `None` for what is not counted
+    /// there (an idempotency conflict, a store failure).
+    pub fn refused_reason(&self) -> Option<&'static str> {
+        match self {
+            AcceptError::RateLimited { .. } => Some("rate_limited"),
+            AcceptError::OverBurst { .. } => Some("invalid"),
+            AcceptError::NoProvider { .. } => Some("no_provider"),
+            AcceptError::Suppressed { .. } => Some("suppressed"),
+            AcceptError::IdempotencyConflict | AcceptError::Store(_) => None,
+        }
+    }
+}
+
+/// A request's idempotency key and the hash of its body.
+pub struct IdempotencyKey {
+    pub key: String,
+    pub request_hash: Vec<u8>,
+}
+
+/// The accepted answer: the response body (also stored for idempotent replays).
+pub struct Accepted {
+    pub body: Value,
+    /// True when this is a replay of an earlier request with the same key.
+    pub replayed: bool,
+}
+
+/// Messages per channel ([`crate::metrics::CHANNELS`] order) among those marked true.
+pub fn count_by_channel(items: impl Iterator<Item = (Channel, bool)>) -> [u64; 3] {
+    let mut out = [0u64; 3];
+    for (channel, counted) in items {
+        if counted {
+            out[crate::metrics::channel_index(channel)] += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_channel_only_what_is_marked() {
+        let items = [
+            (Channel::Sms, true),
+            (Channel::Sms, true),
+            (Channel::Email, false),
+            (Channel::Whatsapp, true),
+        ];
+        let counts = count_by_channel(items.into_iter());
+        for (i, channel) in crate::metrics::CHANNELS.into_iter().enumerate() {
+            let expected = match channel {
+                Channel::Sms => 2,
+                Channel::Whatsapp => 1,
+                Channel::Email => 0,
+            };
+            assert_eq!(counts[i], expected, "{channel}");
+        }
+    }
+
+    #[test]
+    fn refusals_are_counted_under_their_reason() {
+        let cases = [
+            (
+                AcceptError::RateLimited {
+                    retry_after: Duration::from_secs(1),
+                },
+                Some("rate_limited"),
+            ),
+            (AcceptError::OverBurst { burst: 5 }, Some("invalid")),
+            (
+                AcceptError::NoProvider {
+                    channel: Channel::Sms,
+                    index: None,
+                },
+                Some("no_provider"),
+            ),
+            (
+                AcceptError::Suppressed {
+                    reason: "bounce".into(),
+                },
+                Some("suppressed"),
+            ),
+            (AcceptError::IdempotencyConflict, None),
+            (AcceptError::Store(StoreError::NotFound), None),
+        ];
+        for (error, reason) in cases {
+            assert_eq!(error.refused_reason(), reason, "{error}");
+        }
+    }
+}
