@@ -19,7 +19,8 @@ use msgengine_domain::message::{MessageExtras, MessageState, OutboundMessage, Wh
 use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::{Channel, MessageId, OrganizationId};
 use msgengine_loadtest::sim::{self, config::SimConfig, SimHandle, StartOptions};
-use msgengine_providers::webhook::{webhook_handler_for, InboundWebhook, SuppressionReason};
+use msgengine_providers::registry::webhook_handler_for;
+use msgengine_providers::webhook::{InboundWebhook, SuppressionReason};
 use msgengine_providers::{sender_for, FailureKind};
 use serde_json::{json, Value};
 use wiremock::{MockServer, Request};

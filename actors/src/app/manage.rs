@@ -12,7 +12,8 @@ use chrono::{Datelike, Duration, NaiveDate};
 use msgengine_domain::provider::{EmailProviderSpec, ProviderSpec, WhatsappProviderSpec};
 use msgengine_domain::text::clean_untrusted;
 use msgengine_domain::ProviderId;
-use msgengine_providers::manage::{self, EmailAdmin, WhatsappAdmin};
+use msgengine_providers::manage::{EmailAdmin, WhatsappAdmin};
+use msgengine_providers::registry;
 use msgengine_providers::{ProviderError, UnsupportedProvider};
 
 pub use msgengine_providers::manage::{
@@ -56,7 +57,7 @@ impl App {
         id: ProviderId,
     ) -> Result<Arc<dyn EmailAdmin>, AppError> {
         let spec = self.provider::<EmailProviderSpec>(tenant, id).await?.spec;
-        manage::email_admin_for(&spec.into_any(), self.engine().http()).map_err(unsupported)
+        registry::email_admin_for(&spec.into_any(), self.engine().http()).map_err(unsupported)
     }
 
     async fn whatsapp_admin(
@@ -68,7 +69,7 @@ impl App {
             .provider::<WhatsappProviderSpec>(tenant, id)
             .await?
             .spec;
-        manage::whatsapp_admin_for(&spec.into_any(), self.engine().http()).map_err(unsupported)
+        registry::whatsapp_admin_for(&spec.into_any(), self.engine().http()).map_err(unsupported)
     }
 
     /// The DNS records the email provider wants for the connection's domain,

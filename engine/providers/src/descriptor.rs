@@ -3,10 +3,12 @@
 //! Every adapter folder holds one `descriptor.rs` with one
 //! `pub(crate) static DESCRIPTOR` (the sandbox, which serves every channel,
 //! holds one per channel), and [`crate::registry`] lists them all. The seams
-//! the rest of the engine calls ([`sender_for`](crate::sender_for),
-//! [`webhook_handler_for`](crate::webhook::webhook_handler_for), the
-//! `manage::*_admin_for` functions, [`ProviderRegistry::live`](crate::ProviderRegistry::live))
-//! are lookups in that list: none of them names a provider.
+//! the rest of the engine calls ([`sender_for`](crate::registry::sender_for),
+//! [`webhook_handler_for`](crate::registry::webhook_handler_for), the
+//! `registry::*_admin_for` functions,
+//! [`ProviderRegistry::live`](crate::registry::ProviderRegistry::live)) are
+//! lookups in that list, in the registry: none of them names a provider, and
+//! this module names none of them (it sits below the adapters, which name it).
 //!
 //! A descriptor is written against its channel's typed spec
 //! ([`EmailProviderSpec`], [`SmsProviderSpec`], [`WhatsappProviderSpec`]);
@@ -25,8 +27,8 @@ use msgengine_domain::Channel;
 
 use crate::http::ProviderClient;
 use crate::manage::{EmailAdmin, SmsAdmin, WhatsappAdmin};
+use crate::probe::ConnectionProbe;
 use crate::send::{Sender, SenderContext};
-use crate::test_registry::ConnectionProbe;
 use crate::webhook::WebhookHandler;
 
 /// One provider type: the channel and the domain's type on that channel

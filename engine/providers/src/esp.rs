@@ -22,8 +22,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::http::{self, Answer};
+use crate::probe::{Check, CheckStatus};
 use crate::send::{FailureKind, ProviderError};
-use crate::test_registry::{Check, CheckStatus};
 
 /// The custom-data key carrying our message id (Mailgun `v:msgengine-id`,
 /// SendGrid `custom_args.msgengine-id`), echoed by webhooks.

@@ -11,16 +11,12 @@
 //! A provider without an operation answers [`ProviderError`] with code
 //! `msgengine_unsupported` (a 422 at the API), in words.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use msgengine_domain::message::MessageState;
-use msgengine_domain::provider::AnyProviderSpec;
 use serde::{Deserialize, Serialize};
 
-use crate::descriptor::AnyAdmin;
-use crate::send::{FailureKind, ProviderError, UnsupportedProvider};
+use crate::send::{FailureKind, ProviderError};
 
 /// The error for an operation this provider does not offer.
 pub fn unsupported(provider: &str, operation: &str) -> ProviderError {
@@ -200,52 +196,4 @@ pub trait SmsAdmin: Send + Sync {
         &self,
         provider_message_id: &str,
     ) -> Result<ProviderStatus, ProviderError>;
-}
-
-/// The management operations of a connection, of whichever channel, from
-/// the adapter registered for its provider type ([`crate::registry`]).
-fn admin_for(
-    spec: &AnyProviderSpec,
-    http: &crate::http::ProviderClient,
-) -> Result<AnyAdmin, UnsupportedProvider> {
-    let descriptor = crate::registry::descriptor_for(spec)?;
-    descriptor
-        .admin(spec, http)
-        .ok_or_else(|| crate::registry::unsupported(spec))
-}
-
-/// Email management for a connection; [`UnsupportedProvider`] for a
-/// provider type without it (or a connection on another channel).
-pub fn email_admin_for(
-    spec: &AnyProviderSpec,
-    http: &crate::http::ProviderClient,
-) -> Result<Arc<dyn EmailAdmin>, UnsupportedProvider> {
-    match admin_for(spec, http)? {
-        AnyAdmin::Email(admin) => Ok(admin),
-        _ => Err(crate::registry::unsupported(spec)),
-    }
-}
-
-/// WhatsApp management for a connection; [`UnsupportedProvider`] for a
-/// provider type without it (or a connection on another channel).
-pub fn whatsapp_admin_for(
-    spec: &AnyProviderSpec,
-    http: &crate::http::ProviderClient,
-) -> Result<Arc<dyn WhatsappAdmin>, UnsupportedProvider> {
-    match admin_for(spec, http)? {
-        AnyAdmin::Whatsapp(admin) => Ok(admin),
-        _ => Err(crate::registry::unsupported(spec)),
-    }
-}
-
-/// SMS management for a connection; [`UnsupportedProvider`] for a provider
-/// type without it (or a connection on another channel).
-pub fn sms_admin_for(
-    spec: &AnyProviderSpec,
-    http: &crate::http::ProviderClient,
-) -> Result<Arc<dyn SmsAdmin>, UnsupportedProvider> {
-    match admin_for(spec, http)? {
-        AnyAdmin::Sms(admin) => Ok(admin),
-        _ => Err(crate::registry::unsupported(spec)),
-    }
 }

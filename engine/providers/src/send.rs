@@ -8,11 +8,9 @@
 //! words, never a secret.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use msgengine_domain::message::{MessageState, OutboundMessage};
-use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::Channel;
 
 /// What the provider said when it took the message.
@@ -155,33 +153,6 @@ pub struct SenderContext {
     /// status-callback URL with each message (Twilio). `None`: the provider's
     /// console setting applies.
     pub status_callback: Option<url::Url>,
-}
-
-/// [`sender_for`] with a [`SenderContext`]: the adapter registered for the
-/// spec's provider type ([`crate::registry`]) builds it.
-pub fn sender_for_connection(
-    spec: &AnyProviderSpec,
-    http: &crate::http::ProviderClient,
-    context: &SenderContext,
-) -> Result<Arc<dyn Sender>, UnsupportedProvider> {
-    let descriptor = crate::registry::descriptor_for(spec)?;
-    descriptor
-        .sender(spec, http, context)
-        .ok_or_else(|| crate::registry::unsupported(spec))
-}
-
-/// Builds the sender for a connection. `http` is shared (connection pooling).
-///
-/// Missing or malformed credentials do not fail here (specs are validated
-/// when stored); the sender then answers every send with a permanent
-/// `msgengine_misconfigured` error naming the field. Every provider type
-/// has an adapter (a registry test checks it); the `Result` stays for a
-/// type added to the domain before its adapter.
-pub fn sender_for(
-    spec: &AnyProviderSpec,
-    http: &crate::http::ProviderClient,
-) -> Result<Arc<dyn Sender>, UnsupportedProvider> {
-    sender_for_connection(spec, http, &SenderContext::default())
 }
 
 #[cfg(test)]

@@ -20,12 +20,9 @@
 
 use chrono::{DateTime, Utc};
 use msgengine_domain::message::MessageState;
-use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::Secret;
 use reqwest::header::HeaderMap;
 use serde::Serialize;
-
-use crate::send::UnsupportedProvider;
 
 /// How far a signed timestamp may be from now before the request is refused
 /// as stale (or replayed). Mailgun and SendGrid recommend a few minutes.
@@ -221,19 +218,6 @@ pub trait WebhookHandler: Send + Sync {
     ) -> Option<Result<WebhookReply, WebhookError>> {
         None
     }
-}
-
-/// The webhook handler for a connection (its secrets included), from the
-/// adapter registered for its provider type ([`crate::registry`]); a type
-/// without one answers [`UnsupportedProvider`] (the endpoint then refuses
-/// with 404).
-pub fn webhook_handler_for(
-    spec: &AnyProviderSpec,
-) -> Result<Box<dyn WebhookHandler>, UnsupportedProvider> {
-    let descriptor = crate::registry::descriptor_for(spec)?;
-    descriptor
-        .webhook_handler(spec)
-        .ok_or_else(|| crate::registry::unsupported(spec))
 }
 
 /// Compares two byte strings in constant time (for signatures).

@@ -26,9 +26,10 @@ use std::time::Duration;
 use chrono::Utc;
 use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::{Channel, OrganizationId, ProviderId};
+use msgengine_providers::registry::webhook_handler_for;
 use msgengine_providers::reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use msgengine_providers::webhook::{
-    webhook_handler_for, InboundWebhook, Nonce, WebhookError, WebhookHandler, WebhookReply,
+    InboundWebhook, Nonce, WebhookError, WebhookHandler, WebhookReply,
 };
 use msgengine_storage::repo::webhook_nonces::NonceUse;
 use msgengine_storage::StoreError;

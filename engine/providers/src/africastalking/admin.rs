@@ -14,8 +14,8 @@ use serde::Deserialize;
 use super::{classify_response, Account};
 use crate::http;
 use crate::manage::{self, ProviderStatus, SmsAdmin};
+use crate::probe::{Check, CheckStatus, ConnectionProbe};
 use crate::send::{FailureKind, ProviderError};
-use crate::test_registry::{Check, CheckStatus, ConnectionProbe};
 
 /// SMS management for an Africa's Talking connection.
 pub struct AfricasTalkingAdmin;

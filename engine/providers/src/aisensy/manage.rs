@@ -21,8 +21,8 @@ use serde_json::json;
 use super::{campaign_endpoint, classify_response};
 use crate::http;
 use crate::manage::{unsupported, ProviderStatus, TemplateDraft, TemplateInfo, WhatsappAdmin};
+use crate::probe::{Check, CheckStatus, ConnectionProbe};
 use crate::send::{FailureKind, ProviderError};
-use crate::test_registry::{Check, CheckStatus, ConnectionProbe};
 
 const PROVIDER: &str = "AISENSY";
 

@@ -22,8 +22,8 @@ use url::Url;
 use super::{classify_response, DEFAULT_BASE_URL};
 use crate::http;
 use crate::manage::{unsupported, ProviderStatus, TemplateDraft, TemplateInfo, WhatsappAdmin};
+use crate::probe::{Check, CheckStatus, ConnectionProbe};
 use crate::send::{FailureKind, ProviderError};
-use crate::test_registry::{Check, CheckStatus, ConnectionProbe};
 
 const PROVIDER: &str = "GUPSHUP";
 

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::{message_url, secrets_of, Envelope};
 use crate::http;
-use crate::test_registry::{Check, CheckStatus, ConnectionProbe};
+use crate::probe::{Check, CheckStatus, ConnectionProbe};
 
 /// The live check of INTERAKT connections.
 pub struct InteraktProbe {

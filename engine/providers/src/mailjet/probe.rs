@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::admin::{endpoint, sending_domain};
 use super::{classify_response, credentials, NEEDS_KEYS};
 use crate::esp::{self, probe_refused as failed, ProbeHints};
-use crate::test_registry::{Check, ConnectionProbe};
+use crate::probe::{Check, ConnectionProbe};
 
 const HINTS: ProbeHints<'static> = ProbeHints {
     provider: "Mailjet",

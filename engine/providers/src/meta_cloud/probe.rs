@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use super::{graph_error, Connection, RATE_LIMITED_CODES};
 use crate::http::{self, Answer};
+use crate::probe::{Check, CheckStatus, ConnectionProbe};
 use crate::send::{FailureKind, ProviderError};
-use crate::test_registry::{Check, CheckStatus, ConnectionProbe};
 
 /// The live check of META_CLOUD connections.
 pub struct MetaCloudProbe {

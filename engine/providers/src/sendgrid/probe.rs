@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::admin::endpoint;
 use super::classify_response;
 use crate::esp::{self, probe_refused as failed, ProbeHints};
-use crate::test_registry::{Check, ConnectionProbe};
+use crate::probe::{Check, ConnectionProbe};
 
 const HINTS: ProbeHints<'static> = ProbeHints {
     provider: "SendGrid",

@@ -14,7 +14,7 @@ use super::classify::classify_error;
 use super::connect::{Target, MECHANISMS};
 use super::{secret_forms, SmtpOptions};
 use crate::address::AddressPolicy;
-use crate::test_registry::{Check, CheckStatus, ConnectionProbe};
+use crate::probe::{Check, CheckStatus, ConnectionProbe};
 
 /// Tests an SMTP connection's server, TLS and credentials.
 #[derive(Debug, Clone, Default)]

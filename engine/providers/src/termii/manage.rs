@@ -19,8 +19,8 @@ use serde_json::Value;
 use super::{classify_response, DEFAULT_BASE_URL};
 use crate::http;
 use crate::manage::{unsupported, ProviderStatus, SmsAdmin};
+use crate::probe::{Check, CheckStatus, ConnectionProbe};
 use crate::send::{FailureKind, ProviderError};
-use crate::test_registry::{Check, CheckStatus, ConnectionProbe};
 
 /// Termii management: no lookup is documented.
 pub struct TermiiAdmin;

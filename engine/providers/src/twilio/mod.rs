@@ -57,6 +57,14 @@ pub fn state_for(status: &str) -> Option<MessageState> {
     }
 }
 
+/// A Messaging Service SID: `MG` and 32 hexadecimal characters. Both
+/// adapters accept one as the sender instead of a number.
+pub(crate) fn is_messaging_service_sid(sender: &str) -> bool {
+    sender.len() == 34
+        && sender.starts_with("MG")
+        && sender[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +87,14 @@ mod tests {
         ] {
             assert_eq!(state_for(status), state, "{status}");
         }
+    }
+
+    #[test]
+    fn messaging_service_sids_are_recognised() {
+        assert!(is_messaging_service_sid(
+            "MG0123456789abcdef0123456789abcdef"
+        ));
+        assert!(!is_messaging_service_sid("MGacme"));
+        assert!(!is_messaging_service_sid("+15005550006"));
     }
 }

@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use super::{classify_response, AuthKind, TwilioAccount};
 use crate::http;
+use crate::probe::{Check, CheckStatus, ConnectionProbe};
 use crate::send::FailureKind;
-use crate::test_registry::{Check, CheckStatus, ConnectionProbe};
 
 impl TwilioAccount {
     /// A read-only authenticated call that tells whether the credentials work.

@@ -35,7 +35,7 @@ use url::Url;
 
 use crate::manage::{ProviderStatus, SmsAdmin};
 use crate::send::{ProviderError, SendReceipt, Sender};
-use crate::twilio::{TwilioAccount, MESSAGE_ID_PARAM};
+use crate::twilio::{is_messaging_service_sid, TwilioAccount, MESSAGE_ID_PARAM};
 
 pub use crate::twilio::{classify_response, DEFAULT_BASE_URL, TWILIO_IDEMPOTENCY_HEADER};
 
@@ -106,26 +106,5 @@ impl SmsAdmin for TwilioSmsSender {
         provider_message_id: &str,
     ) -> Result<ProviderStatus, ProviderError> {
         self.account.fetch_message(provider_message_id).await
-    }
-}
-
-/// A Messaging Service SID: `MG` and 32 hexadecimal characters.
-pub(crate) fn is_messaging_service_sid(sender: &str) -> bool {
-    sender.len() == 34
-        && sender.starts_with("MG")
-        && sender[2..].bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messaging_service_sids_are_recognised() {
-        assert!(is_messaging_service_sid(
-            "MG0123456789abcdef0123456789abcdef"
-        ));
-        assert!(!is_messaging_service_sid("MGacme"));
-        assert!(!is_messaging_service_sid("+15005550006"));
     }
 }

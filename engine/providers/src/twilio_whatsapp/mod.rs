@@ -33,8 +33,7 @@ use url::Url;
 
 use crate::manage::{self, ProviderStatus, TemplateDraft, TemplateInfo, WhatsappAdmin};
 use crate::send::{FailureKind, ProviderError, SendReceipt, Sender};
-use crate::twilio::{TwilioAccount, MESSAGE_ID_PARAM};
-use crate::twilio_sms::is_messaging_service_sid;
+use crate::twilio::{is_messaging_service_sid, TwilioAccount, MESSAGE_ID_PARAM};
 
 /// The address prefix of Twilio's WhatsApp channel.
 const CHANNEL_PREFIX: &str = "whatsapp:";

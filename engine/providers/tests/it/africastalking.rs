@@ -7,11 +7,9 @@ use chrono::Utc;
 use msgengine_domain::message::MessageState;
 use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::Channel;
-use msgengine_providers::manage::sms_admin_for;
+use msgengine_providers::registry::{sms_admin_for, webhook_handler_for};
 use msgengine_providers::reqwest::header::HeaderMap;
-use msgengine_providers::webhook::{
-    webhook_handler_for, InboundWebhook, SuppressionReason, WebhookError, WebhookEvent,
-};
+use msgengine_providers::webhook::{InboundWebhook, SuppressionReason, WebhookError, WebhookEvent};
 use msgengine_providers::{
     sender_for, CheckStatus, FailureKind, ProviderError, ProviderRegistry, SendReceipt,
 };

@@ -8,9 +8,10 @@ use chrono::{DateTime, Utc};
 use msgengine_domain::message::{Media, MediaKind, MessageExtras, MessageState, WhatsappTemplate};
 use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::Channel;
-use msgengine_providers::manage::{whatsapp_admin_for, TemplateDraft};
+use msgengine_providers::manage::TemplateDraft;
+use msgengine_providers::registry::{webhook_handler_for, whatsapp_admin_for};
 use msgengine_providers::reqwest::header::HeaderMap;
-use msgengine_providers::webhook::{webhook_handler_for, InboundWebhook, WebhookError};
+use msgengine_providers::webhook::{InboundWebhook, WebhookError};
 use msgengine_providers::{
     sender_for, CheckStatus, FailureKind, ProviderError, ProviderRegistry, SendReceipt,
 };

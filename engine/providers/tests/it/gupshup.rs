@@ -7,11 +7,10 @@ use chrono::{DateTime, Utc};
 use msgengine_domain::message::{Media, MediaKind, MessageExtras, MessageState, WhatsappTemplate};
 use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::Channel;
-use msgengine_providers::manage::{whatsapp_admin_for, TemplateDraft, TemplateInfo};
+use msgengine_providers::manage::{TemplateDraft, TemplateInfo};
+use msgengine_providers::registry::{webhook_handler_for, whatsapp_admin_for};
 use msgengine_providers::reqwest::header::HeaderMap;
-use msgengine_providers::webhook::{
-    webhook_handler_for, Engagement, InboundWebhook, SuppressionReason, WebhookError,
-};
+use msgengine_providers::webhook::{Engagement, InboundWebhook, SuppressionReason, WebhookError};
 use msgengine_providers::{sender_for, CheckStatus, FailureKind, ProviderRegistry, SendReceipt};
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};

@@ -12,10 +12,8 @@ use msgengine_domain::message::{
 };
 use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::Channel;
-use msgengine_providers::manage::whatsapp_admin_for;
-use msgengine_providers::webhook::{
-    webhook_handler_for, Engagement, InboundWebhook, WebhookError, WebhookHandler,
-};
+use msgengine_providers::registry::{webhook_handler_for, whatsapp_admin_for};
+use msgengine_providers::webhook::{Engagement, InboundWebhook, WebhookError, WebhookHandler};
 use msgengine_providers::{
     sender_for, CheckStatus, FailureKind, ProviderError, ProviderRegistry, SendReceipt,
 };

@@ -7,10 +7,11 @@ use hmac::{Hmac, Mac};
 use msgengine_domain::message::{Attachment, MessageExtras, MessageState, OutboundMessage};
 use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::Channel;
-use msgengine_providers::manage::{email_admin_for, DnsPurpose};
+use msgengine_providers::manage::DnsPurpose;
+use msgengine_providers::registry::{email_admin_for, webhook_handler_for};
 use msgengine_providers::reqwest::header::HeaderMap;
 use msgengine_providers::webhook::{
-    webhook_handler_for, Engagement, InboundWebhook, SuppressionReason, WebhookError, WebhookEvent,
+    Engagement, InboundWebhook, SuppressionReason, WebhookError, WebhookEvent,
 };
 use msgengine_providers::{
     sender_for, Check, CheckStatus, FailureKind, ProviderRegistry, SendReceipt,

@@ -9,10 +9,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use msgengine_domain::message::{Attachment, MessageExtras, MessageState};
 use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::Channel;
-use msgengine_providers::manage::{email_admin_for, DnsPurpose};
+use msgengine_providers::manage::DnsPurpose;
+use msgengine_providers::registry::{email_admin_for, webhook_handler_for};
 use msgengine_providers::reqwest::header::{HeaderMap, HeaderValue};
 use msgengine_providers::webhook::{
-    webhook_handler_for, Engagement, InboundWebhook, SuppressionReason, WebhookError, WebhookEvent,
+    Engagement, InboundWebhook, SuppressionReason, WebhookError, WebhookEvent,
 };
 use msgengine_providers::{
     sender_for, Check, CheckStatus, FailureKind, ProviderError, ProviderRegistry, SendReceipt,

@@ -11,10 +11,9 @@ use msgengine_domain::message::{
 };
 use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::Channel;
-use msgengine_providers::manage::{whatsapp_admin_for, TemplateDraft, WhatsappAdmin};
-use msgengine_providers::webhook::{
-    webhook_handler_for, InboundWebhook, WebhookError, WebhookHandler, WebhookReply,
-};
+use msgengine_providers::manage::{TemplateDraft, WhatsappAdmin};
+use msgengine_providers::registry::{webhook_handler_for, whatsapp_admin_for};
+use msgengine_providers::webhook::{InboundWebhook, WebhookError, WebhookHandler, WebhookReply};
 use msgengine_providers::{
     sender_for, CheckStatus, FailureKind, ProviderError, ProviderRegistry, SendReceipt,
 };

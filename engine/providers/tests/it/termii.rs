@@ -10,9 +10,9 @@ use hmac::{Hmac, Mac};
 use msgengine_domain::message::MessageState;
 use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::Channel;
-use msgengine_providers::manage::sms_admin_for;
+use msgengine_providers::registry::{sms_admin_for, webhook_handler_for};
 use msgengine_providers::reqwest::header::{HeaderMap, HeaderValue};
-use msgengine_providers::webhook::{webhook_handler_for, InboundWebhook, WebhookError};
+use msgengine_providers::webhook::{InboundWebhook, WebhookError};
 use msgengine_providers::{
     sender_for, CheckStatus, FailureKind, ProviderError, ProviderRegistry, SendReceipt,
 };

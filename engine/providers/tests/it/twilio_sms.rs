@@ -8,12 +8,12 @@ use hmac::{Hmac, Mac};
 use msgengine_domain::message::MessageState;
 use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::Channel;
-use msgengine_providers::manage::{sms_admin_for, ProviderStatus};
+use msgengine_providers::manage::ProviderStatus;
+use msgengine_providers::registry::{sms_admin_for, webhook_handler_for};
 use msgengine_providers::reqwest::header::{HeaderMap, HeaderValue};
 use msgengine_providers::twilio_sms::TwilioSmsSender;
 use msgengine_providers::webhook::{
-    webhook_handler_for, InboundWebhook, SuppressionReason, WebhookError, WebhookEvent,
-    WebhookHandler,
+    InboundWebhook, SuppressionReason, WebhookError, WebhookEvent, WebhookHandler,
 };
 use msgengine_providers::{
     sender_for, CheckStatus, FailureKind, ProviderRegistry, SendReceipt, Sender,

@@ -10,8 +10,9 @@ use msgengine_domain::message::{
 };
 use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::Channel;
-use msgengine_providers::manage::{whatsapp_admin_for, ProviderStatus, TemplateDraft};
-use msgengine_providers::webhook::{webhook_handler_for, WebhookError};
+use msgengine_providers::manage::{ProviderStatus, TemplateDraft};
+use msgengine_providers::registry::{webhook_handler_for, whatsapp_admin_for};
+use msgengine_providers::webhook::WebhookError;
 use msgengine_providers::{sender_for, CheckStatus, FailureKind, ProviderError, SendReceipt};
 use serde_json::{json, Value};
 use sha2::Sha256;

@@ -3,7 +3,8 @@
 //! configuration and then asks the [`ConnectionProbe`] registered for its
 //! channel and type to make a real, authenticated, side-effect-free call to the
 //! provider. With no probe registered for a type, the live check is reported as
-//! skipped, never as passed.
+//! skipped, never as passed. [`ProviderRegistry::live`] registers the probe of
+//! every descriptor in the registry's list that has one.
 //!
 //! A probe's words can carry a provider's own text (its error message), so
 //! the live check's message is reflected capped: control characters
@@ -13,42 +14,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use msgengine_domain::provider::{AnyProviderSpec, ProviderSpec};
 use msgengine_domain::Channel;
-use serde::Serialize;
 
-/// The outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CheckStatus {
-    Passed,
-    Failed,
-    Skipped,
-}
-
-/// One named check of a provider connection, with what it found in words.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Check {
-    /// `configuration` or `connection`.
-    pub name: &'static str,
-    pub status: CheckStatus,
-    pub message: String,
-}
-
-/// Everything a test of a connection found. `ok` is false when any check failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TestReport {
-    pub ok: bool,
-    pub checks: Vec<Check>,
-}
-
-/// A live, authenticated, read-only call to a provider (an account or domain
-/// lookup, never a send) that tells whether the credentials work.
-#[async_trait]
-pub trait ConnectionProbe: Send + Sync {
-    async fn probe(&self, spec: &AnyProviderSpec) -> Check;
-}
+use crate::http::{self, ProviderClient};
+use crate::probe::{Check, CheckStatus, ConnectionProbe, TestReport};
 
 /// Maps (channel, provider type) to the probe that tests it.
 #[derive(Default, Clone)]
@@ -63,10 +33,10 @@ impl ProviderRegistry {
     }
 
     /// The registry the server uses: the live probe of every provider type
-    /// whose descriptor has one ([`crate::registry`]), calling out through
-    /// the shared `http` client.
-    pub fn live(http: &crate::http::ProviderClient) -> Self {
-        crate::registry::providers()
+    /// whose descriptor has one (the [`PROVIDERS`](super) list), calling out
+    /// through the shared `http` client.
+    pub fn live(http: &ProviderClient) -> Self {
+        super::providers()
             .iter()
             .fold(Self::new(), |registry, descriptor| {
                 match descriptor.probe(http) {
@@ -143,7 +113,7 @@ fn reflected(text: &str) -> String {
             c => c.to_string(),
         })
         .collect();
-    crate::http::bound(&escaped)
+    http::bound(&escaped)
 }
 
 /// Re-validates a stored spec, so a rule tightened after it was saved shows up here.
@@ -172,6 +142,7 @@ fn check_configuration(spec: &AnyProviderSpec) -> Check {
 
 #[cfg(test)]
 mod tests {
+    use async_trait::async_trait;
     use msgengine_domain::provider::{from_object, SmsProviderSpec};
     use serde_json::json;
 

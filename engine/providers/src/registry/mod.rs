@@ -1,13 +1,29 @@
-//! The one list of provider types msgengine speaks to.
+//! The one list of provider types msgengine speaks to, and every lookup in it.
 //!
 //! `PROVIDERS` is the only place a provider type is registered: one line
 //! per (channel, type), naming the `DESCRIPTOR` its adapter folder defines
-//! (see [`Descriptor`](crate::descriptor::Descriptor)). Sending, webhooks,
-//! management and connection tests all look their adapter up here; the
-//! tests below fail when a type the domain declares has no line, or two.
+//! (see [`Descriptor`](crate::descriptor::Descriptor)). Sending
+//! ([`sender_for`], [`sender_for_connection`]), webhooks
+//! ([`webhook_handler_for`]), management ([`email_admin_for`],
+//! [`whatsapp_admin_for`], [`sms_admin_for`]) and connection tests
+//! ([`ProviderRegistry::live`]) all look their adapter up here; the tests
+//! below fail when a type the domain declares has no line, or two.
+//!
+//! The registry is the top of the crate's layering: it names the adapters,
+//! and nothing below it (the seams' traits and types, [`crate::http`], the
+//! adapters, [`crate::descriptor`]) names it.
+
+mod lookup;
+mod probes;
 
 use msgengine_domain::provider::AnyProviderSpec;
 use msgengine_domain::Channel;
+
+pub use lookup::{
+    email_admin_for, sender_for, sender_for_connection, sms_admin_for, webhook_handler_for,
+    whatsapp_admin_for,
+};
+pub use probes::ProviderRegistry;
 
 use crate::descriptor::{ProviderDescriptor, ProviderKey};
 use crate::send::UnsupportedProvider;
@@ -85,9 +101,6 @@ mod tests {
     use super::*;
     use crate::address::AddressPolicy;
     use crate::http::ProviderClient;
-    use crate::manage::{email_admin_for, sms_admin_for, whatsapp_admin_for};
-    use crate::webhook::webhook_handler_for;
-    use crate::{sender_for, ProviderRegistry};
 
     /// A connection of `key`'s type with only its name (builders do not validate).
     fn bare_spec(key: ProviderKey) -> AnyProviderSpec {
