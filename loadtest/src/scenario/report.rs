@@ -17,7 +17,6 @@ use serde::Serialize;
 
 use super::provision::Tenant;
 use super::ramp::{Knee, StepResult};
-use super::run::Mode;
 use super::Scenario;
 use crate::completion::CompletionSummary;
 use crate::plot;
@@ -25,6 +24,13 @@ use crate::receipts::EndToEnd;
 use crate::report::{judge, Correctness};
 use crate::sim::stats::StatsSnapshot;
 use crate::stats::{LatencySummary, LoadSummary, SecondSample};
+
+/// `scenario` (warm-up + measured phase) or `ramp` (rate steps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Scenario,
+    Ramp,
+}
 
 /// One load phase (warm-up, measured, or a ramp step).
 #[derive(Debug, Clone, Serialize)]

@@ -34,6 +34,8 @@ use crate::schedule::OpenSchedule;
 use crate::sim::{self, StartOptions};
 use crate::target::Target;
 
+pub use super::report::Mode;
+
 /// What to run the scenario against, and how.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -67,13 +69,6 @@ impl RunOptions {
             history_sample: 1000,
         }
     }
-}
-
-/// `scenario` (warm-up + measured phase) or `ramp` (rate steps).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Scenario,
-    Ramp,
 }
 
 /// A finished run: its report and where it was written.
