@@ -1,11 +1,13 @@
-//! The engine handle the HTTP edge talks to.
+//! The engine handle the application layer talks to.
 //!
 //! [`Engine::start`] runs the actor system on its own thread (an actix
 //! `System` with arbiters for the provider actors), so it works the same
-//! under the server and inside tests. Accepting a send runs the stages of
-//! [`crate::app::accept`] (replay → admit → route → suppress → commit, the
-//! last a group commit); after the commit the leased rows' messages are
-//! dispatched from memory (see [`crate::dispatch`]).
+//! under the server and inside tests. It wires the parts together with
+//! narrow handles (each actor gets what it uses, not the engine) and exposes
+//! the handles the accept use case drives (`crate::app::accept::run`): the
+//! tenants' admission, the routes, the suppressions and the group committer;
+//! after the commit the leased rows' messages are dispatched from memory
+//! (see [`crate::dispatch`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,34 +16,45 @@ use std::time::Duration;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use msgengine_domain::routing::OrderedFailover;
-use msgengine_domain::send::SendRequest;
 use msgengine_domain::OrganizationId;
 use msgengine_storage::crypto::KeyRing;
 use msgengine_storage::driver::deadpool_postgres::Pool;
 use msgengine_storage::repo::messages::{self, NewMessageRow, INSERT_LEASE_TOKEN};
-use msgengine_storage::StoreError;
 
 pub use msgengine_domain::lifecycle::suppressed_reason;
 
-use crate::app::accept;
-use crate::commit::{CommitOutcome, CommitSettings, GroupCommitter};
+use crate::commit::{CommitSettings, GroupCommitter, OnCommit};
+use crate::config::EngineConfig;
 use crate::dbrt::DbRuntime;
-use crate::dispatch::Leased;
+use crate::dispatch::{Dispatcher, Leased};
+use crate::handles::Outcomes;
 use crate::lease::HeldLeases;
-use crate::router::{LoadRoutes, RouterActor};
-use crate::runtime::{EngineConfig, Shared};
+use crate::metrics::TenantSeries;
+use crate::orgs::ActiveOrgs;
+use crate::provider::ProviderEnv;
+use crate::router::{LoadRoutes, RouterActor, RouterEnv, Routes};
 use crate::suppress::Suppressions;
-use crate::tenant::Tenants;
+use crate::tenant::{Tenant, TenantEnv, Tenants};
 use crate::writer::{OutcomeWriter, WriterSettings};
-
-pub use crate::app::accept::{AcceptError, Accepted, IdempotencyKey};
 
 /// The running engine.
 #[derive(Clone)]
 pub struct Engine {
-    shared: Arc<Shared>,
+    config: Arc<EngineConfig>,
+    pool: Pool,
+    /// The client every provider call goes through, enforcing
+    /// [`EngineConfig::provider_addresses`].
+    http: msgengine_providers::ProviderClient,
+    routes: Arc<Routes>,
+    dispatch: Arc<Dispatcher>,
+    writer: OutcomeWriter,
+    /// The bounded per-organization metric series.
+    tenant_metrics: Arc<TenantSeries>,
+    /// Test hook: the scheduler claims nothing while set.
+    claims_paused: Arc<AtomicBool>,
     committer: GroupCommitter,
     tenants: Tenants,
+    tenant_env: TenantEnv,
     main: ArbiterHandle,
     router: Addr<RouterActor>,
     stop: Arc<AtomicBool>,
@@ -75,9 +88,7 @@ impl Engine {
     }
 
     fn build(config: EngineConfig, pool: Pool, ring: Arc<KeyRing>, db: Arc<DbRuntime>) -> Engine {
-        let arbiters: Vec<ArbiterHandle> = (0..config.arbiters.max(1))
-            .map(|_| Arbiter::new().handle())
-            .collect();
+        let config = Arc::new(config);
         let leases = Arc::new(HeldLeases::new(config.node_id, config.lease_for));
         let writer = OutcomeWriter::start(
             db.handle(),
@@ -88,82 +99,53 @@ impl Engine {
                 leases: leases.clone(),
             },
         );
-        let commit = CommitSettings {
-            node_id: config.node_id,
-            lease_for: chrono::Duration::from_std(config.lease_for).unwrap_or_default(),
-            workers: config.commit_workers,
-            max_rows: 2_000,
-        };
-        let shared = Arc::new(Shared::new(
-            config,
-            pool.clone(),
-            ring,
-            Box::new(OrderedFailover),
-            writer,
-            arbiters,
-            leases.clone(),
-        ));
-        let router = Supervisor::start({
-            let shared = shared.clone();
-            move |_| RouterActor::new(shared)
+        let http = msgengine_providers::ProviderClient::new(
+            config.provider_timeout,
+            config.provider_addresses(),
+        );
+        let routes = Arc::new(Routes::default());
+        let dispatch = Arc::new(Dispatcher {
+            pool: pool.clone(),
+            routes: routes.clone(),
+            policy: Box::new(OrderedFailover),
+            leases,
+            orgs: ActiveOrgs::default(),
+            suppressions: Suppressions::default(),
+            outcomes: Outcomes::new(writer.clone()),
         });
-        let _ = shared.router.set(router.clone());
+        let router = start_router(&config, &pool, ring.clone(), &http, &dispatch);
+        routes.set_router(router.clone());
         let main = Arbiter::current();
-        let on_commit = {
-            let shared = shared.clone();
-            let main = main.clone();
-            Arc::new(move |rows: Vec<NewMessageRow>| {
-                // The committed rows hold the messages as dispatch takes
-                // them: moved, not decoded again.
-                let due: Vec<Leased> = rows
-                    .into_iter()
-                    .filter(|r| r.leased)
-                    .map(|r| Leased {
-                        message: Arc::new(r.message),
-                        attempts: 0,
-                        token: INSERT_LEASE_TOKEN,
-                    })
-                    .collect();
-                if due.is_empty() {
-                    return;
-                }
-                // No earlier than the lease the committer wrote; the usable
-                // margin of HeldLeases covers the commit's own duration.
-                let lease_until = Utc::now()
-                    + chrono::Duration::from_std(shared.config.lease_for).unwrap_or_default();
-                let shared = shared.clone();
-                main.spawn(async move { shared.dispatch(due, lease_until).await });
-            })
-        };
+        let committer = GroupCommitter::start(
+            db.handle(),
+            pool.clone(),
+            commit_settings(&config),
+            on_commit(&config, &dispatch, &main),
+        );
         let webhooks = crate::inbound::WebhookWriter::start(
             db.handle(),
             pool.clone(),
             crate::inbound::WebhookWriterSettings::default(),
         );
-        let committer = GroupCommitter::start(db.handle(), pool, commit, on_commit);
         let stop = Arc::new(AtomicBool::new(false));
-        actix::spawn(crate::scheduler::run(shared.clone(), stop.clone()));
-        db.handle().spawn(crate::lease::run_renewal(
-            leases,
-            shared.pool.clone(),
-            stop.clone(),
-        ));
-        crate::gauges::start(
-            db.handle(),
-            shared.pool.clone(),
-            shared.config.queue_poll,
-            stop.clone(),
-        );
-        let outbound = crate::outbound::start(
-            db.handle(),
-            shared.pool.clone(),
-            shared.ring.clone(),
-            shared.config.webhook_targets(),
-            stop.clone(),
-        );
-        let writers = vec![shared.writer.health(), webhooks.health(), outbound];
+        let claims_paused = Arc::new(AtomicBool::new(false));
+        let outbound =
+            start_background(&config, &pool, &ring, &db, &dispatch, &claims_paused, &stop);
+        let writers = vec![writer.health(), webhooks.health(), outbound];
         Engine {
-            shared,
+            tenant_metrics: Arc::new(TenantSeries::new(config.tenant_label_limit)),
+            tenant_env: TenantEnv {
+                pool: pool.clone(),
+                default_rate: config.default_tenant_rate,
+                default_burst: config.default_tenant_burst,
+            },
+            config,
+            pool,
+            http,
+            routes,
+            dispatch,
+            writer,
+            claims_paused,
             committer,
             tenants: Tenants::default(),
             main,
@@ -178,113 +160,38 @@ impl Engine {
 
     /// This node's id (the owner of its leases).
     pub fn node_id(&self) -> uuid::Uuid {
-        self.shared.config.node_id
+        self.config.node_id
     }
 
-    /// Accepts a send request for `org`: answers only once its messages are
-    /// committed. The stages (replay → admit → route → suppress → commit)
-    /// are [`crate::app::accept`]'s; this runs them with the I/O between them.
-    pub async fn accept(
-        &self,
-        org: OrganizationId,
-        request: SendRequest,
-        idempotency: Option<IdempotencyKey>,
-    ) -> Result<Accepted, AcceptError> {
-        if let Some(key) = &idempotency {
-            if let Some(replay) = self.replay(org, key).await? {
-                return Ok(replay);
-            }
-        }
-        let requested =
-            accept::count_by_channel(request.messages.iter().map(|m| (m.channel, true)));
-        let (rows, is_batch) = self
-            .checked_rows(org, request)
-            .await
-            .inspect_err(|e| self.record_refusal(org, &requested, e))?;
-        let node_full = self.shared.leases.len() >= self.shared.config.max_held_jobs;
-        let prepared =
-            accept::commit::prepare(org, rows, is_batch, idempotency.as_ref(), node_full);
-        if node_full {
-            crate::metrics::record_spilled(prepared.spilled);
-        }
-        match self
-            .committer
-            .commit(prepared.rows, prepared.idempotency)
-            .await?
-        {
-            CommitOutcome::Committed => {
-                self.record_accepted(org, &prepared.accepted, &prepared.rejected);
-                Ok(Accepted {
-                    body: prepared.body,
-                    replayed: false,
-                })
-            }
-            CommitOutcome::KeyExists => match idempotency {
-                Some(key) => self
-                    .replay(org, &key)
-                    .await?
-                    .ok_or(AcceptError::IdempotencyConflict),
-                None => Err(AcceptError::IdempotencyConflict),
-            },
-        }
+    /// The organization's tenant actor (admission), started on first use.
+    pub(crate) fn tenant(&self, org: OrganizationId) -> Tenant {
+        self.tenants.get(&self.tenant_env, &self.main, org)
     }
 
-    /// Stages admit, route and suppress: the request's rows (and whether it
-    /// is a batch), or why it is refused.
-    async fn checked_rows(
-        &self,
-        org: OrganizationId,
-        request: SendRequest,
-    ) -> Result<(Vec<NewMessageRow>, bool), AcceptError> {
-        let count = u32::try_from(request.messages.len()).unwrap_or(u32::MAX);
-        let tenant = self.tenants.get(&self.shared, &self.main, org);
-        accept::admit::admit(tenant.admit(count).await.ok())?;
-        self.shared.ensure_routes(org).await?;
-        let routes = &self.shared.routes;
-        accept::route::route(
-            request.messages.iter().map(|m| m.channel),
-            request.is_batch,
-            |channel| !routes.candidates(org, channel).is_empty(),
-        )?;
-        let recipients = request.messages.iter().map(|m| m.to.as_str());
-        let suppressed = self
-            .shared
-            .suppressions
-            .check(&self.shared.pool, org, recipients)
-            .await?;
-        let is_batch = request.is_batch;
-        let rows =
-            accept::suppress::suppress(org, request.messages, suppressed, is_batch, Utc::now())?;
-        Ok((rows, is_batch))
+    /// The route table and route loading.
+    pub(crate) fn routes(&self) -> &Routes {
+        &self.routes
     }
 
-    /// Counts a refused request under its reason (a rate-limited one also
-    /// as the organization's).
-    fn record_refusal(&self, org: OrganizationId, requested: &[u64; 3], error: &AcceptError) {
-        if let Some(reason) = error.refused_reason() {
-            record_refused(requested, reason);
-        }
-        if let AcceptError::RateLimited { .. } = error {
-            metrics::counter!(crate::metrics::RATE_LIMITED, "scope" => "tenant").increment(1);
-            self.shared.tenant_metrics.of(org).rate_limited.increment(1);
-        }
+    /// The store the engine reads (idempotency records, suppression lists).
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
     }
 
-    /// Counts a committed request: accepted messages, and batch members
-    /// refused for a suppressed recipient (stored `rejected`).
-    fn record_accepted(&self, org: OrganizationId, accepted: &[u64; 3], rejected: &[u64; 3]) {
-        let tenant = self.shared.tenant_metrics.of(org);
-        for (i, channel) in crate::metrics::CHANNELS.into_iter().enumerate() {
-            if accepted[i] > 0 {
-                metrics::counter!(crate::metrics::MESSAGES_ACCEPTED, "channel" => channel.as_str())
-                    .increment(accepted[i]);
-                tenant.accepted[i].increment(accepted[i]);
-            }
-            if rejected[i] > 0 {
-                crate::metrics::record_refused(channel, "suppressed", rejected[i]);
-                crate::metrics::record_failed(channel, "none", "suppressed", rejected[i]);
-            }
-        }
+    /// The group committer accepted messages go through.
+    pub(crate) fn committer(&self) -> &GroupCommitter {
+        &self.committer
+    }
+
+    /// Whether this node holds as many jobs as it may (new messages are
+    /// stored unleased for the scheduler).
+    pub(crate) fn node_full(&self) -> bool {
+        self.dispatch.leases.len() >= self.config.max_held_jobs
+    }
+
+    /// The bounded per-organization metric series.
+    pub(crate) fn tenant_metrics(&self) -> &TenantSeries {
+        &self.tenant_metrics
     }
 
     /// Whether the actor system answers: its router handles a message.
@@ -311,17 +218,6 @@ impl Engine {
             .collect()
     }
 
-    /// Stage replay, with the stored record of the key.
-    async fn replay(
-        &self,
-        org: OrganizationId,
-        key: &IdempotencyKey,
-    ) -> Result<Option<Accepted>, AcceptError> {
-        let client = self.shared.pool.get().await.map_err(StoreError::from)?;
-        let stored = messages::find_idempotency(&client, org.0, &key.key).await?;
-        accept::replay::replay(stored, key)
-    }
-
     /// An organization's providers changed: reload its routes and actors now.
     pub async fn providers_changed(&self, org: OrganizationId) {
         if let Err(e) = self
@@ -338,17 +234,17 @@ impl Engine {
 
     /// Where organizations' webhook endpoints may point.
     pub fn webhook_targets(&self) -> crate::outbound::Targets {
-        self.shared.config.webhook_targets()
+        self.config.webhook_targets()
     }
 
     /// The HTTP client provider calls go through (pooled, shared).
     pub fn http(&self) -> &msgengine_providers::ProviderClient {
-        &self.shared.http
+        &self.http
     }
 
     /// The suppression lists this engine checks at accept and again at dispatch.
     pub fn suppressions(&self) -> &Suppressions {
-        &self.shared.suppressions
+        &self.dispatch.suppressions
     }
 
     /// Writes a verified webhook's events (group-committed with other
@@ -368,7 +264,7 @@ impl Engine {
             .ingest(org, provider, events, suppress.clone(), wait)
             .await?;
         for (recipient, reason) in &suppress {
-            self.shared.suppressions.add(org, recipient, reason);
+            self.dispatch.suppressions.add(org, recipient, reason);
         }
         Ok(done)
     }
@@ -386,7 +282,7 @@ impl Engine {
         expires_at: DateTime<Utc>,
     ) -> Result<msgengine_storage::repo::webhook_nonces::NonceUse, msgengine_storage::StoreError>
     {
-        let client = self.shared.pool.get().await?;
+        let client = self.pool.get().await?;
         msgengine_storage::repo::webhook_nonces::claim(
             &client,
             provider.0,
@@ -407,9 +303,9 @@ impl Engine {
     /// stops or resumes its sends at once. Disabling hands every job of its
     /// provider actors that is not in flight back to the database.
     pub fn organization_changed(&self, org: OrganizationId, active: bool) {
-        self.shared.orgs.set(org, active);
+        self.dispatch.orgs.set(org, active);
         if !active {
-            for handle in self.shared.routes.providers_of(org) {
+            for handle in self.routes.table().providers_of(org) {
                 if handle.addr.try_send(crate::provider::HandBack).is_err() {
                     // A full mailbox: each job is checked again before its attempt.
                     tracing::warn!(organization = %org, "provider actor busy; its jobs are handed back one by one");
@@ -421,28 +317,28 @@ impl Engine {
     /// Leases this node found lost since it started (stale outcomes
     /// dropped, jobs dropped before their attempt).
     pub fn leases_lost(&self) -> u64 {
-        self.shared.leases.lost()
+        self.dispatch.leases.lost()
     }
 
     /// Test hook: stop (or resume) renewing this node's leases.
     pub fn pause_lease_renewal(&self, paused: bool) {
-        self.shared.leases.pause_renewal(paused);
+        self.dispatch.leases.pause_renewal(paused);
     }
 
     /// Test hook: this node's scheduler claims nothing while `paused` (so
     /// another node's claims can be watched alone).
     pub fn pause_claims(&self, paused: bool) {
-        self.shared.claims_paused.store(paused, Ordering::Relaxed);
+        self.claims_paused.store(paused, Ordering::Relaxed);
     }
 
     /// Test hook: make every route load fail (or work again).
     pub fn fail_route_loads(&self, fail: bool) {
-        self.shared.fail_route_loads.store(fail, Ordering::Relaxed);
+        self.routes.fail_loads(fail);
     }
 
     /// Test hook: the next send through this provider panics inside its actor.
     pub fn inject_provider_panic(&self, provider: msgengine_domain::ProviderId) -> bool {
-        match self.shared.routes.provider(provider) {
+        match self.routes.table().provider(provider) {
             Some(handle) => handle
                 .addr
                 .try_send(crate::provider::PanicOnNextSend)
@@ -459,7 +355,7 @@ impl Engine {
         let until = tokio::time::Instant::now() + deadline;
         loop {
             let mut busy = 0usize;
-            for handle in self.shared.routes.all_providers() {
+            for handle in self.routes.table().all_providers() {
                 busy += handle.addr.send(crate::provider::Load).await.unwrap_or(0);
             }
             if busy == 0 || tokio::time::Instant::now() >= until {
@@ -476,12 +372,11 @@ impl Engine {
         let left = until
             .saturating_duration_since(tokio::time::Instant::now())
             .max(Duration::from_secs(1));
-        if !self.shared.writer.flush(left).await {
+        if !self.writer.flush(left).await {
             tracing::warn!("shutdown: some status writes were not flushed");
         }
-        match self.shared.pool.get().await {
-            Ok(client) => match messages::release_leases(&client, self.shared.config.node_id).await
-            {
+        match self.pool.get().await {
+            Ok(client) => match messages::release_leases(&client, self.config.node_id).await {
                 Ok(n) => tracing::info!(released = n, "released this node's leases"),
                 Err(e) => tracing::warn!(error = %e, "could not release leases"),
             },
@@ -492,8 +387,107 @@ impl Engine {
     }
 }
 
-fn record_refused(per_channel: &[u64; 3], reason: &'static str) {
-    for (i, channel) in crate::metrics::CHANNELS.into_iter().enumerate() {
-        crate::metrics::record_refused(channel, reason, per_channel[i]);
+/// The group commit's settings, from the engine's.
+fn commit_settings(config: &EngineConfig) -> CommitSettings {
+    CommitSettings {
+        node_id: config.node_id,
+        lease_for: chrono::Duration::from_std(config.lease_for).unwrap_or_default(),
+        workers: config.commit_workers,
+        max_rows: 2_000,
     }
+}
+
+/// Starts the router (supervised); the provider actors it starts get a
+/// [`ProviderEnv`] whose reroute handle is dispatch.
+fn start_router(
+    config: &Arc<EngineConfig>,
+    pool: &Pool,
+    ring: Arc<KeyRing>,
+    http: &msgengine_providers::ProviderClient,
+    dispatch: &Arc<Dispatcher>,
+) -> Addr<RouterActor> {
+    let arbiters: Vec<ArbiterHandle> = (0..config.arbiters.max(1))
+        .map(|_| Arbiter::new().handle())
+        .collect();
+    let providers = ProviderEnv {
+        settings: config.clone(),
+        http: http.clone(),
+        outcomes: dispatch.outcomes.clone(),
+        leases: dispatch.leases.clone(),
+        orgs: dispatch.orgs.clone(),
+        reroute: dispatch.clone(),
+    };
+    let env = Arc::new(RouterEnv::new(
+        pool.clone(),
+        ring,
+        dispatch.routes.table().clone(),
+        dispatch.orgs.clone(),
+        providers,
+        arbiters,
+    ));
+    Supervisor::start(move |_| RouterActor::new(env))
+}
+
+/// After a group commit: the leased rows' messages go to dispatch, moved
+/// (not decoded again), on the engine's main arbiter.
+fn on_commit(
+    config: &Arc<EngineConfig>,
+    dispatch: &Arc<Dispatcher>,
+    main: &ArbiterHandle,
+) -> OnCommit {
+    let lease_for = config.lease_for;
+    let dispatch = dispatch.clone();
+    let main = main.clone();
+    Arc::new(move |rows: Vec<NewMessageRow>| {
+        let due: Vec<Leased> = rows
+            .into_iter()
+            .filter(|r| r.leased)
+            .map(|r| Leased {
+                message: Arc::new(r.message),
+                attempts: 0,
+                token: INSERT_LEASE_TOKEN,
+            })
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        // No earlier than the lease the committer wrote; the usable
+        // margin of HeldLeases covers the commit's own duration.
+        let lease_until = Utc::now() + chrono::Duration::from_std(lease_for).unwrap_or_default();
+        let dispatch = dispatch.clone();
+        main.spawn(async move { dispatch.dispatch(due, lease_until).await });
+    })
+}
+
+/// Starts the scheduler, lease renewal, the gauges and the outbound webhook
+/// worker; returns the outbound worker's health.
+fn start_background(
+    config: &Arc<EngineConfig>,
+    pool: &Pool,
+    ring: &Arc<KeyRing>,
+    db: &DbRuntime,
+    dispatch: &Arc<Dispatcher>,
+    claims_paused: &Arc<AtomicBool>,
+    stop: &Arc<AtomicBool>,
+) -> crate::bulkhead::WriterHealth {
+    let scheduler = crate::scheduler::Scheduler {
+        config: config.clone(),
+        pool: pool.clone(),
+        dispatch: dispatch.clone(),
+        paused: claims_paused.clone(),
+    };
+    actix::spawn(crate::scheduler::run(scheduler, stop.clone()));
+    db.handle().spawn(crate::lease::run_renewal(
+        dispatch.leases.clone(),
+        pool.clone(),
+        stop.clone(),
+    ));
+    crate::gauges::start(db.handle(), pool.clone(), config.queue_poll, stop.clone());
+    crate::outbound::start(
+        db.handle(),
+        pool.clone(),
+        ring.clone(),
+        config.webhook_targets(),
+        stop.clone(),
+    )
 }

@@ -28,10 +28,12 @@
 pub mod app;
 pub mod bulkhead;
 pub mod commit;
+pub mod config;
 pub mod dbrt;
 pub mod dispatch;
 pub mod engine;
 pub mod gauges;
+pub mod handles;
 pub mod inbound;
 pub mod job;
 pub mod lease;
@@ -40,11 +42,11 @@ pub mod orgs;
 pub mod outbound;
 pub mod provider;
 pub mod router;
-pub mod runtime;
 pub mod scheduler;
 pub mod suppress;
 pub mod tenant;
 pub mod writer;
 
-pub use engine::{AcceptError, Accepted, Engine, IdempotencyKey};
-pub use runtime::EngineConfig;
+pub use app::accept::{AcceptError, Accepted, IdempotencyKey};
+pub use config::EngineConfig;
+pub use engine::Engine;

@@ -37,7 +37,7 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::bulkhead::{Backoff, Reporter, WriterHealth};
-use crate::runtime::reqwest_client::Client;
+use msgengine_providers::reqwest::Client;
 
 /// Attempts before a delivery is given up (≈ 24 h with the backoff below).
 pub const MAX_ATTEMPTS: i32 = 30;

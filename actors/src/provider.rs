@@ -46,11 +46,12 @@ use msgengine_providers::{
     UnsupportedProvider,
 };
 
+use crate::config::EngineConfig;
+use crate::handles::{Outcomes, Reroute};
 use crate::job::Job;
-use crate::lease::LostAt;
+use crate::lease::{HeldLeases, LostAt};
 use crate::metrics::ProviderMetrics;
-use crate::router::ProviderHandle;
-use crate::runtime::Shared;
+use crate::orgs::ActiveOrgs;
 
 /// Hand jobs to the provider.
 #[derive(Message)]
@@ -86,10 +87,34 @@ pub struct Load;
 #[rtype(result = "()")]
 pub struct PanicOnNextSend;
 
+/// A running provider connection as the dispatcher sees it.
+#[derive(Clone)]
+pub struct ProviderHandle {
+    pub addr: Addr<ProviderActor>,
+    pub organization_id: OrganizationId,
+    /// Set by the provider actor while its circuit is open.
+    pub circuit_open: Arc<AtomicBool>,
+}
+
+/// What a provider actor is given: its settings, the HTTP client, its
+/// outcome writer, the leases and organization flags it checks before an
+/// attempt, and a way to hand jobs on. Not the engine.
+#[derive(Clone)]
+pub struct ProviderEnv {
+    pub settings: Arc<EngineConfig>,
+    /// The client every provider call goes through, enforcing
+    /// [`EngineConfig::provider_addresses`].
+    pub http: msgengine_providers::ProviderClient,
+    pub outcomes: Outcomes,
+    pub leases: Arc<HeldLeases>,
+    pub orgs: ActiveOrgs,
+    pub reroute: Arc<dyn Reroute>,
+}
+
 /// What this connection's sender needs beyond its spec: the status-callback
 /// URL when the engine knows its public URL.
-fn context(shared: &Shared, id: ProviderId, spec: &AnyProviderSpec) -> SenderContext {
-    let status_callback = shared.config.public_url.as_deref().and_then(|base| {
+fn context(settings: &EngineConfig, id: ProviderId, spec: &AnyProviderSpec) -> SenderContext {
+    let status_callback = settings.public_url.as_deref().and_then(|base| {
         url::Url::parse(&format!(
             "{}/api/webhooks/{}/{}",
             base.trim_end_matches('/'),
@@ -103,22 +128,22 @@ fn context(shared: &Shared, id: ProviderId, spec: &AnyProviderSpec) -> SenderCon
 
 /// Starts a provider's actor, supervised, on one of the engine's arbiters.
 pub fn start(
-    shared: Arc<Shared>,
+    env: ProviderEnv,
+    arbiter: &ArbiterHandle,
     org: OrganizationId,
     id: ProviderId,
     spec: AnyProviderSpec,
 ) -> Result<ProviderHandle, UnsupportedProvider> {
-    let sender = sender_for_connection(&spec, &shared.http, &context(&shared, id, &spec))?;
+    let sender = sender_for_connection(&spec, &env.http, &context(&env.settings, id, &spec))?;
     let circuit_open = Arc::new(AtomicBool::new(false));
     let flag = circuit_open.clone();
-    let arbiter = shared.next_arbiter();
-    let addr = Supervisor::start_in_arbiter(&arbiter, move |_| ProviderActor {
+    let addr = Supervisor::start_in_arbiter(arbiter, move |_| ProviderActor {
         metrics: ProviderMetrics::new(spec.channel(), spec.provider_type(), id.0),
         breaker_seen: BreakerState::Closed,
         open_since: None,
-        limiter: limiter_for(&shared, &spec),
-        breaker: CircuitBreaker::new(shared.config.breaker),
-        shared,
+        limiter: limiter_for(&env.settings, &spec),
+        breaker: CircuitBreaker::new(env.settings.breaker),
+        env,
         id,
         spec,
         sender,
@@ -139,15 +164,18 @@ pub fn start(
     })
 }
 
-fn limiter_for(shared: &Shared, _spec: &AnyProviderSpec) -> Option<DefaultDirectRateLimiter> {
-    let rate = NonZeroU32::new(shared.config.provider_rate_per_second)?;
+fn limiter_for(
+    settings: &EngineConfig,
+    _spec: &AnyProviderSpec,
+) -> Option<DefaultDirectRateLimiter> {
+    let rate = NonZeroU32::new(settings.provider_rate_per_second)?;
     Some(RateLimiter::direct(
         Quota::per_second(rate).allow_burst(rate),
     ))
 }
 
 pub struct ProviderActor {
-    shared: Arc<Shared>,
+    env: ProviderEnv,
     id: ProviderId,
     spec: AnyProviderSpec,
     sender: Arc<dyn Sender>,
@@ -184,7 +212,7 @@ impl Actor for ProviderActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.shared.config.provider_mailbox);
+        ctx.set_mailbox_capacity(self.env.settings.provider_mailbox);
         ctx.run_interval(GAUGE_REFRESH, |act, _| {
             act.observe_breaker(Instant::now());
         });
@@ -205,12 +233,12 @@ impl Supervised for ProviderActor {
         }
         if let Ok(sender) = sender_for_connection(
             &self.spec,
-            &self.shared.http,
-            &context(&self.shared, self.id, &self.spec),
+            &self.env.http,
+            &context(&self.env.settings, self.id, &self.spec),
         ) {
             self.sender = sender;
         }
-        self.breaker = CircuitBreaker::new(self.shared.config.breaker);
+        self.breaker = CircuitBreaker::new(self.env.settings.breaker);
         self.circuit_open.store(false, Ordering::Relaxed);
         self.pump_scheduled = false;
         self.retry_timer = None;
@@ -226,19 +254,18 @@ impl Handler<Deliver> for ProviderActor {
         let mut jobs = msg.0;
         if self.retiring {
             // Sent before the route table dropped this provider.
-            let shared = self.shared.clone();
-            actix::spawn(async move { shared.reroute(jobs).await });
+            actix::spawn(self.env.reroute.clone().reroute(jobs));
             return;
         }
         let held = self.queue.len() + self.delayed.len();
-        let room = self.shared.config.provider_queue_cap.saturating_sub(held);
+        let room = self.env.settings.provider_queue_cap.saturating_sub(held);
         if jobs.len() > room {
             let overflow = jobs.split_off(room);
             let at = Utc::now() + self.drain_estimate(held);
             for job in &overflow {
                 // No event: a long backlog would add one to every waiting
                 // message each time round.
-                self.shared.submit(job.outcome(Outcome::requeue(at)));
+                self.env.outcomes.submit(job.outcome(Outcome::requeue(at)));
             }
         }
         self.queue.extend(jobs);
@@ -252,12 +279,12 @@ impl Handler<Reconfigure> for ProviderActor {
     fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
         match sender_for_connection(
             &msg.spec,
-            &self.shared.http,
-            &context(&self.shared, self.id, &msg.spec),
+            &self.env.http,
+            &context(&self.env.settings, self.id, &msg.spec),
         ) {
             Ok(sender) => {
                 self.sender = sender;
-                self.limiter = limiter_for(&self.shared, &msg.spec);
+                self.limiter = limiter_for(&self.env.settings, &msg.spec);
                 self.spec = msg.spec;
             }
             Err(e) => {
@@ -274,10 +301,9 @@ impl Handler<Retire> for ProviderActor {
     fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
         self.retiring = true;
         let held = self.take_waiting();
-        let shared = self.shared.clone();
         // Not on the actor's context: the actor may stop right below, and
         // its context's futures with it.
-        actix::spawn(async move { shared.reroute(held).await });
+        actix::spawn(self.env.reroute.clone().reroute(held));
         self.stop_if_idle(ctx);
     }
 }
@@ -287,7 +313,7 @@ impl Handler<HandBack> for ProviderActor {
 
     fn handle(&mut self, _: HandBack, ctx: &mut Self::Context) {
         for job in self.take_waiting() {
-            self.shared.hand_back(&job, "organization disabled");
+            self.env.outcomes.hand_back(&job, "organization disabled");
         }
         self.stop_if_idle(ctx);
     }
@@ -312,7 +338,7 @@ impl Handler<PanicOnNextSend> for ProviderActor {
 impl ProviderActor {
     /// Starts as many queued attempts as the breaker, limiter and cap allow.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        while self.in_flight.len() < self.shared.config.provider_concurrency
+        while self.in_flight.len() < self.env.settings.provider_concurrency
             && !self.queue.is_empty()
         {
             if !self.front_is_startable() {
@@ -371,8 +397,8 @@ impl ProviderActor {
     /// rate, or its concurrency per second when it has none), between 1 and
     /// 30 s: when deferred jobs are worth claiming again.
     fn drain_estimate(&self, held: usize) -> chrono::Duration {
-        let per_second = match self.shared.config.provider_rate_per_second {
-            0 => self.shared.config.provider_concurrency.max(1),
+        let per_second = match self.env.settings.provider_rate_per_second {
+            0 => self.env.settings.provider_concurrency.max(1),
             rate => rate as usize,
         };
         let secs = (held / per_second).clamp(1, 30);
@@ -388,8 +414,8 @@ impl ProviderActor {
             return false;
         };
         let (id, token) = (job.message.id.0, job.lease.token);
-        let leased = self.shared.leases.is_usable(id, token);
-        let active = self.shared.orgs.is_active(job.message.organization_id);
+        let leased = self.env.leases.is_usable(id, token);
+        let active = self.env.orgs.is_active(job.message.organization_id);
         if leased && active {
             return true;
         }
@@ -399,10 +425,10 @@ impl ProviderActor {
         if !leased {
             tracing::debug!(provider = %self.id, message = %job.message.id,
                 "lease lost or about to end; the job is left to the next claim");
-            self.shared.leases.forget(id, token);
-            self.shared.leases.record_lost(LostAt::Attempt, 1);
+            self.env.leases.forget(id, token);
+            self.env.leases.record_lost(LostAt::Attempt, 1);
         } else {
-            self.shared.hand_back(&job, "organization disabled");
+            self.env.outcomes.hand_back(&job, "organization disabled");
         }
         false
     }
@@ -520,7 +546,7 @@ impl ProviderActor {
                     finished_at: Utc::now(),
                 };
                 let outcome = Outcome::sent(call, receipt.state, receipt.provider_message_id);
-                self.shared.submit(job.outcome(outcome));
+                self.env.outcomes.submit(job.outcome(outcome));
             }
             Err(error) => {
                 let class = error_class(error.kind);
@@ -558,7 +584,7 @@ impl ProviderActor {
     ) {
         job.attempts_on_provider += 1;
         job.total_attempts += 1;
-        let decision = self.shared.config.retry.next_step(
+        let decision = self.env.settings.retry.next_step(
             job.attempts_on_provider,
             job.total_attempts,
             class,
@@ -570,30 +596,31 @@ impl ProviderActor {
         match decision {
             // A retiring actor keeps nothing: its retries go through the database.
             RetryDecision::RetrySameProvider { after }
-                if after <= self.shared.config.in_memory_retry_max && !self.retiring =>
+                if after <= self.env.settings.in_memory_retry_max && !self.retiring =>
             {
                 self.metrics.retry(class);
                 let outcome = Outcome::retry(attempt, Next::InMemory, now);
-                self.shared.submit(job.outcome(outcome));
+                self.env.outcomes.submit(job.outcome(outcome));
                 self.retry_later(job.clone(), after, ctx);
             }
             RetryDecision::RetrySameProvider { after } => {
                 self.metrics.retry(class);
                 let at = now + chrono::Duration::from_std(after).unwrap_or_default();
                 let outcome = Outcome::retry(attempt, Next::DueAt(at), now);
-                self.shared.submit(job.outcome(outcome));
+                self.env.outcomes.submit(job.outcome(outcome));
             }
             RetryDecision::FailOver if job.fail_over() => {
                 self.metrics.retry(class);
                 self.metrics.failover();
-                self.shared
+                self.env
+                    .outcomes
                     .submit(job.outcome(Outcome::fail_over(attempt, now)));
-                self.shared.deliver(vec![job.clone()]);
+                self.env.reroute.deliver(vec![job.clone()]);
             }
             RetryDecision::FailOver | RetryDecision::Fail => {
                 self.metrics.failed(class);
                 let outcome = Outcome::failed(attempt, &error.message, now);
-                self.shared.submit(job.outcome(outcome));
+                self.env.outcomes.submit(job.outcome(outcome));
             }
         }
     }
@@ -606,14 +633,14 @@ impl ProviderActor {
         if job.fail_over() {
             self.metrics.failover();
             let outcome = Outcome::circuit_open(self.id, Next::InMemory, now);
-            self.shared.submit(job.outcome(outcome));
-            self.shared.deliver(vec![job]);
+            self.env.outcomes.submit(job.outcome(outcome));
+            self.env.reroute.deliver(vec![job]);
         } else {
             let at = now
-                + chrono::Duration::from_std(self.shared.config.breaker.open_for)
+                + chrono::Duration::from_std(self.env.settings.breaker.open_for)
                     .unwrap_or_default();
             let outcome = Outcome::circuit_open(self.id, Next::DueAt(at), now);
-            self.shared.submit(job.outcome(outcome));
+            self.env.outcomes.submit(job.outcome(outcome));
         }
     }
 

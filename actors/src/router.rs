@@ -9,8 +9,8 @@
 //! organization are serialised by the actor's mailbox. A reload also reads
 //! the organization's active flag into [`crate::orgs::ActiveOrgs`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use actix::prelude::*;
 use dashmap::DashMap;
@@ -20,20 +20,13 @@ use msgengine_domain::provider::{
 };
 use msgengine_domain::routing::{ProviderLiveness, RouteCandidate, RoutePolicy};
 use msgengine_domain::{Channel, OrganizationId, ProviderId};
+use msgengine_storage::crypto::KeyRing;
+use msgengine_storage::driver::deadpool_postgres::Pool;
 use msgengine_storage::repo::providers::{self as repo, ProviderRecord};
 use msgengine_storage::StoreError;
 
-use crate::provider::{ProviderActor, Reconfigure};
-use crate::runtime::Shared;
-
-/// A running provider connection as the dispatcher sees it.
-#[derive(Clone)]
-pub struct ProviderHandle {
-    pub addr: Addr<ProviderActor>,
-    pub organization_id: OrganizationId,
-    /// Set by the provider actor while its circuit is open.
-    pub circuit_open: Arc<AtomicBool>,
-}
+use crate::orgs::ActiveOrgs;
+use crate::provider::{ProviderEnv, ProviderHandle, Reconfigure};
 
 /// The routing snapshot.
 #[derive(Default)]
@@ -89,14 +82,107 @@ impl RouteTable {
     }
 }
 
+/// The route table and the way to have an organization's routes loaded: the
+/// handle accept and dispatch read routes through.
+#[derive(Default)]
+pub struct Routes {
+    table: Arc<RouteTable>,
+    router: OnceLock<Addr<RouterActor>>,
+    /// Test hook: route loads fail while set.
+    fail_loads: AtomicBool,
+}
+
+impl Routes {
+    /// The snapshot (shared with the router, which publishes into it).
+    pub fn table(&self) -> &Arc<RouteTable> {
+        &self.table
+    }
+
+    /// Connects the router that loads routes (once, at start).
+    pub fn set_router(&self, router: Addr<RouterActor>) {
+        let _ = self.router.set(router);
+    }
+
+    /// Test hook: make every route load fail (or work again).
+    pub fn fail_loads(&self, fail: bool) {
+        self.fail_loads.store(fail, Ordering::Relaxed);
+    }
+
+    /// Makes sure an organization's routes are loaded.
+    pub async fn ensure(&self, org: OrganizationId) -> Result<(), StoreError> {
+        if self.fail_loads.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable(
+                "route load failure injected (test hook)".into(),
+            ));
+        }
+        if self.table.is_loaded(org) {
+            return Ok(());
+        }
+        let router = self
+            .router
+            .get()
+            .ok_or_else(|| StoreError::Unavailable("router not started".into()))?;
+        router
+            .send(LoadRoutes {
+                organization_id: org,
+                force: false,
+            })
+            .await
+            .map_err(|_| StoreError::Unavailable("router stopped".into()))?
+    }
+}
+
+/// What the router needs: the store to load providers from, the table to
+/// publish into, the organization flags it refreshes, and what it gives the
+/// provider actors it starts (spread over `arbiters`).
+pub struct RouterEnv {
+    pub pool: Pool,
+    pub ring: Arc<KeyRing>,
+    pub table: Arc<RouteTable>,
+    pub orgs: ActiveOrgs,
+    pub providers: ProviderEnv,
+    pub arbiters: Vec<ArbiterHandle>,
+    next: AtomicUsize,
+}
+
+impl RouterEnv {
+    pub fn new(
+        pool: Pool,
+        ring: Arc<KeyRing>,
+        table: Arc<RouteTable>,
+        orgs: ActiveOrgs,
+        providers: ProviderEnv,
+        arbiters: Vec<ArbiterHandle>,
+    ) -> Self {
+        Self {
+            pool,
+            ring,
+            table,
+            orgs,
+            providers,
+            arbiters,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next arbiter, round robin, so provider actors spread over threads.
+    fn next_arbiter(&self) -> ArbiterHandle {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len().max(1);
+        self.arbiters
+            .get(i)
+            .cloned()
+            .unwrap_or_else(actix::Arbiter::current)
+    }
+}
+
 /// Owns reloads of the route table and the provider actors' lifecycle.
 pub struct RouterActor {
-    shared: Arc<Shared>,
+    env: Arc<RouterEnv>,
 }
 
 impl RouterActor {
-    pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    pub fn new(env: Arc<RouterEnv>) -> Self {
+        Self { env }
     }
 }
 
@@ -110,7 +196,7 @@ impl Actor for RouterActor {
 
 impl Supervised for RouterActor {
     fn restarting(&mut self, _: &mut Self::Context) {
-        // The table lives in `shared` and stays valid; the next reload refreshes it.
+        // The table lives outside the actor and stays valid; the next reload refreshes it.
         tracing::warn!("router actor restarting");
         crate::metrics::record_restart("router");
     }
@@ -140,55 +226,55 @@ impl Handler<LoadRoutes> for RouterActor {
     type Result = AtomicResponse<Self, Result<(), StoreError>>;
 
     fn handle(&mut self, msg: LoadRoutes, _: &mut Self::Context) -> Self::Result {
-        let shared = self.shared.clone();
+        let env = self.env.clone();
         AtomicResponse::new(Box::pin(
             async move {
-                if !msg.force && shared.routes.is_loaded(msg.organization_id) {
+                if !msg.force && env.table.is_loaded(msg.organization_id) {
                     return Ok(());
                 }
-                reload(&shared, msg.organization_id).await
+                reload(&env, msg.organization_id).await
             }
             .into_actor(self),
         ))
     }
 }
 
-async fn reload(shared: &Arc<Shared>, org: OrganizationId) -> Result<(), StoreError> {
-    let client = shared.pool.get().await?;
+async fn reload(env: &RouterEnv, org: OrganizationId) -> Result<(), StoreError> {
+    let client = env.pool.get().await?;
     match msgengine_storage::repo::organizations::get(&client, org).await {
-        Ok(found) => shared.orgs.set(org, found.is_active),
+        Ok(found) => env.orgs.set(org, found.is_active),
         Err(StoreError::NotFound) => {}
         Err(e) => return Err(e),
     }
-    let email = repo::list::<EmailProviderSpec>(&client, &shared.ring, org).await?;
-    let sms = repo::list::<SmsProviderSpec>(&client, &shared.ring, org).await?;
-    let whatsapp = repo::list::<WhatsappProviderSpec>(&client, &shared.ring, org).await?;
+    let email = repo::list::<EmailProviderSpec>(&client, &env.ring, org).await?;
+    let sms = repo::list::<SmsProviderSpec>(&client, &env.ring, org).await?;
+    let whatsapp = repo::list::<WhatsappProviderSpec>(&client, &env.ring, org).await?;
     drop(client);
     let mut live: Vec<ProviderId> = Vec::new();
-    publish(shared, org, &email, &mut live);
-    publish(shared, org, &sms, &mut live);
-    publish(shared, org, &whatsapp, &mut live);
+    publish(env, org, &email, &mut live);
+    publish(env, org, &sms, &mut live);
+    publish(env, org, &whatsapp, &mut live);
     // Stop actors of providers that were deleted or deactivated.
-    let stale: Vec<ProviderId> = shared
-        .routes
+    let stale: Vec<ProviderId> = env
+        .table
         .providers
         .iter()
         .filter(|e| e.value().organization_id == org && !live.contains(e.key()))
         .map(|e| *e.key())
         .collect();
     for id in stale {
-        if let Some((_, handle)) = shared.routes.providers.remove(&id) {
+        if let Some((_, handle)) = env.table.providers.remove(&id) {
             handle.addr.do_send(crate::provider::Retire);
             // Its series leave /metrics now, not when the actor is finally dropped.
             crate::metrics::connections::forget(id.0);
         }
     }
-    shared.routes.loaded.insert(org, ());
+    env.table.loaded.insert(org, ());
     Ok(())
 }
 
 fn publish<S: ProviderSpec>(
-    shared: &Arc<Shared>,
+    env: &RouterEnv,
     org: OrganizationId,
     records: &[ProviderRecord<S>],
     live: &mut Vec<ProviderId>,
@@ -196,11 +282,17 @@ fn publish<S: ProviderSpec>(
     let mut candidates = Vec::new();
     for (order, record) in records.iter().filter(|r| r.spec.is_active()).enumerate() {
         let spec: AnyProviderSpec = record.spec.clone().into_any();
-        match shared.routes.providers.get(&record.id).map(|h| h.clone()) {
+        match env.table.providers.get(&record.id).map(|h| h.clone()) {
             Some(handle) => handle.addr.do_send(Reconfigure { spec }),
-            None => match crate::provider::start(shared.clone(), org, record.id, spec) {
+            None => match crate::provider::start(
+                env.providers.clone(),
+                &env.next_arbiter(),
+                org,
+                record.id,
+                spec,
+            ) {
                 Ok(handle) => {
-                    shared.routes.providers.insert(record.id, handle);
+                    env.table.providers.insert(record.id, handle);
                 }
                 Err(e) => {
                     tracing::warn!(provider = %record.id, error = %e, "provider cannot send yet; left out of routes");
@@ -217,8 +309,7 @@ fn publish<S: ProviderSpec>(
             created_order: order as u64,
         });
     }
-    shared
-        .routes
+    env.table
         .routes
         .insert((org, S::CHANNEL), Arc::from(candidates));
 }

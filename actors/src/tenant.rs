@@ -22,8 +22,17 @@ use actix::prelude::*;
 use dashmap::DashMap;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use msgengine_domain::OrganizationId;
+use msgengine_storage::driver::deadpool_postgres::Pool;
+use msgengine_storage::repo::organizations;
 
-use crate::runtime::Shared;
+/// What a tenant actor needs: the store its limits are read from, and the
+/// limits of an organization that sets none.
+#[derive(Clone)]
+pub struct TenantEnv {
+    pub pool: Pool,
+    pub default_rate: u32,
+    pub default_burst: u32,
+}
 
 /// Admit `count` messages now, or say when to retry.
 #[derive(Message)]
@@ -133,7 +142,7 @@ impl Gate {
 pub struct ReloadLimits;
 
 pub struct TenantActor {
-    shared: Arc<Shared>,
+    env: TenantEnv,
     org: OrganizationId,
     gate: Arc<Gate>,
     last_used: Instant,
@@ -145,27 +154,16 @@ const IDLE_AFTER: Duration = Duration::from_secs(300);
 impl TenantActor {
     /// Reads the organization's limits and installs them in the gate.
     fn load_limits(&self) -> impl ActorFuture<Self, Output = ()> + 'static {
-        let shared = self.shared.clone();
+        let pool = self.env.pool.clone();
         let org = self.org;
         let fut = async move {
-            let client = shared.pool.get().await.ok()?;
-            let row = client
-                .query_opt(
-                    "SELECT rate_per_second, rate_burst FROM organizations WHERE id = $1",
-                    &[&org.0],
-                )
-                .await
-                .ok()??;
-            let rate: Option<i32> = row.try_get(0).ok()?;
-            let burst: Option<i32> = row.try_get(1).ok()?;
-            Some((rate, burst))
+            let client = pool.get().await.ok()?;
+            organizations::rate_limit(&client, org).await.ok()?
         };
         fut.into_actor(self).map(|limits, act, _| {
             let (rate, burst) = limits.unwrap_or((None, None));
-            let rate = rate.map_or(act.shared.config.default_tenant_rate, |r| r.max(1) as u32);
-            let burst = burst.map_or(act.shared.config.default_tenant_burst.max(rate), |b| {
-                b.max(1) as u32
-            });
+            let rate = rate.map_or(act.env.default_rate, |r| r.max(1) as u32);
+            let burst = burst.map_or(act.env.default_burst.max(rate), |b| b.max(1) as u32);
             act.gate.install(Limits::new(rate, burst));
         })
     }
@@ -243,12 +241,7 @@ pub struct Tenants {
 impl Tenants {
     /// The organization's actor, started (supervised, on the engine's main
     /// arbiter) on first use.
-    pub fn get(
-        &self,
-        shared: &Arc<Shared>,
-        arbiter: &ArbiterHandle,
-        org: OrganizationId,
-    ) -> Tenant {
+    pub fn get(&self, env: &TenantEnv, arbiter: &ArbiterHandle, org: OrganizationId) -> Tenant {
         if let Some(tenant) = self.actors.get(&org) {
             if tenant.addr.connected() {
                 return tenant.clone();
@@ -256,10 +249,10 @@ impl Tenants {
         }
         // A stopped (idle) actor's address is replaced by a new actor.
         self.actors.remove_if(&org, |_, t| !t.addr.connected());
-        let shared = shared.clone();
+        let env = env.clone();
         let registry = self.actors.clone();
-        let cfg_rate = shared.config.default_tenant_rate;
-        let cfg_burst = shared.config.default_tenant_burst.max(cfg_rate);
+        let cfg_rate = env.default_rate;
+        let cfg_burst = env.default_burst.max(cfg_rate);
         let tenant = self
             .actors
             .entry(org)
@@ -269,7 +262,7 @@ impl Tenants {
                 let gate = Arc::new(Gate::new(cfg_rate, cfg_burst));
                 let actor_gate = Arc::clone(&gate);
                 let addr = Supervisor::start_in_arbiter(arbiter, move |_| TenantActor {
-                    shared,
+                    env,
                     org,
                     gate: actor_gate,
                     last_used: Instant::now(),
