@@ -10,8 +10,8 @@ use futures::future::BoxFuture;
 use msgengine_domain::lifecycle::Outcome;
 use msgengine_storage::repo::messages::OutcomeRow;
 
-use crate::job::Job;
-use crate::writer::OutcomeWriter;
+use crate::state::job::Job;
+use crate::writers::outcome::OutcomeWriter;
 
 /// Queues outcomes without waiting: the writer applies backpressure by its
 /// channel; if it is full, a task waits instead of the caller.

@@ -10,7 +10,7 @@ use msgengine_storage::StoreError;
 
 use super::{admit, commit, count_by_channel, replay, route, suppress};
 use super::{AcceptError, Accepted, IdempotencyKey};
-use crate::commit::CommitOutcome;
+use crate::writers::commit::CommitOutcome;
 use crate::Engine;
 
 /// Accepts a send request for `org`: answers only once its messages are

@@ -13,14 +13,17 @@
 //! only after the load), so an organization's first burst is never judged by
 //! the default limits.
 
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+mod gate;
+
+use gate::Limits;
+pub use gate::{Admission, Gate};
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use dashmap::DashMap;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use msgengine_domain::OrganizationId;
 use msgengine_storage::driver::deadpool_postgres::Pool;
 use msgengine_storage::repo::organizations;
@@ -39,101 +42,6 @@ pub struct TenantEnv {
 #[rtype(result = "Admission")]
 pub struct Admit {
     pub count: u32,
-}
-
-/// The tenant actor's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    Admitted,
-    /// Over the rate: retry after this long.
-    RateLimited {
-        retry_after: Duration,
-    },
-    /// More messages in one request than the burst allows at all.
-    OverBurst {
-        burst: u32,
-    },
-}
-
-/// An organization's limiter and burst, checked from any thread.
-struct Limits {
-    limiter: DefaultDirectRateLimiter,
-    burst: u32,
-}
-
-impl Limits {
-    fn new(rate: u32, burst: u32) -> Self {
-        let rate = NonZeroU32::new(rate.max(1)).unwrap_or(NonZeroU32::MIN);
-        let burst_nz = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
-        Self {
-            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst_nz)),
-            burst: burst.max(1),
-        }
-    }
-
-    fn admit(&self, count: u32) -> Admission {
-        let Some(n) = NonZeroU32::new(count) else {
-            return Admission::Admitted;
-        };
-        match self.limiter.check_n(n) {
-            Ok(Ok(())) => Admission::Admitted,
-            Ok(Err(not_until)) => {
-                let clock = governor::clock::DefaultClock::default();
-                Admission::RateLimited {
-                    retry_after: not_until.wait_time_from(governor::clock::Clock::now(&clock)),
-                }
-            }
-            Err(_) => Admission::OverBurst { burst: self.burst },
-        }
-    }
-}
-
-/// The admission state an organization's actor shares with the request
-/// threads.
-pub struct Gate {
-    limits: RwLock<Arc<Limits>>,
-    /// Whether `limits` holds the organization's own limits (loaded once).
-    loaded: AtomicBool,
-    /// Set by every admission; the actor clears it on each idle check and
-    /// stops when it found it clear for long enough.
-    used: AtomicBool,
-}
-
-impl Gate {
-    fn new(rate: u32, burst: u32) -> Self {
-        Self {
-            limits: RwLock::new(Arc::new(Limits::new(rate, burst))),
-            loaded: AtomicBool::new(false),
-            used: AtomicBool::new(true),
-        }
-    }
-
-    /// Admits `count` messages on the calling thread, or `None` while the
-    /// organization's limits are not loaded yet (ask the actor).
-    pub fn try_admit(&self, count: u32) -> Option<Admission> {
-        if !self.loaded.load(Ordering::Acquire) {
-            return None;
-        }
-        Some(self.admit(count))
-    }
-
-    fn admit(&self, count: u32) -> Admission {
-        self.used.store(true, Ordering::Relaxed);
-        let limits = match self.limits.read() {
-            Ok(guard) => Arc::clone(&guard),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        };
-        limits.admit(count)
-    }
-
-    fn install(&self, limits: Limits) {
-        let limits = Arc::new(limits);
-        match self.limits.write() {
-            Ok(mut guard) => *guard = limits,
-            Err(poisoned) => *poisoned.into_inner() = limits,
-        }
-        self.loaded.store(true, Ordering::Release);
-    }
 }
 
 /// Reload the organization's limits (after an admin change).

@@ -8,8 +8,10 @@
 //! organizations; while the node holds `max_held_jobs`, only a fair trickle. A message's lifetime counts
 //! from its `sendAt` when it has one (from its creation otherwise). It also
 //! refreshes the organizations' active flags and expires old idempotency
-//! keys. Lease renewal runs on its own task ([`crate::lease::run_renewal`]),
+//! keys. Lease renewal runs on its own task ([`crate::state::lease::run_renewal`]),
 //! so a slow claim never delays it.
+
+pub mod dispatch;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use msgengine_storage::repo::messages::{self, ClaimedMessage, OutcomeRow};
 use msgengine_storage::driver::deadpool_postgres::Pool;
 
 use crate::config::EngineConfig;
-use crate::dispatch::{Dispatcher, Leased};
+use crate::scheduler::dispatch::{Dispatcher, Leased};
 
 /// What the scheduler uses: the settings, the store, and dispatch (whose
 /// leases, organization flags and outcome writer it shares).

@@ -36,7 +36,7 @@ use sha2::Sha256;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::bulkhead::{Backoff, Reporter, WriterHealth};
+use crate::writers::bulkhead::{Backoff, Reporter, WriterHealth};
 use msgengine_providers::reqwest::Client;
 
 /// Attempts before a delivery is given up (≈ 24 h with the backoff below).

@@ -29,12 +29,12 @@ use msgengine_domain::{OrganizationId, ProviderId};
 use msgengine_storage::driver::deadpool_postgres::Pool;
 
 use crate::handles::{Outcomes, Reroute};
-use crate::job::Job;
-use crate::lease::HeldLeases;
-use crate::orgs::ActiveOrgs;
 use crate::provider::Deliver;
 use crate::router::Routes;
-use crate::suppress::Suppressions;
+use crate::state::job::Job;
+use crate::state::lease::HeldLeases;
+use crate::state::orgs::ActiveOrgs;
+use crate::state::suppress::Suppressions;
 
 /// How long a message waits when its routes or suppression list could not
 /// be read (the database or the key ring is failing).
