@@ -51,29 +51,13 @@ impl Engine {
     fn build(config: EngineConfig, pool: Pool, ring: Arc<KeyRing>, db: Arc<DbRuntime>) -> Engine {
         let config = Arc::new(config);
         let leases = Arc::new(HeldLeases::new(config.node_id, config.lease_for));
-        let writer = OutcomeWriter::start(
-            db.handle(),
-            pool.clone(),
-            WriterSettings {
-                shards: config.writer_shards,
-                max_batch: 5000,
-                leases: leases.clone(),
-            },
-        );
+        let writer = start_outcome_writer(&config, &db, &pool, &leases);
         let http = msgengine_providers::ProviderClient::new(
             config.provider_timeout,
             config.provider_addresses(),
         );
         let routes = Arc::new(Routes::default());
-        let dispatch = Arc::new(Dispatcher {
-            pool: pool.clone(),
-            routes: routes.clone(),
-            policy: Box::new(OrderedFailover),
-            leases,
-            orgs: ActiveOrgs::default(),
-            suppressions: Suppressions::default(),
-            outcomes: Outcomes::new(writer.clone()),
-        });
+        let dispatch = new_dispatcher(&pool, routes.clone(), leases, &writer);
         let router = start_router(&config, &pool, ring.clone(), &http, &dispatch);
         routes.set_router(router.clone());
         let main = Arbiter::current();
@@ -118,6 +102,40 @@ impl Engine {
             writers,
         }
     }
+}
+
+/// The status writer, on the database runtime.
+fn start_outcome_writer(
+    config: &EngineConfig,
+    db: &DbRuntime,
+    pool: &Pool,
+    leases: &Arc<HeldLeases>,
+) -> OutcomeWriter {
+    let settings = WriterSettings {
+        shards: config.writer_shards,
+        max_batch: 5000,
+        leases: leases.clone(),
+    };
+    OutcomeWriter::start(db.handle(), pool.clone(), settings)
+}
+
+/// Dispatch, with empty organization flags and suppression lists (filled
+/// as organizations are seen) and the ordered-failover policy.
+fn new_dispatcher(
+    pool: &Pool,
+    routes: Arc<Routes>,
+    leases: Arc<HeldLeases>,
+    writer: &OutcomeWriter,
+) -> Arc<Dispatcher> {
+    Arc::new(Dispatcher {
+        pool: pool.clone(),
+        routes,
+        policy: Box::new(OrderedFailover),
+        leases,
+        orgs: ActiveOrgs::default(),
+        suppressions: Suppressions::default(),
+        outcomes: Outcomes::new(writer.clone()),
+    })
 }
 
 /// The group commit's settings, from the engine's.

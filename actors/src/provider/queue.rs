@@ -56,12 +56,12 @@ impl ProviderActor {
     /// rate, or its concurrency per second when it has none), between 1 and
     /// 30 s: when deferred jobs are worth claiming again.
     pub(super) fn drain_estimate(&self, held: usize) -> chrono::Duration {
-        let per_second = match self.env.settings.provider_rate_per_second {
-            0 => self.env.settings.provider_concurrency.max(1),
-            rate => rate as usize,
-        };
-        let secs = (held / per_second).clamp(1, 30);
-        chrono::Duration::seconds(secs as i64)
+        let settings = &self.env.settings;
+        chrono::Duration::seconds(drain_secs(
+            settings.provider_rate_per_second,
+            settings.provider_concurrency,
+            held,
+        ))
     }
 
     /// Whether the first queued job may be attempted now; if not, it is
@@ -156,5 +156,33 @@ impl ProviderActor {
             // A retired actor must not be restarted by its supervisor.
             ctx.terminate();
         }
+    }
+}
+
+/// Seconds to work through `held` jobs at `rate` per second (or, with no
+/// rate, `concurrency` per second), between 1 and 30.
+fn drain_secs(rate: u32, concurrency: usize, held: usize) -> i64 {
+    let per_second = match rate {
+        0 => concurrency.max(1),
+        rate => rate as usize,
+    };
+    (held / per_second).clamp(1, 30) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drain_secs;
+
+    #[test]
+    fn deferred_jobs_come_back_after_the_backlog_drains_within_1_to_30_s() {
+        assert_eq!(drain_secs(100, 256, 1_000), 10);
+        assert_eq!(
+            drain_secs(0, 256, 2_560),
+            10,
+            "no rate: concurrency per second"
+        );
+        assert_eq!(drain_secs(0, 0, 5), 5, "a zero cap counts as one");
+        assert_eq!(drain_secs(100, 256, 0), 1);
+        assert_eq!(drain_secs(1, 256, 1_000_000), 30);
     }
 }

@@ -117,3 +117,37 @@ impl Routes {
             .map_err(|_| StoreError::Unavailable("router stopped".into()))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unloaded_organization_has_no_candidates_and_no_providers() {
+        let table = RouteTable::default();
+        let org = OrganizationId::new();
+        assert!(!table.is_loaded(org));
+        assert!(table.candidates(org, Channel::Sms).is_empty());
+        assert!(table.providers_of(org).is_empty());
+        assert!(table.provider(ProviderId::new()).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_route_load_fails_without_a_router_or_while_failure_is_injected() {
+        let routes = Routes::default();
+        let org = OrganizationId::new();
+        assert!(matches!(
+            routes.ensure(org).await,
+            Err(StoreError::Unavailable(m)) if m.contains("router not started")
+        ));
+        routes.table().loaded.insert(org, ());
+        assert!(routes.ensure(org).await.is_ok(), "loaded: no router needed");
+        routes.fail_loads(true);
+        assert!(matches!(
+            routes.ensure(org).await,
+            Err(StoreError::Unavailable(m)) if m.contains("injected")
+        ));
+        routes.fail_loads(false);
+        assert!(routes.ensure(org).await.is_ok());
+    }
+}

@@ -110,19 +110,7 @@ async fn claim(sched: &Scheduler) -> Result<bool, msgengine_storage::StoreError>
     crate::metrics::record_pool_wait(waited.elapsed());
     let max_bytes = i64::try_from(sched.config.claim_max_bytes).unwrap_or(i64::MAX);
     let full = sched.dispatch.leases.len() >= sched.config.max_held_jobs;
-    let limits = if full {
-        messages::ClaimLimits {
-            total: TRICKLE,
-            per_org: TRICKLE_PER_ORG,
-            max_bytes,
-        }
-    } else {
-        messages::ClaimLimits {
-            total: CLAIM_BATCH,
-            per_org: CLAIM_PER_ORG,
-            max_bytes,
-        }
-    };
+    let limits = claim_limits(full, max_bytes);
     let claimed = messages::claim_due(&client, sched.config.node_id, lease_until, limits).await?;
     drop(client);
     let (rows, saturated) = (claimed.messages, claimed.saturated);
@@ -169,6 +157,21 @@ async fn claim(sched: &Scheduler) -> Result<bool, msgengine_storage::StoreError>
     }
     sched.dispatch.dispatch(due, lease_until).await;
     Ok(!full && (saturated || n >= CLAIM_BATCH as usize))
+}
+
+/// How much one claim may take: a full batch, or a fair trickle while this
+/// node holds as many jobs as it may.
+fn claim_limits(full: bool, max_bytes: i64) -> messages::ClaimLimits {
+    let (total, per_org) = if full {
+        (TRICKLE, TRICKLE_PER_ORG)
+    } else {
+        (CLAIM_BATCH, CLAIM_PER_ORG)
+    };
+    messages::ClaimLimits {
+        total,
+        per_org,
+        max_bytes,
+    }
 }
 
 /// Whether a claimed message outlived its lifetime: counted from its
