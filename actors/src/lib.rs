@@ -1,50 +1,43 @@
-//! msgengine's actor system and the machinery around it.
+//! msgengine's actor system and the machinery around it, in folders that
+//! depend on each other in one direction only (no import cycles):
 //!
-//! - [`tenant::TenantActor`]: one per organization, admission rate limiting.
-//! - [`router::RouterActor`]: owns the routing snapshot ([`router::RouteTable`])
-//!   and the provider actors' lifecycle; routing itself is a pure policy
-//!   evaluated by any caller over the snapshot.
-//! - [`provider::ProviderActor`]: one per active provider connection: limiter,
-//!   concurrency cap, circuit breaker, health, retries and failover.
-//! - [`commit::GroupCommitter`]: group commit of accepted messages.
-//! - [`writer::OutcomeWriter`]: batched status writes.
-//! - [`inbound::WebhookWriter`]: group commit of inbound provider webhooks.
-//! - [`dbrt::DbRuntime`]: the committer's and writer's own multi-threaded
-//!   runtime, off the actor system's thread.
-//! - [`suppress::Suppressions`]: the suppression lists, checked at accept.
-//! - [`outbound`]: delivers status events to organizations' own webhook endpoints.
-//! - [`scheduler`]: scheduled messages, database-held retries, crash recovery.
-//! - [`dispatch`]: the checks between a leased message and a provider actor.
-//! - [`lease::HeldLeases`]: the leases this node holds, fenced and renewed.
-//! - [`orgs::ActiveOrgs`]: which organizations may send.
-//! - [`gauges`]: the queue and pool gauges, sampled on a timer.
-//! - [`metrics`]: metric names and the handles the hot paths record through.
-//! - [`bulkhead`]: store-fault classification, backoff and writer health.
+//! | folder | what | depends on |
+//! |---|---|---|
+//! | [`app`] | the use cases the edge calls; [`app::accept`] as named stages | engine and below |
+//! | [`engine`] | the [`Engine`] handle and its start-up wiring | everything below |
+//! | [`scheduler`] | claims of due messages; [`scheduler::dispatch`], the checks between a leased message and a provider actor | router, provider, handles, state |
+//! | [`router`] | the routing snapshot ([`router::RouteTable`]) and the provider actors' lifecycle | provider, state |
+//! | [`provider`] | [`provider::ProviderActor`], one per connection: limiter, cap, breaker, retries, failover | handles, state |
+//! | [`tenant`] | [`tenant::TenantActor`], one per organization: admission | — |
+//! | [`handles`] | the narrow handles actors get: [`handles::Outcomes`], [`handles::Reroute`] | writers, state |
+//! | [`writers`] | group commit ([`writers::commit`]), status writes ([`writers::outcome`]), inbound webhooks ([`writers::inbound`]), store-fault handling ([`writers::bulkhead`]) | state |
+//! | [`outbound`] | status events to organizations' own webhook endpoints | writers |
+//! | [`state`] | what this node holds: jobs, leases, organization flags, suppression lists | — |
 //!
-//! - [`app`]: the use cases the edge calls; [`app::accept`] as named stages.
-//!
-//! [`Engine`] ties them together for the HTTP edge.
+//! Beside them: [`config`] (the engine's settings), [`dbrt`] (the writers'
+//! own runtime, off the actor system's thread), [`gauges`] and [`metrics`].
 
 pub mod app;
-pub mod bulkhead;
-pub mod commit;
+pub mod config;
 pub mod dbrt;
-pub mod dispatch;
 pub mod engine;
 pub mod gauges;
-pub mod inbound;
-pub mod job;
-pub mod lease;
+pub mod handles;
 pub mod metrics;
-pub mod orgs;
 pub mod outbound;
 pub mod provider;
 pub mod router;
-pub mod runtime;
 pub mod scheduler;
-pub mod suppress;
+pub mod state;
 pub mod tenant;
-pub mod writer;
+pub mod writers;
 
-pub use engine::{AcceptError, Accepted, Engine, IdempotencyKey};
-pub use runtime::EngineConfig;
+pub use app::accept::{AcceptError, Accepted, IdempotencyKey};
+pub use config::EngineConfig;
+pub use engine::Engine;
+
+// The paths other crates (the server, its tests) have used.
+pub use scheduler::dispatch;
+pub use state::{job, lease, orgs, suppress};
+pub use writers::outcome as writer;
+pub use writers::{bulkhead, commit, inbound};

@@ -17,9 +17,10 @@ use sha2::{Digest, Sha256};
 
 pub use msgengine_storage::repo::messages::MessageStatus;
 
+use super::accept::{AcceptError, Accepted, IdempotencyKey};
 use super::error::not_found;
 use super::{App, AppError, ErrorKind, Tenant};
-use crate::engine::{suppressed_reason, AcceptError, Accepted, IdempotencyKey};
+use msgengine_domain::lifecycle::suppressed_reason;
 
 /// The name of the idempotency header, as errors name it.
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
@@ -35,8 +36,7 @@ impl App {
     ) -> Result<Accepted, AppError> {
         let idempotency = idempotency(idempotency_key, body)?;
         let request = parse_send_request(body, Utc::now()).inspect_err(|_| count_invalid(body))?;
-        self.engine()
-            .accept(tenant.organization_id, request, idempotency)
+        super::accept::run(self.engine(), tenant.organization_id, request, idempotency)
             .await
             .map_err(accept_error)
     }

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::audit::Record;
 use super::{App, AppError, Tenant};
-use crate::suppress::normalize;
+use crate::state::suppress::normalize;
 
 /// Why a recipient is suppressed.
 pub const REASONS: [&str; 4] = ["bounce", "complaint", "unsubscribe", "manual"];

@@ -13,13 +13,16 @@
 //!   group commit.
 //!
 //! Each stage is a small decision over what the I/O between them fetched, tested alone
-//! (no database, no actix); [`crate::Engine::accept`] runs them in order.
+//! (no database, no actix); [`run::run`] runs them in order through the engine's handles.
 
 pub mod admit;
 pub mod commit;
 pub mod replay;
 pub mod route;
+pub mod run;
 pub mod suppress;
+
+pub use run::run;
 
 use std::time::Duration;
 

@@ -11,7 +11,7 @@ use msgengine_storage::repo::webhook_events::{EventRow, Ingested};
 use crate::metrics::{
     record_reported_transition, WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED, WEBHOOK_EVENTS,
 };
-use crate::suppress::normalize;
+use crate::state::suppress::normalize;
 
 /// Most characters kept of a webhook's reason text.
 const MAX_EVENT_REASON_CHARS: usize = 500;

@@ -37,8 +37,8 @@ use msgengine_storage::StoreError;
 pub use connections::WebhookConnections;
 
 use super::{App, AppError, ErrorKind};
-use crate::inbound::IngestError;
 use crate::metrics::provider_label;
+use crate::writers::inbound::IngestError;
 
 /// How long a webhook waits for room in the writer's queue before `busy`.
 const QUEUE_WAIT: Duration = Duration::from_secs(5);

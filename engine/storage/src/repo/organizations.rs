@@ -154,3 +154,18 @@ pub async fn set_rate_limit(
         _ => Ok(()),
     }
 }
+
+/// An organization's admission rate and burst as stored (`None` where it
+/// sets none); `None` when there is no such organization.
+pub async fn rate_limit(
+    client: &impl GenericClient,
+    id: OrganizationId,
+) -> Result<Option<(Option<i32>, Option<i32>)>, StoreError> {
+    let stmt = client
+        .prepare_cached("SELECT rate_per_second, rate_burst FROM organizations WHERE id = $1")
+        .await?;
+    match client.query_opt(&stmt, &[&id.0]).await? {
+        Some(row) => Ok(Some((row.try_get(0)?, row.try_get(1)?))),
+        None => Ok(None),
+    }
+}

@@ -13,17 +13,29 @@
 //! only after the load), so an organization's first burst is never judged by
 //! the default limits.
 
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+mod gate;
+
+use gate::Limits;
+pub use gate::{Admission, Gate};
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use dashmap::DashMap;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use msgengine_domain::OrganizationId;
+use msgengine_storage::driver::deadpool_postgres::Pool;
+use msgengine_storage::repo::organizations;
 
-use crate::runtime::Shared;
+/// What a tenant actor needs: the store its limits are read from, and the
+/// limits of an organization that sets none.
+#[derive(Clone)]
+pub struct TenantEnv {
+    pub pool: Pool,
+    pub default_rate: u32,
+    pub default_burst: u32,
+}
 
 /// Admit `count` messages now, or say when to retry.
 #[derive(Message)]
@@ -32,108 +44,13 @@ pub struct Admit {
     pub count: u32,
 }
 
-/// The tenant actor's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    Admitted,
-    /// Over the rate: retry after this long.
-    RateLimited {
-        retry_after: Duration,
-    },
-    /// More messages in one request than the burst allows at all.
-    OverBurst {
-        burst: u32,
-    },
-}
-
-/// An organization's limiter and burst, checked from any thread.
-struct Limits {
-    limiter: DefaultDirectRateLimiter,
-    burst: u32,
-}
-
-impl Limits {
-    fn new(rate: u32, burst: u32) -> Self {
-        let rate = NonZeroU32::new(rate.max(1)).unwrap_or(NonZeroU32::MIN);
-        let burst_nz = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
-        Self {
-            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst_nz)),
-            burst: burst.max(1),
-        }
-    }
-
-    fn admit(&self, count: u32) -> Admission {
-        let Some(n) = NonZeroU32::new(count) else {
-            return Admission::Admitted;
-        };
-        match self.limiter.check_n(n) {
-            Ok(Ok(())) => Admission::Admitted,
-            Ok(Err(not_until)) => {
-                let clock = governor::clock::DefaultClock::default();
-                Admission::RateLimited {
-                    retry_after: not_until.wait_time_from(governor::clock::Clock::now(&clock)),
-                }
-            }
-            Err(_) => Admission::OverBurst { burst: self.burst },
-        }
-    }
-}
-
-/// The admission state an organization's actor shares with the request
-/// threads.
-pub struct Gate {
-    limits: RwLock<Arc<Limits>>,
-    /// Whether `limits` holds the organization's own limits (loaded once).
-    loaded: AtomicBool,
-    /// Set by every admission; the actor clears it on each idle check and
-    /// stops when it found it clear for long enough.
-    used: AtomicBool,
-}
-
-impl Gate {
-    fn new(rate: u32, burst: u32) -> Self {
-        Self {
-            limits: RwLock::new(Arc::new(Limits::new(rate, burst))),
-            loaded: AtomicBool::new(false),
-            used: AtomicBool::new(true),
-        }
-    }
-
-    /// Admits `count` messages on the calling thread, or `None` while the
-    /// organization's limits are not loaded yet (ask the actor).
-    pub fn try_admit(&self, count: u32) -> Option<Admission> {
-        if !self.loaded.load(Ordering::Acquire) {
-            return None;
-        }
-        Some(self.admit(count))
-    }
-
-    fn admit(&self, count: u32) -> Admission {
-        self.used.store(true, Ordering::Relaxed);
-        let limits = match self.limits.read() {
-            Ok(guard) => Arc::clone(&guard),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        };
-        limits.admit(count)
-    }
-
-    fn install(&self, limits: Limits) {
-        let limits = Arc::new(limits);
-        match self.limits.write() {
-            Ok(mut guard) => *guard = limits,
-            Err(poisoned) => *poisoned.into_inner() = limits,
-        }
-        self.loaded.store(true, Ordering::Release);
-    }
-}
-
 /// Reload the organization's limits (after an admin change).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ReloadLimits;
 
 pub struct TenantActor {
-    shared: Arc<Shared>,
+    env: TenantEnv,
     org: OrganizationId,
     gate: Arc<Gate>,
     last_used: Instant,
@@ -145,27 +62,16 @@ const IDLE_AFTER: Duration = Duration::from_secs(300);
 impl TenantActor {
     /// Reads the organization's limits and installs them in the gate.
     fn load_limits(&self) -> impl ActorFuture<Self, Output = ()> + 'static {
-        let shared = self.shared.clone();
+        let pool = self.env.pool.clone();
         let org = self.org;
         let fut = async move {
-            let client = shared.pool.get().await.ok()?;
-            let row = client
-                .query_opt(
-                    "SELECT rate_per_second, rate_burst FROM organizations WHERE id = $1",
-                    &[&org.0],
-                )
-                .await
-                .ok()??;
-            let rate: Option<i32> = row.try_get(0).ok()?;
-            let burst: Option<i32> = row.try_get(1).ok()?;
-            Some((rate, burst))
+            let client = pool.get().await.ok()?;
+            organizations::rate_limit(&client, org).await.ok()?
         };
         fut.into_actor(self).map(|limits, act, _| {
             let (rate, burst) = limits.unwrap_or((None, None));
-            let rate = rate.map_or(act.shared.config.default_tenant_rate, |r| r.max(1) as u32);
-            let burst = burst.map_or(act.shared.config.default_tenant_burst.max(rate), |b| {
-                b.max(1) as u32
-            });
+            let rate = rate.map_or(act.env.default_rate, |r| r.max(1) as u32);
+            let burst = burst.map_or(act.env.default_burst.max(rate), |b| b.max(1) as u32);
             act.gate.install(Limits::new(rate, burst));
         })
     }
@@ -243,12 +149,7 @@ pub struct Tenants {
 impl Tenants {
     /// The organization's actor, started (supervised, on the engine's main
     /// arbiter) on first use.
-    pub fn get(
-        &self,
-        shared: &Arc<Shared>,
-        arbiter: &ArbiterHandle,
-        org: OrganizationId,
-    ) -> Tenant {
+    pub fn get(&self, env: &TenantEnv, arbiter: &ArbiterHandle, org: OrganizationId) -> Tenant {
         if let Some(tenant) = self.actors.get(&org) {
             if tenant.addr.connected() {
                 return tenant.clone();
@@ -256,10 +157,10 @@ impl Tenants {
         }
         // A stopped (idle) actor's address is replaced by a new actor.
         self.actors.remove_if(&org, |_, t| !t.addr.connected());
-        let shared = shared.clone();
+        let env = env.clone();
         let registry = self.actors.clone();
-        let cfg_rate = shared.config.default_tenant_rate;
-        let cfg_burst = shared.config.default_tenant_burst.max(cfg_rate);
+        let cfg_rate = env.default_rate;
+        let cfg_burst = env.default_burst.max(cfg_rate);
         let tenant = self
             .actors
             .entry(org)
@@ -269,7 +170,7 @@ impl Tenants {
                 let gate = Arc::new(Gate::new(cfg_rate, cfg_burst));
                 let actor_gate = Arc::clone(&gate);
                 let addr = Supervisor::start_in_arbiter(arbiter, move |_| TenantActor {
-                    shared,
+                    env,
                     org,
                     gate: actor_gate,
                     last_used: Instant::now(),

@@ -8,8 +8,10 @@
 //! organizations; while the node holds `max_held_jobs`, only a fair trickle. A message's lifetime counts
 //! from its `sendAt` when it has one (from its creation otherwise). It also
 //! refreshes the organizations' active flags and expires old idempotency
-//! keys. Lease renewal runs on its own task ([`crate::lease::run_renewal`]),
+//! keys. Lease renewal runs on its own task ([`crate::state::lease::run_renewal`]),
 //! so a slow claim never delays it.
+
+pub mod dispatch;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,8 +21,20 @@ use chrono::Utc;
 use msgengine_domain::lifecycle::Outcome;
 use msgengine_storage::repo::messages::{self, ClaimedMessage, OutcomeRow};
 
-use crate::dispatch::Leased;
-use crate::runtime::Shared;
+use msgengine_storage::driver::deadpool_postgres::Pool;
+
+use crate::config::EngineConfig;
+use crate::scheduler::dispatch::{Dispatcher, Leased};
+
+/// What the scheduler uses: the settings, the store, and dispatch (whose
+/// leases, organization flags and outcome writer it shares).
+pub struct Scheduler {
+    pub config: Arc<EngineConfig>,
+    pub pool: Pool,
+    pub dispatch: Arc<Dispatcher>,
+    /// Test hook: the scheduler claims nothing while set.
+    pub paused: Arc<AtomicBool>,
+}
 
 /// Most messages one claim takes.
 pub const CLAIM_BATCH: i64 = 2000;
@@ -45,16 +59,16 @@ pub const TRICKLE_PER_ORG: i64 = 20;
 const ORG_REFRESH_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs until `stop` is set.
-pub async fn run(shared: Arc<Shared>, stop: Arc<AtomicBool>) {
+pub async fn run(sched: Scheduler, stop: Arc<AtomicBool>) {
     let mut last_orgs = Instant::now();
     let mut last_sweep = Instant::now();
     let mut last_match = Instant::now();
     let mut last_nonces = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let more = if shared.claims_paused.load(Ordering::Relaxed) {
+        let more = if sched.paused.load(Ordering::Relaxed) {
             false
         } else {
-            match claim(&shared).await {
+            match claim(&sched).await {
                 Ok(more) => more,
                 Err(e) => {
                     tracing::error!(error = %e, "scheduler claim failed");
@@ -64,76 +78,68 @@ pub async fn run(shared: Arc<Shared>, stop: Arc<AtomicBool>) {
         };
         if last_orgs.elapsed() >= ORG_REFRESH_EVERY {
             last_orgs = Instant::now();
-            if let Err(e) = shared.orgs.refresh(&shared.pool).await {
+            if let Err(e) = sched.dispatch.orgs.refresh(&sched.pool).await {
                 tracing::warn!(error = %e, "organization flags not refreshed");
             }
         }
         if last_match.elapsed() >= UNMATCHED_EVERY {
             last_match = Instant::now();
-            retry_unmatched(&shared).await;
+            retry_unmatched(&sched).await;
         }
         if last_sweep.elapsed() >= Duration::from_secs(3600) {
             last_sweep = Instant::now();
-            sweep_idempotency(&shared).await;
+            sweep_idempotency(&sched).await;
         }
         if last_nonces.elapsed() >= NONCE_SWEEP_EVERY {
             last_nonces = Instant::now();
-            sweep_nonces(&shared).await;
+            sweep_nonces(&sched).await;
         }
         if !more {
-            tokio::time::sleep(shared.config.scheduler_interval).await;
+            tokio::time::sleep(sched.config.scheduler_interval).await;
         }
     }
 }
 
 /// One claim; returns whether more may be due now (a full batch, or some
 /// organization filled its quota).
-async fn claim(shared: &Arc<Shared>) -> Result<bool, msgengine_storage::StoreError> {
+async fn claim(sched: &Scheduler) -> Result<bool, msgengine_storage::StoreError> {
     let lease_until =
-        Utc::now() + chrono::Duration::from_std(shared.config.lease_for).unwrap_or_default();
+        Utc::now() + chrono::Duration::from_std(sched.config.lease_for).unwrap_or_default();
     let waited = Instant::now();
-    let client = shared.pool.get().await?;
+    let client = sched.pool.get().await?;
     crate::metrics::record_pool_wait(waited.elapsed());
-    let max_bytes = i64::try_from(shared.config.claim_max_bytes).unwrap_or(i64::MAX);
-    let full = shared.leases.len() >= shared.config.max_held_jobs;
-    let limits = if full {
-        messages::ClaimLimits {
-            total: TRICKLE,
-            per_org: TRICKLE_PER_ORG,
-            max_bytes,
-        }
-    } else {
-        messages::ClaimLimits {
-            total: CLAIM_BATCH,
-            per_org: CLAIM_PER_ORG,
-            max_bytes,
-        }
-    };
-    let claimed = messages::claim_due(&client, shared.config.node_id, lease_until, limits).await?;
+    let max_bytes = i64::try_from(sched.config.claim_max_bytes).unwrap_or(i64::MAX);
+    let full = sched.dispatch.leases.len() >= sched.config.max_held_jobs;
+    let limits = claim_limits(full, max_bytes);
+    let claimed = messages::claim_due(&client, sched.config.node_id, lease_until, limits).await?;
     drop(client);
     let (rows, saturated) = (claimed.messages, claimed.saturated);
     let n = rows.len();
     if n == 0 {
         return Ok(false);
     }
-    let max_age = chrono::Duration::from_std(shared.config.message_lifetime).unwrap_or_default();
+    let max_age = chrono::Duration::from_std(sched.config.message_lifetime).unwrap_or_default();
     let mut due = Vec::with_capacity(n);
     let mut adopted = 0usize;
     for row in rows {
         let id = row.message.id;
         // Still held by a job here (its lease ran out while renewals lagged):
         // the job goes on under this claim instead of racing a second one.
-        if shared.leases.adopt(id.0, row.lease_token, lease_until) {
+        if sched
+            .dispatch
+            .leases
+            .adopt(id.0, row.lease_token, lease_until)
+        {
             adopted += 1;
             continue;
         }
         let now = Utc::now();
         if is_expired(&row, now, max_age) {
             crate::metrics::record_failed(row.message.channel, "none", "expired", 1);
-            shared.submit(OutcomeRow {
+            sched.dispatch.outcomes.submit(OutcomeRow {
                 id,
                 outcome: Outcome::expired(now),
-                fence: Some(shared.leases.fence(row.lease_token)),
+                fence: Some(sched.dispatch.leases.fence(row.lease_token)),
             });
             continue;
         }
@@ -149,8 +155,23 @@ async fn claim(shared: &Arc<Shared>) -> Result<bool, msgengine_storage::StoreErr
             "claimed messages this node still held (lease renewals lagged); their jobs go on under the new leases"
         );
     }
-    shared.dispatch(due, lease_until).await;
+    sched.dispatch.dispatch(due, lease_until).await;
     Ok(!full && (saturated || n >= CLAIM_BATCH as usize))
+}
+
+/// How much one claim may take: a full batch, or a fair trickle while this
+/// node holds as many jobs as it may.
+fn claim_limits(full: bool, max_bytes: i64) -> messages::ClaimLimits {
+    let (total, per_org) = if full {
+        (TRICKLE, TRICKLE_PER_ORG)
+    } else {
+        (CLAIM_BATCH, CLAIM_PER_ORG)
+    };
+    messages::ClaimLimits {
+        total,
+        per_org,
+        max_bytes,
+    }
 }
 
 /// Whether a claimed message outlived its lifetime: counted from its
@@ -183,9 +204,9 @@ const LATE_LIMITS: msgengine_storage::repo::webhook_events::LateLimits =
     };
 
 /// Applies webhook events whose message has become known.
-async fn retry_unmatched(shared: &Arc<Shared>) {
+async fn retry_unmatched(sched: &Scheduler) {
     let result = async {
-        let mut client = shared.pool.get().await?;
+        let mut client = sched.pool.get().await?;
         let tx = client.transaction().await?;
         let round =
             msgengine_storage::repo::webhook_events::retry_unmatched(&tx, LATE_LIMITS).await?;
@@ -209,8 +230,8 @@ async fn retry_unmatched(shared: &Arc<Shared>) {
 const NONCE_SWEEP_EVERY: Duration = Duration::from_secs(60);
 const NONCE_SWEEP_LIMIT: i64 = 5_000;
 
-async fn sweep_nonces(shared: &Arc<Shared>) {
-    let client = match shared.pool.get().await {
+async fn sweep_nonces(sched: &Scheduler) {
+    let client = match sched.pool.get().await {
         Ok(client) => client,
         Err(e) => {
             tracing::warn!(error = %e, "webhook nonce sweep: no connection");
@@ -232,9 +253,9 @@ async fn sweep_nonces(shared: &Arc<Shared>) {
     }
 }
 
-async fn sweep_idempotency(shared: &Arc<Shared>) {
+async fn sweep_idempotency(sched: &Scheduler) {
     let before = Utc::now() - chrono::Duration::hours(24);
-    match shared.pool.get().await {
+    match sched.pool.get().await {
         Ok(client) => {
             if let Err(e) = messages::expire_idempotency(&client, before).await {
                 tracing::warn!(error = %e, "idempotency sweep failed");

@@ -36,8 +36,8 @@ use sha2::Sha256;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::bulkhead::{Backoff, Reporter, WriterHealth};
-use crate::runtime::reqwest_client::Client;
+use crate::writers::bulkhead::{Backoff, Reporter, WriterHealth};
+use msgengine_providers::reqwest::Client;
 
 /// Attempts before a delivery is given up (≈ 24 h with the backoff below).
 pub const MAX_ATTEMPTS: i32 = 30;

@@ -13,7 +13,7 @@
 //! The queue is bounded. A webhook that cannot be queued within its wait is
 //! refused as [`IngestError::Busy`] (the route answers 503 with
 //! `Retry-After`; providers retry). A group is a bulkhead
-//! ([`crate::bulkhead`]): when the database refuses it for a reason tied to
+//! ([`crate::writers::bulkhead`]): when the database refuses it for a reason tied to
 //! its data it is split in halves until the bad webhooks stand alone, and
 //! only those are refused ([`IngestError::Rejected`], a 422: the provider's
 //! retry could not succeed either); a deadlock or another passing error is
@@ -35,7 +35,9 @@ use msgengine_storage::repo::webhook_events::{self, EventRow, IngestJob, Ingeste
 use msgengine_storage::StoreError;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use crate::bulkhead::{classify, pool_unavailable, Backoff, Fault, Reporter, WriterHealth};
+use crate::writers::bulkhead::{
+    classify, pool_unavailable, Backoff, Fault, Reporter, WriterHealth,
+};
 
 /// Why a webhook was not written.
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +177,7 @@ impl Worker {
     }
 
     async fn gather(&self) -> Option<Vec<WebhookJob>> {
-        crate::commit::gather(&self.rx, self.max_events, |job| job.events.len()).await
+        crate::writers::commit::gather(&self.rx, self.max_events, |job| job.events.len()).await
     }
 
     /// Whether the database answers.

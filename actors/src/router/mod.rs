@@ -7,96 +7,80 @@
 //! providers from the database, starts, reconfigures and stops their
 //! [`ProviderActor`]s, and publishes the new snapshot. Reloads of one
 //! organization are serialised by the actor's mailbox. A reload also reads
-//! the organization's active flag into [`crate::orgs::ActiveOrgs`].
+//! the organization's active flag into [`crate::state::orgs::ActiveOrgs`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
+mod table;
+
+pub use table::{RouteTable, Routes};
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use dashmap::DashMap;
-use msgengine_domain::message::OutboundMessage;
 use msgengine_domain::provider::{
     AnyProviderSpec, EmailProviderSpec, ProviderSpec, SmsProviderSpec, WhatsappProviderSpec,
 };
-use msgengine_domain::routing::{ProviderLiveness, RouteCandidate, RoutePolicy};
-use msgengine_domain::{Channel, OrganizationId, ProviderId};
+use msgengine_domain::routing::RouteCandidate;
+use msgengine_domain::{OrganizationId, ProviderId};
+use msgengine_storage::crypto::KeyRing;
+use msgengine_storage::driver::deadpool_postgres::Pool;
 use msgengine_storage::repo::providers::{self as repo, ProviderRecord};
 use msgengine_storage::StoreError;
 
-use crate::provider::{ProviderActor, Reconfigure};
-use crate::runtime::Shared;
+use crate::provider::{ProviderEnv, Reconfigure};
+use crate::state::orgs::ActiveOrgs;
 
-/// A running provider connection as the dispatcher sees it.
-#[derive(Clone)]
-pub struct ProviderHandle {
-    pub addr: Addr<ProviderActor>,
-    pub organization_id: OrganizationId,
-    /// Set by the provider actor while its circuit is open.
-    pub circuit_open: Arc<AtomicBool>,
+/// What the router needs: the store to load providers from, the table to
+/// publish into, the organization flags it refreshes, and what it gives the
+/// provider actors it starts (spread over `arbiters`).
+pub struct RouterEnv {
+    pub pool: Pool,
+    pub ring: Arc<KeyRing>,
+    pub table: Arc<RouteTable>,
+    pub orgs: ActiveOrgs,
+    pub providers: ProviderEnv,
+    pub arbiters: Vec<ArbiterHandle>,
+    next: AtomicUsize,
 }
 
-/// The routing snapshot.
-#[derive(Default)]
-pub struct RouteTable {
-    routes: DashMap<(OrganizationId, Channel), Arc<[RouteCandidate]>>,
-    loaded: DashMap<OrganizationId, ()>,
-    providers: DashMap<ProviderId, ProviderHandle>,
-}
-
-impl RouteTable {
-    /// Whether the organization's providers are loaded.
-    pub fn is_loaded(&self, org: OrganizationId) -> bool {
-        self.loaded.contains_key(&org)
+impl RouterEnv {
+    pub fn new(
+        pool: Pool,
+        ring: Arc<KeyRing>,
+        table: Arc<RouteTable>,
+        orgs: ActiveOrgs,
+        providers: ProviderEnv,
+        arbiters: Vec<ArbiterHandle>,
+    ) -> Self {
+        Self {
+            pool,
+            ring,
+            table,
+            orgs,
+            providers,
+            arbiters,
+            next: AtomicUsize::new(0),
+        }
     }
 
-    /// The organization's candidates for a channel (empty when none is active).
-    pub fn candidates(&self, org: OrganizationId, channel: Channel) -> Arc<[RouteCandidate]> {
-        self.routes
-            .get(&(org, channel))
-            .map(|r| r.clone())
-            .unwrap_or_else(|| Arc::from(Vec::new()))
-    }
-
-    /// The failover chain for a message, from the policy over the snapshot.
-    pub fn plan(&self, policy: &dyn RoutePolicy, message: &OutboundMessage) -> Vec<ProviderId> {
-        let candidates = self.candidates(message.organization_id, message.channel);
-        let liveness = |id: ProviderId| ProviderLiveness {
-            circuit_open: self
-                .providers
-                .get(&id)
-                .is_some_and(|h| h.circuit_open.load(Ordering::Relaxed)),
-        };
-        policy.plan(&candidates, message, &liveness)
-    }
-
-    /// The running actor of a provider.
-    pub fn provider(&self, id: ProviderId) -> Option<ProviderHandle> {
-        self.providers.get(&id).map(|h| h.clone())
-    }
-
-    /// Every running provider actor (for shutdown).
-    pub fn all_providers(&self) -> Vec<ProviderHandle> {
-        self.providers.iter().map(|e| e.value().clone()).collect()
-    }
-
-    /// The running provider actors of one organization.
-    pub fn providers_of(&self, org: OrganizationId) -> Vec<ProviderHandle> {
-        self.providers
-            .iter()
-            .filter(|e| e.value().organization_id == org)
-            .map(|e| e.value().clone())
-            .collect()
+    /// The next arbiter, round robin, so provider actors spread over threads.
+    fn next_arbiter(&self) -> ArbiterHandle {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len().max(1);
+        self.arbiters
+            .get(i)
+            .cloned()
+            .unwrap_or_else(actix::Arbiter::current)
     }
 }
 
 /// Owns reloads of the route table and the provider actors' lifecycle.
 pub struct RouterActor {
-    shared: Arc<Shared>,
+    env: Arc<RouterEnv>,
 }
 
 impl RouterActor {
-    pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    pub fn new(env: Arc<RouterEnv>) -> Self {
+        Self { env }
     }
 }
 
@@ -110,7 +94,7 @@ impl Actor for RouterActor {
 
 impl Supervised for RouterActor {
     fn restarting(&mut self, _: &mut Self::Context) {
-        // The table lives in `shared` and stays valid; the next reload refreshes it.
+        // The table lives outside the actor and stays valid; the next reload refreshes it.
         tracing::warn!("router actor restarting");
         crate::metrics::record_restart("router");
     }
@@ -140,55 +124,55 @@ impl Handler<LoadRoutes> for RouterActor {
     type Result = AtomicResponse<Self, Result<(), StoreError>>;
 
     fn handle(&mut self, msg: LoadRoutes, _: &mut Self::Context) -> Self::Result {
-        let shared = self.shared.clone();
+        let env = self.env.clone();
         AtomicResponse::new(Box::pin(
             async move {
-                if !msg.force && shared.routes.is_loaded(msg.organization_id) {
+                if !msg.force && env.table.is_loaded(msg.organization_id) {
                     return Ok(());
                 }
-                reload(&shared, msg.organization_id).await
+                reload(&env, msg.organization_id).await
             }
             .into_actor(self),
         ))
     }
 }
 
-async fn reload(shared: &Arc<Shared>, org: OrganizationId) -> Result<(), StoreError> {
-    let client = shared.pool.get().await?;
+async fn reload(env: &RouterEnv, org: OrganizationId) -> Result<(), StoreError> {
+    let client = env.pool.get().await?;
     match msgengine_storage::repo::organizations::get(&client, org).await {
-        Ok(found) => shared.orgs.set(org, found.is_active),
+        Ok(found) => env.orgs.set(org, found.is_active),
         Err(StoreError::NotFound) => {}
         Err(e) => return Err(e),
     }
-    let email = repo::list::<EmailProviderSpec>(&client, &shared.ring, org).await?;
-    let sms = repo::list::<SmsProviderSpec>(&client, &shared.ring, org).await?;
-    let whatsapp = repo::list::<WhatsappProviderSpec>(&client, &shared.ring, org).await?;
+    let email = repo::list::<EmailProviderSpec>(&client, &env.ring, org).await?;
+    let sms = repo::list::<SmsProviderSpec>(&client, &env.ring, org).await?;
+    let whatsapp = repo::list::<WhatsappProviderSpec>(&client, &env.ring, org).await?;
     drop(client);
     let mut live: Vec<ProviderId> = Vec::new();
-    publish(shared, org, &email, &mut live);
-    publish(shared, org, &sms, &mut live);
-    publish(shared, org, &whatsapp, &mut live);
+    publish(env, org, &email, &mut live);
+    publish(env, org, &sms, &mut live);
+    publish(env, org, &whatsapp, &mut live);
     // Stop actors of providers that were deleted or deactivated.
-    let stale: Vec<ProviderId> = shared
-        .routes
+    let stale: Vec<ProviderId> = env
+        .table
         .providers
         .iter()
         .filter(|e| e.value().organization_id == org && !live.contains(e.key()))
         .map(|e| *e.key())
         .collect();
     for id in stale {
-        if let Some((_, handle)) = shared.routes.providers.remove(&id) {
+        if let Some((_, handle)) = env.table.providers.remove(&id) {
             handle.addr.do_send(crate::provider::Retire);
             // Its series leave /metrics now, not when the actor is finally dropped.
             crate::metrics::connections::forget(id.0);
         }
     }
-    shared.routes.loaded.insert(org, ());
+    env.table.loaded.insert(org, ());
     Ok(())
 }
 
 fn publish<S: ProviderSpec>(
-    shared: &Arc<Shared>,
+    env: &RouterEnv,
     org: OrganizationId,
     records: &[ProviderRecord<S>],
     live: &mut Vec<ProviderId>,
@@ -196,11 +180,17 @@ fn publish<S: ProviderSpec>(
     let mut candidates = Vec::new();
     for (order, record) in records.iter().filter(|r| r.spec.is_active()).enumerate() {
         let spec: AnyProviderSpec = record.spec.clone().into_any();
-        match shared.routes.providers.get(&record.id).map(|h| h.clone()) {
+        match env.table.providers.get(&record.id).map(|h| h.clone()) {
             Some(handle) => handle.addr.do_send(Reconfigure { spec }),
-            None => match crate::provider::start(shared.clone(), org, record.id, spec) {
+            None => match crate::provider::start(
+                env.providers.clone(),
+                &env.next_arbiter(),
+                org,
+                record.id,
+                spec,
+            ) {
                 Ok(handle) => {
-                    shared.routes.providers.insert(record.id, handle);
+                    env.table.providers.insert(record.id, handle);
                 }
                 Err(e) => {
                     tracing::warn!(provider = %record.id, error = %e, "provider cannot send yet; left out of routes");
@@ -217,8 +207,7 @@ fn publish<S: ProviderSpec>(
             created_order: order as u64,
         });
     }
-    shared
-        .routes
+    env.table
         .routes
         .insert((org, S::CHANNEL), Arc::from(candidates));
 }

@@ -19,13 +19,22 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use actix::prelude::SendError;
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use msgengine_domain::lifecycle::Outcome;
 use msgengine_domain::message::OutboundMessage;
+use msgengine_domain::routing::RoutePolicy;
 use msgengine_domain::{OrganizationId, ProviderId};
+use msgengine_storage::driver::deadpool_postgres::Pool;
 
-use crate::job::Job;
-use crate::runtime::Shared;
+use crate::handles::{Outcomes, Reroute};
+use crate::provider::Deliver;
+use crate::router::Routes;
+use crate::state::job::Job;
+use crate::state::lease::HeldLeases;
+use crate::state::orgs::ActiveOrgs;
+use crate::state::suppress::Suppressions;
 
 /// How long a message waits when its routes or suppression list could not
 /// be read (the database or the key ring is failing).
@@ -78,7 +87,20 @@ pub fn verdict<'a>(
     }
 }
 
-impl Shared {
+/// What dispatch reads and where it hands messages: the routes and the
+/// policy over them, the organization flags, the suppression lists (read
+/// through `pool`), this node's leases and the outcome writer.
+pub struct Dispatcher {
+    pub pool: Pool,
+    pub routes: Arc<Routes>,
+    pub policy: Box<dyn RoutePolicy>,
+    pub leases: Arc<HeldLeases>,
+    pub orgs: ActiveOrgs,
+    pub suppressions: Suppressions,
+    pub outcomes: Outcomes,
+}
+
+impl Dispatcher {
     /// Dispatches messages this node has just leased until `lease_until`
     /// (from the group commit or a scheduler claim): records the leases as
     /// held, then routes them.
@@ -109,7 +131,7 @@ impl Shared {
         }
         let mut deliver = Vec::new();
         for (org, batch) in by_org {
-            let routes_loaded = match self.ensure_routes(org).await {
+            let routes_loaded = match self.routes.ensure(org).await {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::warn!(organization = %org, error = %e, messages = batch.len(),
@@ -137,12 +159,12 @@ impl Shared {
                 };
                 let job = self.job_for(leased, routes_loaded);
                 match verdict(active, routes_loaded, reason, job.provider().is_some()) {
-                    Verdict::HandBack => self.hand_back(&job, "organization disabled"),
-                    Verdict::Retry => self.submit(
+                    Verdict::HandBack => self.outcomes.hand_back(&job, "organization disabled"),
+                    Verdict::Retry => self.outcomes.submit(
                         job.outcome(Outcome::requeue(Utc::now() + RETRY_AFTER_UNAVAILABLE)),
                     ),
-                    Verdict::Reject(reason) => self.reject_suppressed(&job, reason),
-                    Verdict::Unroutable => self.fail_unroutable(&job),
+                    Verdict::Reject(reason) => self.outcomes.reject_suppressed(&job, reason),
+                    Verdict::Unroutable => self.outcomes.fail_unroutable(&job),
                     Verdict::Deliver => deliver.push(job),
                 }
             }
@@ -152,7 +174,7 @@ impl Shared {
 
     fn job_for(&self, leased: Leased, routes_loaded: bool) -> Job {
         let chain: Arc<[ProviderId]> = if routes_loaded {
-            Arc::from(self.routes.plan(&*self.policy, &leased.message))
+            Arc::from(self.routes.table().plan(&*self.policy, &leased.message))
         } else {
             Arc::from(Vec::new())
         };
@@ -166,16 +188,39 @@ impl Shared {
         }
     }
 
-    /// Gives a job of a disabled organization back to the database, due at
-    /// once: the claim leaves it alone until the organization is enabled.
-    pub(crate) fn hand_back(&self, job: &Job, why: &str) {
-        let now = Utc::now();
-        self.submit(job.outcome(Outcome::deferred(why, None, now, now)));
+    /// Hands jobs to their current provider's actor, grouped per provider.
+    /// A job with no provider left fails; a full mailbox defers the job to
+    /// the scheduler (its lease is released with a short delay).
+    pub fn deliver(&self, jobs: Vec<Job>) {
+        let mut by_provider: HashMap<ProviderId, Vec<Job>> = HashMap::new();
+        for job in jobs {
+            match job.provider() {
+                Some(p) => by_provider.entry(p).or_default().push(job),
+                None => self.outcomes.fail_unroutable(&job),
+            }
+        }
+        for (provider, jobs) in by_provider {
+            let Some(handle) = self.routes.table().provider(provider) else {
+                self.outcomes.defer(jobs, "provider not running");
+                continue;
+            };
+            if let Err(err) = handle.addr.try_send(Deliver(jobs)) {
+                let jobs = match err {
+                    SendError::Full(Deliver(jobs)) | SendError::Closed(Deliver(jobs)) => jobs,
+                };
+                self.outcomes.defer(jobs, "provider busy");
+            }
+        }
+    }
+}
+
+impl Reroute for Dispatcher {
+    fn reroute(self: Arc<Self>, jobs: Vec<Job>) -> BoxFuture<'static, ()> {
+        Box::pin(async move { Dispatcher::reroute(&self, jobs).await })
     }
 
-    fn reject_suppressed(&self, job: &Job, reason: &str) {
-        crate::metrics::record_failed(job.message.channel, "none", "suppressed", 1);
-        self.submit(job.outcome(Outcome::suppressed(reason, Utc::now())));
+    fn deliver(&self, jobs: Vec<Job>) {
+        Dispatcher::deliver(self, jobs);
     }
 }
 

@@ -1,0 +1,153 @@
+//! The routing snapshot, and the handle that has an organization's routes
+//! loaded before they are read.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use actix::prelude::*;
+use dashmap::DashMap;
+use msgengine_domain::message::OutboundMessage;
+use msgengine_domain::routing::{ProviderLiveness, RouteCandidate, RoutePolicy};
+use msgengine_domain::{Channel, OrganizationId, ProviderId};
+use msgengine_storage::StoreError;
+
+use super::{LoadRoutes, RouterActor};
+use crate::provider::ProviderHandle;
+
+/// The routing snapshot.
+#[derive(Default)]
+pub struct RouteTable {
+    pub(super) routes: DashMap<(OrganizationId, Channel), Arc<[RouteCandidate]>>,
+    pub(super) loaded: DashMap<OrganizationId, ()>,
+    pub(super) providers: DashMap<ProviderId, ProviderHandle>,
+}
+
+impl RouteTable {
+    /// Whether the organization's providers are loaded.
+    pub fn is_loaded(&self, org: OrganizationId) -> bool {
+        self.loaded.contains_key(&org)
+    }
+
+    /// The organization's candidates for a channel (empty when none is active).
+    pub fn candidates(&self, org: OrganizationId, channel: Channel) -> Arc<[RouteCandidate]> {
+        self.routes
+            .get(&(org, channel))
+            .map(|r| r.clone())
+            .unwrap_or_else(|| Arc::from(Vec::new()))
+    }
+
+    /// The failover chain for a message, from the policy over the snapshot.
+    pub fn plan(&self, policy: &dyn RoutePolicy, message: &OutboundMessage) -> Vec<ProviderId> {
+        let candidates = self.candidates(message.organization_id, message.channel);
+        let liveness = |id: ProviderId| ProviderLiveness {
+            circuit_open: self
+                .providers
+                .get(&id)
+                .is_some_and(|h| h.circuit_open.load(Ordering::Relaxed)),
+        };
+        policy.plan(&candidates, message, &liveness)
+    }
+
+    /// The running actor of a provider.
+    pub fn provider(&self, id: ProviderId) -> Option<ProviderHandle> {
+        self.providers.get(&id).map(|h| h.clone())
+    }
+
+    /// Every running provider actor (for shutdown).
+    pub fn all_providers(&self) -> Vec<ProviderHandle> {
+        self.providers.iter().map(|e| e.value().clone()).collect()
+    }
+
+    /// The running provider actors of one organization.
+    pub fn providers_of(&self, org: OrganizationId) -> Vec<ProviderHandle> {
+        self.providers
+            .iter()
+            .filter(|e| e.value().organization_id == org)
+            .map(|e| e.value().clone())
+            .collect()
+    }
+}
+
+/// The route table and the way to have an organization's routes loaded: the
+/// handle accept and dispatch read routes through.
+#[derive(Default)]
+pub struct Routes {
+    table: Arc<RouteTable>,
+    router: OnceLock<Addr<RouterActor>>,
+    /// Test hook: route loads fail while set.
+    fail_loads: AtomicBool,
+}
+
+impl Routes {
+    /// The snapshot (shared with the router, which publishes into it).
+    pub fn table(&self) -> &Arc<RouteTable> {
+        &self.table
+    }
+
+    /// Connects the router that loads routes (once, at start).
+    pub fn set_router(&self, router: Addr<RouterActor>) {
+        let _ = self.router.set(router);
+    }
+
+    /// Test hook: make every route load fail (or work again).
+    pub fn fail_loads(&self, fail: bool) {
+        self.fail_loads.store(fail, Ordering::Relaxed);
+    }
+
+    /// Makes sure an organization's routes are loaded.
+    pub async fn ensure(&self, org: OrganizationId) -> Result<(), StoreError> {
+        if self.fail_loads.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable(
+                "route load failure injected (test hook)".into(),
+            ));
+        }
+        if self.table.is_loaded(org) {
+            return Ok(());
+        }
+        let router = self
+            .router
+            .get()
+            .ok_or_else(|| StoreError::Unavailable("router not started".into()))?;
+        router
+            .send(LoadRoutes {
+                organization_id: org,
+                force: false,
+            })
+            .await
+            .map_err(|_| StoreError::Unavailable("router stopped".into()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unloaded_organization_has_no_candidates_and_no_providers() {
+        let table = RouteTable::default();
+        let org = OrganizationId::new();
+        assert!(!table.is_loaded(org));
+        assert!(table.candidates(org, Channel::Sms).is_empty());
+        assert!(table.providers_of(org).is_empty());
+        assert!(table.provider(ProviderId::new()).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_route_load_fails_without_a_router_or_while_failure_is_injected() {
+        let routes = Routes::default();
+        let org = OrganizationId::new();
+        assert!(matches!(
+            routes.ensure(org).await,
+            Err(StoreError::Unavailable(m)) if m.contains("router not started")
+        ));
+        routes.table().loaded.insert(org, ());
+        assert!(routes.ensure(org).await.is_ok(), "loaded: no router needed");
+        routes.fail_loads(true);
+        assert!(matches!(
+            routes.ensure(org).await,
+            Err(StoreError::Unavailable(m)) if m.contains("injected")
+        ));
+        routes.fail_loads(false);
+        assert!(routes.ensure(org).await.is_ok());
+    }
+}
