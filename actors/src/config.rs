@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use msgengine_domain::resilience::backoff::RetryPolicy;
 use msgengine_domain::resilience::breaker::BreakerConfig;
+use msgengine_domain::resilience::retry::RetryPolicy;
 use uuid::Uuid;
 
 /// Engine settings.

@@ -1,8 +1,8 @@
 //! The handles of one provider connection's series.
 
 use metrics::{counter, histogram, Counter, Gauge, Histogram};
-use msgengine_domain::resilience::backoff::ErrorClass;
 use msgengine_domain::resilience::breaker::BreakerState;
+use msgengine_domain::resilience::retry::ErrorClass;
 use msgengine_domain::Channel;
 use uuid::Uuid;
 

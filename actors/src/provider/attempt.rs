@@ -10,8 +10,8 @@ use chrono::Utc;
 use futures::FutureExt;
 use msgengine_domain::lifecycle::{Call, Outcome};
 use msgengine_domain::message::MessageState;
-use msgengine_domain::resilience::backoff::ErrorClass;
 use msgengine_domain::resilience::breaker::BreakerState;
+use msgengine_domain::resilience::retry::ErrorClass;
 use msgengine_domain::MessageId;
 use msgengine_providers::{FailureKind, ProviderError, SendReceipt};
 

@@ -5,7 +5,7 @@ use actix::prelude::*;
 use chrono::Utc;
 use msgengine_domain::lifecycle::{Call, Next, Outcome};
 use msgengine_domain::message::{Attempt, AttemptOutcome};
-use msgengine_domain::resilience::backoff::{ErrorClass, RetryDecision};
+use msgengine_domain::resilience::retry::{ErrorClass, RetryDecision};
 use msgengine_domain::ProviderId;
 use msgengine_providers::{FailureKind, ProviderError};
 

@@ -19,6 +19,7 @@ pub mod resilience;
 pub mod routing;
 pub mod secret;
 pub mod send;
+pub mod state;
 pub mod text;
 pub mod validate;
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::channel::Channel;
 use crate::ids::{MessageId, OrganizationId, ProviderId};
 
-pub use crate::lifecycle::state::{MessageState, UnknownState};
+pub use crate::state::{MessageState, UnknownState};
 
 /// A message as a provider adapter sends it: validated, with the
 /// organization's defaults not yet applied (the adapter applies its

@@ -19,9 +19,10 @@
 pub mod outcome;
 pub mod report;
 pub mod start;
-pub mod state;
 
+/// The state table sits below the message types it is part of (`crate::state`);
+/// named here too, as the lifecycle's first part.
+pub use crate::state::{self, MessageState};
 pub use outcome::{Call, Next, Outcome, STORAGE_REJECTED_REASON};
 pub use report::{merge_reports, report_event, ProviderReport};
 pub use start::{suppressed_reason, Start};
-pub use state::MessageState;

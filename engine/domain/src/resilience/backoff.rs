@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use crate::validate::ValidationError;
 
-pub use super::retry::{ErrorClass, RetryDecision, RetryPolicy};
-
 /// Exponential backoff with jitter, validated at construction.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {

@@ -12,6 +12,7 @@ pub mod breaker;
 pub mod health;
 pub mod retry;
 
-pub use backoff::{clamp_retry_after, Backoff, ErrorClass, RetryDecision, RetryPolicy};
+pub use backoff::{clamp_retry_after, Backoff};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use health::{HealthSnapshot, HealthStats};
+pub use retry::{ErrorClass, RetryDecision, RetryPolicy};
