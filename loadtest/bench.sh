@@ -5,6 +5,13 @@
 #
 #   loadtest/bench.sh [OUT_DIR]        (default target/bench)
 #   RUNS="batch-12k single-4k" loadtest/bench.sh OUT_DIR    (only those runs)
+#   BIN_DIR=/path/to/other/target/release loadtest/bench.sh OUT_DIR
+#                                       (another build's binaries, e.g. the previous main's)
+#
+# Besides the headline runs, single-6k, single-8k and single-10k offer single-message
+# requests past what the headline runs ask, to find the highest rate a build sustains.
+# Each run also prints the engine's CPU seconds per 100,000 messages accepted
+# (utime + stime from /proc, over the run and its drain).
 #
 # Each run checks afterwards that every accepted message reached a terminal
 # state (CORRECTNESS line). Engine memory (RSS) is sampled every 10 s.
@@ -12,8 +19,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/bench}
 mkdir -p "$out"
-cargo build --release --bin msgengine --bin msgengine-load >/dev/null
-bin=${CARGO_TARGET_DIR:-target}/release
+if [[ -z ${BIN_DIR:-} ]]; then
+  cargo build --release --bin msgengine --bin msgengine-load >/dev/null
+fi
+bin=${BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
 runs=" ${RUNS:-batch-15k single-5k batch-12k single-4k soak-5min} "
 data=$(mktemp -d /tmp/msgengine-bench-XXXXXX)
 chmod 755 "$data"
@@ -31,12 +40,22 @@ load() { "$bin/msgengine-load" run --base http://127.0.0.1:$port --admin-token="
 rss() { while kill -0 $engine 2>/dev/null; do echo "$(date +%s) $(ps -o rss= -p $engine)"; sleep 10; done; }
 rss >"$out/rss.txt" &
 sampler=$!
-run() { name=$1; shift; [[ $runs == *" $name "* ]] || return 0; echo "== $name: $*"; load --report "$out/$name.json" "$@" >"$out/$name.log" 2>&1 || true;
-        grep -E "^(accept|end to end|accepted|CORRECTNESS|throughput|load done)" "$out/$name.log" || tail -5 "$out/$name.log"; }
+ticks() { awk '{print $14 + $15}' "/proc/$engine/stat"; }
+run() { name=$1; shift; [[ $runs == *" $name "* ]] || return 0; echo "== $name: $*"; before=$(ticks)
+        load --report "$out/$name.json" "$@" >"$out/$name.log" 2>&1 || true
+        grep -E "^(accept|end to end|accepted|CORRECTNESS|throughput|load done)" "$out/$name.log" || tail -5 "$out/$name.log"
+        measured=$(grep -oE "[0-9]+ accepted," "$out/$name.log" | head -1 | grep -oE "[0-9]+" || true)
+        warm=$(grep -oE "^warm-up +[0-9]+" "$out/$name.log" | grep -oE "[0-9]+$" || true)
+        accepted=$(( ${measured:-0} + ${warm:-0} ))
+        awk -v t=$(( $(ticks) - before )) -v hz="$(getconf CLK_TCK)" -v n="${accepted:-0}" \
+          'BEGIN { if (n > 0) printf "engine CPU: %.1f s per 100,000 messages (%.1f s for %d)\n", t / hz * 100000 / n, t / hz, n }'; }
 run batch-15k   --rate 15000 --duration 60 --batch-size 1000
 run single-5k   --rate 5000  --duration 60 --batch-size 1
 run batch-12k   --rate 12000 --duration 30 --batch-size 1000
 run single-4k   --rate 4000  --duration 30 --batch-size 1
 run soak-5min   --rate 4000  --duration 300 --batch-size 100
+run single-6k   --rate 6000  --duration 30 --batch-size 1
+run single-8k   --rate 8000  --duration 30 --batch-size 1
+run single-10k  --rate 10000 --duration 30 --batch-size 1
 kill $sampler 2>/dev/null || true
 echo "engine RSS samples (kB): $(awk '{print $2}' "$out/rss.txt" | tr '\n' ' ')"
