@@ -8,7 +8,7 @@
 #   BIN_DIR=/path/to/other/target/release loadtest/bench.sh OUT_DIR
 #                                       (another build's binaries, e.g. the previous main's)
 #
-# Besides the headline runs, single-6k, single-8k and single-10k offer single-message
+# Besides the headline runs, single-5500, single-6k, single-8k and single-10k offer single-message
 # requests past what the headline runs ask, to find the highest rate a build sustains.
 # Each run also prints the engine's CPU seconds per 100,000 messages accepted
 # (utime + stime from /proc, over the run and its drain).
@@ -54,6 +54,7 @@ run single-5k   --rate 5000  --duration 60 --batch-size 1
 run batch-12k   --rate 12000 --duration 30 --batch-size 1000
 run single-4k   --rate 4000  --duration 30 --batch-size 1
 run soak-5min   --rate 4000  --duration 300 --batch-size 100
+run single-5500 --rate 5500  --duration 30 --batch-size 1
 run single-6k   --rate 6000  --duration 30 --batch-size 1
 run single-8k   --rate 8000  --duration 30 --batch-size 1
 run single-10k  --rate 10000 --duration 30 --batch-size 1
