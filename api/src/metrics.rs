@@ -35,7 +35,12 @@ pub async fn record_request(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let series = req.app_data::<web::Data<HttpSeries>>().cloned();
+    // An app without the shared series (a test's bare App) counts into a
+    // throwaway one: the same series, resolved per request.
+    let series = req
+        .app_data::<web::Data<HttpSeries>>()
+        .cloned()
+        .unwrap_or_default();
     let method = method_label(req.method());
     let result = next.call(req).await;
     let (route, status) = match &result {
@@ -43,10 +48,7 @@ pub async fn record_request(
         Err(e) => (route_label(None), e.as_response_error().status_code()),
     };
     let elapsed = started.elapsed().as_secs_f64();
-    match series {
-        Some(series) => series.record(method, route, status, elapsed),
-        None => HttpSeries::default().record(method, route, status, elapsed),
-    }
+    series.record(method, route, status, elapsed);
     result
 }
 
@@ -59,17 +61,31 @@ pub struct HttpSeries {
 }
 
 impl HttpSeries {
+    /// Records one answer. The handles are read under a shard's read lock;
+    /// only a label set seen for the first time takes the write lock.
     fn record(&self, method: &'static str, route: &'static str, status: StatusCode, secs: f64) {
-        let duration = self.durations.entry((method, route)).or_insert_with(
-            || metrics::histogram!(HTTP_REQUEST_DURATION, "method" => method, "route" => route),
-        );
-        duration.record(secs);
-        drop(duration);
-        let code = status.as_u16();
-        let count = self.requests.entry((method, route, code)).or_insert_with(|| {
-            metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => status_label(status))
-        });
-        count.increment(1);
+        let key = (method, route);
+        match self.durations.get(&key) {
+            Some(h) => h.record(secs),
+            None => self
+                .durations
+                .entry(key)
+                .or_insert_with(|| {
+                    metrics::histogram!(HTTP_REQUEST_DURATION, "method" => method, "route" => route)
+                })
+                .record(secs),
+        }
+        let key = (method, route, status.as_u16());
+        match self.requests.get(&key) {
+            Some(c) => c.increment(1),
+            None => self
+                .requests
+                .entry(key)
+                .or_insert_with(|| {
+                    metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => status_label(status))
+                })
+                .increment(1),
+        }
     }
 }
 
