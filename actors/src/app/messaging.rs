@@ -9,6 +9,7 @@
 //! conflict.
 
 use chrono::Utc;
+use msgengine_domain::message::MessageEvent;
 use msgengine_domain::send::parse_send_request;
 use msgengine_domain::{Channel, MessageId};
 use msgengine_storage::repo::messages;
@@ -135,14 +136,8 @@ fn accept_error(e: AcceptError) -> AppError {
 /// for the same message; every entry's `at` is when its fact was recorded
 /// (the provider cannot report a send before it was asked), so time order
 /// is the order things happened.
-fn in_time_order(events: &mut Value) {
-    if let Some(list) = events.as_array_mut() {
-        list.sort_by_cached_key(|e| {
-            e.get("at")
-                .and_then(Value::as_str)
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        });
-    }
+fn in_time_order(events: &mut [MessageEvent]) {
+    events.sort_by_key(|e| e.at);
 }
 
 #[cfg(test)]
@@ -152,18 +147,16 @@ mod tests {
 
     #[test]
     fn history_is_shown_in_time_order_stable_among_equal_times() {
-        let mut events = json!([
+        let mut events: Vec<MessageEvent> = serde_json::from_value(json!([
             {"state": "accepted", "at": "2026-01-01T00:00:00.1Z"},
             {"state": "queued", "at": "2026-01-01T00:00:00.1Z"},
             {"state": "sent", "at": "2026-01-01T00:00:00.300Z", "providerAt": "2026-01-01T00:00:00Z"},
             {"state": "sending", "at": "2026-01-01T00:00:00.15Z"},
             {"state": "sent", "at": "2026-01-01T00:00:00.2Z"},
-        ]);
+        ]))
+        .expect("events");
         in_time_order(&mut events);
-        let states: Vec<&str> = events
-            .as_array()
-            .map(|l| l.iter().filter_map(|e| e["state"].as_str()).collect())
-            .unwrap_or_default();
+        let states: Vec<&str> = events.iter().map(|e| e.state.as_str()).collect();
         assert_eq!(states, ["accepted", "queued", "sending", "sent", "sent"]);
     }
 

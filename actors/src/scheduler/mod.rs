@@ -111,7 +111,9 @@ async fn claim(sched: &Scheduler) -> Result<bool, msgengine_storage::StoreError>
     let max_bytes = i64::try_from(sched.config.claim_max_bytes).unwrap_or(i64::MAX);
     let full = sched.dispatch.leases.len() >= sched.config.max_held_jobs;
     let limits = claim_limits(full, max_bytes);
-    let claimed = messages::claim_due(&client, sched.config.node_id, lease_until, limits).await?;
+    let claim = msgengine_domain::lifecycle::Claim::due(Utc::now());
+    let claimed =
+        messages::claim_due(&client, sched.config.node_id, lease_until, limits, &claim).await?;
     drop(client);
     let (rows, saturated) = (claimed.messages, claimed.saturated);
     let n = rows.len();
@@ -208,8 +210,12 @@ async fn retry_unmatched(sched: &Scheduler) {
     let result = async {
         let mut client = sched.pool.get().await?;
         let tx = client.transaction().await?;
-        let round =
-            msgengine_storage::repo::webhook_events::retry_unmatched(&tx, LATE_LIMITS).await?;
+        let round = msgengine_storage::repo::webhook_events::retry_unmatched(
+            &tx,
+            LATE_LIMITS,
+            msgengine_domain::lifecycle::merge_reports,
+        )
+        .await?;
         tx.commit().await?;
         Ok::<_, msgengine_storage::StoreError>(round)
     }

@@ -28,7 +28,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use msgengine_domain::{OrganizationId, ProviderId};
+use msgengine_domain::{lifecycle, OrganizationId, ProviderId};
 use msgengine_storage::driver::deadpool_postgres::Pool;
 use msgengine_storage::repo::suppressions;
 use msgengine_storage::repo::webhook_events::{self, EventRow, IngestJob, Ingested};
@@ -260,7 +260,8 @@ impl Worker {
                 events: &j.events,
             })
             .collect();
-        let done = webhook_events::ingest_many(&tx, &jobs).await?;
+        // The lifecycle decides what the reports do; storage executes it.
+        let done = webhook_events::ingest_many(&tx, &jobs, lifecycle::merge_reports).await?;
         for job in group {
             for (recipient, reason) in &job.suppress {
                 suppressions::add(&tx, job.org, recipient, reason, Some(job.provider.0), None)

@@ -11,7 +11,8 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use msgengine_actors::app::messaging::{MessageStatus, IDEMPOTENCY_HEADER};
-use msgengine_domain::MessageId;
+use msgengine_domain::message::{Attempt, MessageEvent, MessageState};
+use msgengine_domain::{Channel, MessageId};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -32,7 +33,7 @@ pub async fn send(
     if accepted.replayed {
         response.insert_header(("Idempotent-Replayed", "true"));
     }
-    Ok(response.json(accepted.body))
+    Ok(response.json(&accepted.body))
 }
 
 /// A message's status and history.
@@ -40,14 +41,14 @@ pub async fn send(
 #[serde(rename_all = "camelCase")]
 struct StatusView {
     id: uuid::Uuid,
-    channel: String,
-    status: String,
+    channel: Channel,
+    status: MessageState,
     to: String,
     provider_id: Option<uuid::Uuid>,
     provider_message_id: Option<String>,
     attempt_count: i32,
-    attempts: Value,
-    events: Value,
+    attempts: Vec<Attempt>,
+    events: Vec<MessageEvent>,
     metadata: Option<Value>,
     send_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,

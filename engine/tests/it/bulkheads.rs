@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use msgengine_actors::writer::{OutcomeWriter, WriterSettings};
-use msgengine_domain::lifecycle::Outcome;
+use msgengine_domain::lifecycle::{self, Outcome};
 use msgengine_domain::message::{Attempt, AttemptOutcome, MessageEvent, MessageState};
 use msgengine_domain::{MessageId, OrganizationId, ProviderId};
 
@@ -594,24 +594,37 @@ async fn late_matching_is_per_organization_bounded_and_closes_old_events() {
         .map(|i| late_event(&format!("junk-{i}"), Some(&format!("nobody-{i}"))))
         .collect();
     let tx = client.transaction().await.expect("tx");
-    let got = webhook_events::ingest(&tx, OrganizationId(hostile), provider, &junk)
-        .await
-        .expect("ingest");
+    let got = webhook_events::ingest(
+        &tx,
+        OrganizationId(hostile),
+        provider,
+        &junk,
+        lifecycle::merge_reports,
+    )
+    .await
+    .expect("ingest");
     assert_eq!(got.unmatched, 1500);
     let got = webhook_events::ingest(
         &tx,
         OrganizationId(steady),
         provider,
         &[late_event("late", Some("pm-late"))],
+        lifecycle::merge_reports,
     )
     .await
     .expect("ingest");
     assert_eq!(got.unmatched, 1);
     let mut opt_out = late_event("stop", None);
     opt_out.suppress = Some("unsubscribe".into());
-    webhook_events::ingest(&tx, OrganizationId(steady), provider, &[opt_out])
-        .await
-        .expect("ingest");
+    webhook_events::ingest(
+        &tx,
+        OrganizationId(steady),
+        provider,
+        &[opt_out],
+        lifecycle::merge_reports,
+    )
+    .await
+    .expect("ingest");
     tx.commit().await.expect("commit");
     // The hostile organization's events are all older than the steady one's.
     client
@@ -686,7 +699,7 @@ fn late_event(id: &str, pmid: Option<&str>) -> EventRow {
 
 async fn run_round(client: &mut Client, limits: LateLimits) -> webhook_events::LateRound {
     let tx = client.transaction().await.expect("tx");
-    let round = webhook_events::retry_unmatched(&tx, limits)
+    let round = webhook_events::retry_unmatched(&tx, limits, lifecycle::merge_reports)
         .await
         .expect("round");
     tx.commit().await.expect("commit");

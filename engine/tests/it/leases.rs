@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use msgengine_domain::lifecycle::Claim;
 use msgengine_domain::MessageId;
 use msgengine_storage::crypto::KeyRing;
 use msgengine_storage::repo::messages::{self, LeaseFence, OutcomeRow};
@@ -737,7 +738,7 @@ async fn a_claim_stops_at_its_byte_budget_but_always_takes_one_message() {
             per_org: 100,
             max_bytes,
         };
-        messages::claim_due(client, owner, until, limits)
+        messages::claim_due(client, owner, until, limits, &Claim::due(Utc::now()))
             .await
             .map(|c| c.messages)
     };
@@ -778,13 +779,13 @@ async fn outcomes_and_renewals_apply_only_under_the_current_lease() {
         per_org: 10,
         max_bytes: i64::MAX,
     };
-    let old = messages::claim_due(&client, owner, expired, limits)
+    let old = messages::claim_due(&client, owner, expired, limits, &Claim::due(Utc::now()))
         .await
         .expect("claim")
         .messages[0]
         .lease_token;
     let until = Utc::now() + chrono::Duration::seconds(60);
-    let new = messages::claim_due(&client, owner, until, limits)
+    let new = messages::claim_due(&client, owner, until, limits, &Claim::due(Utc::now()))
         .await
         .expect("claim")
         .messages[0]
@@ -887,7 +888,7 @@ async fn one_tenants_due_backlog_cannot_hold_back_anothers_due_messages() {
         per_org: 500,
         max_bytes: i64::MAX,
     };
-    let claimed = messages::claim_due(&client, owner, until, limits)
+    let claimed = messages::claim_due(&client, owner, until, limits, &Claim::due(Utc::now()))
         .await
         .expect("claim");
     let of = |org: Uuid| {
@@ -908,7 +909,7 @@ async fn one_tenants_due_backlog_cannot_hold_back_anothers_due_messages() {
     // oldest first, and the claim says when nothing is left to hurry for.
     let mut taken = of(hostile);
     loop {
-        let next = messages::claim_due(&client, owner, until, limits)
+        let next = messages::claim_due(&client, owner, until, limits, &Claim::due(Utc::now()))
             .await
             .expect("claim");
         assert!(next

@@ -4,6 +4,7 @@
 //! provider's signature is tested per provider type here as adapters land.)
 
 use chrono::{Duration, Utc};
+use msgengine_domain::lifecycle;
 use msgengine_domain::message::MessageState;
 use msgengine_domain::{OrganizationId, ProviderId};
 use msgengine_storage::repo::webhook_events::{self, EventRow};
@@ -62,6 +63,7 @@ async fn events_apply_once_never_backwards_and_late_ones_wait_for_their_message(
             event("e1", &pmid, Some(MessageState::Read), 2),
             event("e2", &pmid, Some(MessageState::Sent), 1),
         ],
+        lifecycle::merge_reports,
     )
     .await
     .expect("ingest");
@@ -81,6 +83,7 @@ async fn events_apply_once_never_backwards_and_late_ones_wait_for_their_message(
         org_id,
         provider_id,
         &[event("e1", &pmid, Some(MessageState::Read), 2)],
+        lifecycle::merge_reports,
     )
     .await
     .expect("ingest");
@@ -95,9 +98,15 @@ async fn events_apply_once_never_backwards_and_late_ones_wait_for_their_message(
     let tx = client.transaction().await.expect("tx");
     let mut foreign = event("x1", &pmid, Some(MessageState::Failed), 3);
     foreign.message_id = Some(Uuid::parse_str(&id).expect("uuid"));
-    let got = webhook_events::ingest(&tx, other_id, provider_id, &[foreign])
-        .await
-        .expect("ingest");
+    let got = webhook_events::ingest(
+        &tx,
+        other_id,
+        provider_id,
+        &[foreign],
+        lifecycle::merge_reports,
+    )
+    .await
+    .expect("ingest");
     tx.commit().await.expect("commit");
     assert_eq!(got.applied, 0);
     let (_, still) = app.status(&org, &id).await;
@@ -116,6 +125,7 @@ async fn events_apply_once_never_backwards_and_late_ones_wait_for_their_message(
             Some(MessageState::Delivered),
             0,
         )],
+        lifecycle::merge_reports,
     )
     .await
     .expect("ingest");
@@ -143,7 +153,7 @@ async fn events_apply_once_never_backwards_and_late_ones_wait_for_their_message(
         per_org: 100,
         total: 100,
     };
-    let round = webhook_events::retry_unmatched(&tx, limits)
+    let round = webhook_events::retry_unmatched(&tx, limits, lifecycle::merge_reports)
         .await
         .expect("retry");
     tx.commit().await.expect("commit");
@@ -214,7 +224,7 @@ async fn a_group_of_webhooks_is_written_at_once_and_each_answered_for_its_own_ev
     ];
     let mut client = app.db.pool.get().await.expect("connection");
     let tx = client.transaction().await.expect("tx");
-    let got = webhook_events::ingest_many(&tx, &jobs)
+    let got = webhook_events::ingest_many(&tx, &jobs, lifecycle::merge_reports)
         .await
         .expect("ingest");
     tx.commit().await.expect("commit");

@@ -3,18 +3,16 @@
 //! may), the answer (also stored with the idempotency key) and the counts
 //! recorded once it is committed.
 
+use super::{count_by_channel, IdempotencyKey, MessageAnswer, SendAnswer};
 use msgengine_domain::message::MessageState;
 use msgengine_domain::OrganizationId;
 use msgengine_storage::repo::messages::{IdempotencyRow, NewMessageRow};
-use serde_json::{json, Value};
-
-use super::{count_by_channel, IdempotencyKey};
 
 /// A request ready to commit.
 pub struct Prepared {
     pub rows: Vec<NewMessageRow>,
     /// The 202 body: `{id, status}` per message (`reason` for a rejected one).
-    pub body: Value,
+    pub body: SendAnswer,
     pub idempotency: Option<IdempotencyRow>,
     /// Messages per channel accepted, and stored `rejected` (suppressed).
     pub accepted: [u64; 3],
@@ -49,7 +47,8 @@ pub fn prepare(
             organization_id: org.0,
             key: k.key.clone(),
             request_hash: k.request_hash.clone(),
-            response: body.clone(),
+            // Stored as given, for replays; built only when a key is given.
+            response: serde_json::to_value(&body).unwrap_or_default(),
         }),
         body,
         rows,
@@ -59,20 +58,19 @@ pub fn prepare(
 
 /// The answer: one `{id, status}` (a single message) or `{messages: [...]}`
 /// (a batch); a rejected message also says why.
-fn response_body(rows: &[NewMessageRow], is_batch: bool) -> Value {
-    let item = |r: &NewMessageRow| {
-        let id = r.message.id;
-        if r.state == MessageState::Rejected {
-            let reason = r.events.last().and_then(|e| e.reason.as_deref());
-            json!({"id": id, "status": r.state, "reason": reason})
-        } else {
-            json!({"id": id, "status": r.state})
-        }
+fn response_body(rows: &[NewMessageRow], is_batch: bool) -> SendAnswer {
+    let item = |r: &NewMessageRow| MessageAnswer {
+        id: r.message.id,
+        status: r.state,
+        reason: (r.state == MessageState::Rejected)
+            .then(|| r.events.last().and_then(|e| e.reason.clone()))
+            .flatten(),
     };
-    if is_batch {
-        json!({"messages": rows.iter().map(item).collect::<Vec<_>>()})
-    } else {
-        rows.first().map(item).unwrap_or(Value::Null)
+    match rows {
+        [one] if !is_batch => SendAnswer::One(item(one)),
+        _ => SendAnswer::Batch {
+            messages: rows.iter().map(item).collect(),
+        },
     }
 }
 
@@ -82,6 +80,7 @@ mod tests {
     use msgengine_domain::lifecycle::suppressed_reason;
     use msgengine_domain::send::NewMessage;
     use msgengine_domain::Channel;
+    use serde_json::json;
 
     use super::*;
     use crate::app::accept::suppress::suppress;
@@ -116,11 +115,11 @@ mod tests {
         let (sms, email) = (rows[0].message.id, rows[1].message.id);
         let p = prepare(org, rows, true, None, false);
         assert_eq!(
-            p.body,
-            json!({"messages": [
+            serde_json::to_value(&p.body).ok(),
+            Some(json!({"messages": [
                 {"id": sms, "status": "queued"},
                 {"id": email, "status": "rejected", "reason": suppressed_reason("bounce")},
-            ]})
+            ]}))
         );
         assert_eq!(channel_count(p.accepted, Channel::Sms), 1);
         assert_eq!(channel_count(p.accepted, Channel::Email), 0);
@@ -141,10 +140,11 @@ mod tests {
             request_hash: vec![7],
         };
         let p = prepare(org, rows, false, Some(&key), false);
-        assert_eq!(p.body, json!({"id": id, "status": "queued"}));
+        let answer = json!({"id": id, "status": "queued"});
+        assert_eq!(serde_json::to_value(&p.body).ok(), Some(answer.clone()));
         let stored = p.idempotency.expect("key row");
         assert_eq!((stored.organization_id, stored.key.as_str()), (org.0, "k"));
-        assert_eq!((stored.request_hash, stored.response), (vec![7], p.body));
+        assert_eq!((stored.request_hash, stored.response), (vec![7], answer));
     }
 
     #[test]

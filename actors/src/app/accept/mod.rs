@@ -26,8 +26,10 @@ pub use run::run;
 
 use std::time::Duration;
 
-use msgengine_domain::Channel;
+use msgengine_domain::message::MessageState;
+use msgengine_domain::{Channel, MessageId};
 use msgengine_storage::StoreError;
+use serde::Serialize;
 use serde_json::Value;
 
 /// Why a send was not accepted.
@@ -75,9 +77,29 @@ pub struct IdempotencyKey {
 
 /// The accepted answer: the response body (also stored for idempotent replays).
 pub struct Accepted {
-    pub body: Value,
+    pub body: SendAnswer,
     /// True when this is a replay of an earlier request with the same key.
     pub replayed: bool,
+}
+
+/// The 202 body of a send: one `{id, status}` (a single message) or
+/// `{messages: [...]}` (a batch), or, for an idempotent replay, the answer
+/// stored with the key, byte for byte as it was given.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum SendAnswer {
+    One(MessageAnswer),
+    Batch { messages: Vec<MessageAnswer> },
+    Stored(Value),
+}
+
+/// One message's part of the answer; a rejected (suppressed) message also says why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MessageAnswer {
+    pub id: MessageId,
+    pub status: MessageState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Messages per channel ([`crate::metrics::CHANNELS`] order) among those marked true.

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{AcceptError, Accepted, IdempotencyKey};
+use super::{AcceptError, Accepted, IdempotencyKey, SendAnswer};
 
 /// The stored answer again when the key was used with this very body; a
 /// conflict when it was used with another; `None` (go on) when the key is new.
@@ -13,7 +13,7 @@ pub fn replay(
 ) -> Result<Option<Accepted>, AcceptError> {
     match stored {
         Some((hash, body)) if hash == key.request_hash => Ok(Some(Accepted {
-            body,
+            body: SendAnswer::Stored(body),
             replayed: true,
         })),
         Some(_) => Err(AcceptError::IdempotencyConflict),
@@ -44,7 +44,7 @@ mod tests {
         let body = json!({"id": "m1", "status": "queued"});
         match replay(Some((vec![1, 2, 3], body.clone())), &key()) {
             Ok(Some(answer)) => {
-                assert_eq!(answer.body, body);
+                assert_eq!(answer.body, SendAnswer::Stored(body));
                 assert!(answer.replayed);
             }
             _ => panic!("expected a replay"),

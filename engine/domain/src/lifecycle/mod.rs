@@ -1,5 +1,6 @@
 //! The message lifecycle, in one place: the states and the table of allowed
-//! moves ([`state`]), how a new message starts ([`start`]), what each end of
+//! moves ([`state`]), how a new message starts ([`start`]), what claiming a due message
+//! writes ([`claim`]), what each end of
 //! an attempt or engine decision writes ([`outcome`]), how a provider's
 //! webhook report becomes a history entry ([`report`]), and how concurrent
 //! outcomes of one message merge.
@@ -16,6 +17,7 @@
 //! these functions decide (its SQL guard `msgengine_can_advance` is a safety
 //! net tested against [`MessageState::can_advance_to`]).
 
+pub mod claim;
 pub mod outcome;
 pub mod report;
 pub mod start;
@@ -23,6 +25,7 @@ pub mod start;
 /// The state table sits below the message types it is part of (`crate::state`);
 /// named here too, as the lifecycle's first part.
 pub use crate::state::{self, MessageState};
+pub use claim::Claim;
 pub use outcome::{Call, Next, Outcome, STORAGE_REJECTED_REASON};
 pub use report::{merge_reports, report_event, ProviderReport};
 pub use start::{suppressed_reason, Start};

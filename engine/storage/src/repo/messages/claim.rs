@@ -3,12 +3,14 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use msgengine_domain::lifecycle::Claim;
 use msgengine_domain::message::{MessageExtras, MessageState, OutboundMessage};
 use msgengine_domain::{MessageId, OrganizationId};
 use serde_json::{Map, Value};
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
+use super::parsed;
 use crate::error::StoreError;
 
 /// A message claimed by the scheduler, with what dispatch needs.
@@ -47,8 +49,9 @@ pub struct Claimed {
 
 /// Claims due messages nobody holds (scheduled ones whose time has come,
 /// retries, and those whose lease expired with a crashed node) of active
-/// organizations, leasing them to `owner` under one new token. Scheduled
-/// messages move to `queued` with an event.
+/// organizations, leasing them to `owner` under one new token. Waiting
+/// messages move as `claim` says (the domain's `lifecycle::Claim::due`:
+/// `scheduled`/`accepted` to `queued` with a `due` history entry).
 ///
 /// Fair per tenant: the active organizations are visited in a random order,
 /// each giving at most `per_org` of its oldest due rows, up to `total` in
@@ -67,7 +70,9 @@ pub async fn claim_due(
     owner: Uuid,
     lease_until: DateTime<Utc>,
     limits: ClaimLimits,
+    claim: &Claim,
 ) -> Result<Claimed, StoreError> {
+    let moves_from: Vec<&str> = claim.moves_from.iter().map(|s| s.as_str()).collect();
     let stmt = client
         .prepare_cached(
             "WITH token AS (SELECT nextval('messages_lease_token_seq') AS t),
@@ -104,10 +109,9 @@ pub async fn claim_due(
              UPDATE messages m SET
                  lease_owner = $1, lease_until = $2, lease_token = (SELECT t FROM token),
                  next_attempt_at = $2,
-                 state = CASE WHEN m.state IN ('scheduled', 'accepted') THEN 'queued' ELSE m.state END,
-                 events = CASE WHEN m.state IN ('scheduled', 'accepted')
-                               THEN m.events || jsonb_build_array(jsonb_build_object(
-                                        'state', 'queued', 'at', to_jsonb(now()), 'reason', 'due'))
+                 state = CASE WHEN m.state = ANY($6::text[]) THEN $7 ELSE m.state END,
+                 events = CASE WHEN m.state = ANY($6::text[])
+                               THEN m.events || jsonb_build_array($8::jsonb)
                                ELSE m.events END,
                  updated_at = now()
                FROM due
@@ -126,6 +130,9 @@ pub async fn claim_due(
                 &limits.total,
                 &limits.per_org,
                 &limits.max_bytes,
+                &moves_from,
+                &claim.to.as_str(),
+                &Json(&claim.event),
             ],
         )
         .await?;
@@ -143,16 +150,12 @@ pub async fn claim_due(
 }
 
 fn claimed_from_row(row: &tokio_postgres::Row) -> Result<ClaimedMessage, StoreError> {
-    let state: String = row.try_get("state")?;
-    let channel: String = row.try_get("channel")?;
     let id: Uuid = row.try_get("id")?;
     let text: Option<String> = row.try_get("body_text")?;
     let message = OutboundMessage {
         id: MessageId(id),
         organization_id: OrganizationId(row.try_get("organization_id")?),
-        channel: channel
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("unknown channel {channel}")))?,
+        channel: parsed(row, "channel")?,
         to: row.try_get("recipient")?,
         from: row.try_get("sender")?,
         subject: row.try_get("subject")?,
@@ -163,9 +166,7 @@ fn claimed_from_row(row: &tokio_postgres::Row) -> Result<ClaimedMessage, StoreEr
     };
     Ok(ClaimedMessage {
         message,
-        state: state
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("unknown message state {state}")))?,
+        state: parsed(row, "state")?,
         attempt_count: row.try_get("attempt_count")?,
         created_at: row.try_get("created_at")?,
         send_at: row.try_get("send_at")?,

@@ -22,7 +22,8 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use msgengine_domain::message::{MessageEvent, MessageState, OutboundMessage};
+use msgengine_domain::message::{Attempt, MessageEvent, MessageState, OutboundMessage};
+use msgengine_domain::Channel;
 use serde_json::Value;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
@@ -233,18 +234,29 @@ pub async fn unpark_organization(
 #[derive(Debug, Clone)]
 pub struct MessageStatus {
     pub id: Uuid,
-    pub channel: String,
-    pub state: String,
+    pub channel: Channel,
+    pub state: MessageState,
     pub recipient: String,
     pub provider_id: Option<Uuid>,
     pub provider_message_id: Option<String>,
     pub attempt_count: i32,
-    pub attempts: Value,
-    pub events: Value,
+    pub attempts: Vec<Attempt>,
+    pub events: Vec<MessageEvent>,
+    /// The sender's own metadata, as given.
     pub metadata: Option<Value>,
     pub send_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A text column read as the domain type it names (a channel, a state).
+pub(crate) fn parsed<T: std::str::FromStr>(
+    row: &tokio_postgres::Row,
+    column: &str,
+) -> Result<T, StoreError> {
+    let text: &str = row.try_get(column)?;
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown {column} {text}")))
 }
 
 /// One message of `org` (another organization's id is `NotFound`).
@@ -264,16 +276,18 @@ pub async fn get_status(
         .query_opt(&stmt, &[&id, &org])
         .await?
         .ok_or(StoreError::NotFound)?;
+    let Json(attempts) = row.try_get("attempts")?;
+    let Json(events) = row.try_get("events")?;
     Ok(MessageStatus {
         id: row.try_get("id")?,
-        channel: row.try_get("channel")?,
-        state: row.try_get("state")?,
+        channel: parsed(&row, "channel")?,
+        state: parsed(&row, "state")?,
         recipient: row.try_get("recipient")?,
         provider_id: row.try_get("provider_id")?,
         provider_message_id: row.try_get("provider_message_id")?,
         attempt_count: row.try_get("attempt_count")?,
-        attempts: row.try_get("attempts")?,
-        events: row.try_get("events")?,
+        attempts,
+        events,
         metadata: row.try_get("metadata")?,
         send_at: row.try_get("send_at")?,
         created_at: row.try_get("created_at")?,

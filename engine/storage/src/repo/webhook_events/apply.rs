@@ -1,17 +1,17 @@
-//! Applying newly recorded events to their messages, as the domain's
-//! lifecycle decides (`lifecycle::merge_reports`); storage groups them by
-//! message, writes the decision and marks what it applied.
+//! Applying newly recorded events to their messages, as the caller's
+//! [`Decide`] says (the domain's `lifecycle::merge_reports`); storage groups
+//! them by message, writes the decision and marks what it applied.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use msgengine_domain::lifecycle::{merge_reports, ProviderReport};
+use msgengine_domain::lifecycle::ProviderReport;
 use msgengine_domain::message::{MessageEvent, MessageState};
 use msgengine_domain::{OrganizationId, ProviderId};
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
-use super::{EventRow, Transition};
+use super::{Decide, EventRow, Transition};
 use crate::error::StoreError;
 
 /// A newly recorded event and the job it came in.
@@ -37,12 +37,13 @@ enum MessageRef<'a> {
 pub(super) async fn apply<'a>(
     tx: &deadpool_postgres::Transaction<'_>,
     fresh: &[Fresh<'a>],
+    decide: Decide,
 ) -> Result<Vec<(Vec<Fresh<'a>>, Transition)>, StoreError> {
     let groups = group(fresh);
     if groups.is_empty() {
         return Ok(Vec::new());
     }
-    let merged = decided(&groups, Utc::now());
+    let merged = decided(&groups, decide, Utc::now());
     let (ours, theirs) = columns(&groups, &merged)?;
     let mut updated = Vec::new();
     if !ours.idx.is_empty() {
@@ -81,15 +82,16 @@ fn group<'a>(fresh: &[Fresh<'a>]) -> Vec<Group<'a>> {
     groups
 }
 
-/// What the reports of each message decide (the lifecycle's merge, in the
-/// domain): the state they reach and the history they append.
-fn decided(groups: &[Group<'_>], recorded_at: DateTime<Utc>) -> Vec<Decision> {
+/// What the reports of each message decide (the caller's `decide`, the
+/// lifecycle's merge in the domain): the state they reach and the history
+/// they append.
+fn decided(groups: &[Group<'_>], decide: Decide, recorded_at: DateTime<Utc>) -> Vec<Decision> {
     groups
         .iter()
         .map(|(_, g)| {
             let provider = g.first().map_or(ProviderId(Uuid::nil()), |f| f.provider);
             let reports: Vec<ProviderReport<'_>> = g.iter().map(|f| f.event.report()).collect();
-            let (state, history) = merge_reports(provider, &reports, recorded_at);
+            let (state, history) = decide(provider, &reports, recorded_at);
             (state.map(MessageState::as_str), history)
         })
         .collect()

@@ -7,7 +7,7 @@ use msgengine_domain::message::MessageState;
 use msgengine_domain::{OrganizationId, ProviderId};
 
 use super::apply::{apply, Fresh};
-use super::EventRow;
+use super::{Decide, EventRow};
 use crate::error::StoreError;
 
 /// How many unmatched events one late-matching round looks at.
@@ -96,6 +96,7 @@ fn unmatched_row(
 pub async fn retry_unmatched(
     tx: &deadpool_postgres::Transaction<'_>,
     limits: LateLimits,
+    decide: Decide,
 ) -> Result<LateRound, StoreError> {
     let closed = close_unmatched(tx, Utc::now() - limits.window, limits.total).await?;
     let pending = unmatched(tx, limits).await?;
@@ -108,7 +109,7 @@ pub async fn retry_unmatched(
             event,
         })
         .collect();
-    let applied = apply(tx, &fresh).await?;
+    let applied = apply(tx, &fresh, decide).await?;
     Ok(LateRound {
         applied: applied.iter().map(|(group, _)| group.len()).sum(),
         closed,

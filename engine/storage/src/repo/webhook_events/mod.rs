@@ -1,8 +1,9 @@
 //! Provider events received through verified webhooks: recorded once
-//! (replays change nothing), applied to their message as the domain's
-//! lifecycle decides (`lifecycle::merge_reports`: the state a group reaches,
-//! never backwards, and the history entries), and kept until matched when
-//! the message is not known yet.
+//! (replays change nothing), applied to their message as the caller's
+//! [`Decide`] says (the engine passes the domain's
+//! `lifecycle::merge_reports`: the state a group reaches, never backwards,
+//! and the history entries; storage only executes it), and kept until
+//! matched when the message is not known yet.
 //!
 //! Late matching is fair between organizations and bounded: each round
 //! ([`retry_unmatched`]) visits the organizations with open events in random
@@ -18,7 +19,7 @@ mod late;
 
 use chrono::{DateTime, Utc};
 use msgengine_domain::lifecycle::ProviderReport;
-use msgengine_domain::message::MessageState;
+use msgengine_domain::message::{MessageEvent, MessageState};
 use msgengine_domain::{OrganizationId, ProviderId};
 use uuid::Uuid;
 
@@ -27,6 +28,16 @@ pub use late::{retry_unmatched, unmatched, LateLimits, LateRound};
 use self::apply::{apply, Fresh};
 use self::insert::insert_events;
 use crate::error::StoreError;
+
+/// What the reports of one message decide, given by the caller (the
+/// lifecycle lives in the domain, not here): the state they reach, if the
+/// message moves, and the history entries to append. The engine passes
+/// `msgengine_domain::lifecycle::merge_reports`.
+pub type Decide = fn(
+    ProviderId,
+    &[ProviderReport<'_>],
+    DateTime<Utc>,
+) -> (Option<MessageState>, Vec<MessageEvent>);
 
 /// One event to record (the storage shape of the providers crate's
 /// `WebhookEvent`).
@@ -92,13 +103,14 @@ pub struct IngestJob<'a> {
     pub events: &'a [EventRow],
 }
 
-/// Records `events` of one provider connection and applies the new ones, in
-/// the caller's transaction.
+/// Records `events` of one provider connection and applies the new ones as
+/// `decide` says, in the caller's transaction.
 pub async fn ingest(
     tx: &deadpool_postgres::Transaction<'_>,
     org: OrganizationId,
     provider: ProviderId,
     events: &[EventRow],
+    decide: Decide,
 ) -> Result<Ingested, StoreError> {
     let mut out = ingest_many(
         tx,
@@ -107,13 +119,14 @@ pub async fn ingest(
             provider,
             events,
         }],
+        decide,
     )
     .await?;
     Ok(out.pop().unwrap_or_default())
 }
 
-/// Records the events of many webhook requests and applies the new ones, in
-/// the caller's transaction, with a fixed number of statements whatever the
+/// Records the events of many webhook requests and applies the new ones as
+/// `decide` says, in the caller's transaction, with a fixed number of statements whatever the
 /// number of requests and events (one multi-row insert, one update per kind
 /// of message reference, one mark, one outbound enqueue). The answer has one
 /// [`Ingested`] per job, in order. An event that appears twice (a replay, or
@@ -122,6 +135,7 @@ pub async fn ingest(
 pub async fn ingest_many(
     tx: &deadpool_postgres::Transaction<'_>,
     jobs: &[IngestJob<'_>],
+    decide: Decide,
 ) -> Result<Vec<Ingested>, StoreError> {
     let mut out = vec![Ingested::default(); jobs.len()];
     let total: usize = jobs.iter().map(|j| j.events.len()).sum();
@@ -149,7 +163,7 @@ pub async fn ingest_many(
             }
         }
     }
-    let applied = apply(tx, &fresh).await?;
+    let applied = apply(tx, &fresh, decide).await?;
     for (group, transition) in applied {
         let first = group.first().map_or(0, |f| f.job);
         out[first].transitions.push(transition);
