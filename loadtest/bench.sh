@@ -8,8 +8,9 @@
 #   BIN_DIR=/path/to/other/target/release loadtest/bench.sh OUT_DIR
 #                                       (another build's binaries, e.g. the previous main's)
 #
-# Besides the headline runs, single-5500, single-6k, single-8k and single-10k offer single-message
-# requests past what the headline runs ask, to find the highest rate a build sustains.
+# Besides the headline runs, single-6k, single-8k and single-10k offer single-message
+# requests past what the headline runs ask, and single-<N> (any N, e.g. single-4500)
+# offers N a second, to find the highest rate a build sustains.
 # Each run also prints the engine's CPU seconds per 100,000 messages accepted
 # (utime + stime from /proc, over the run and its drain).
 #
@@ -54,9 +55,13 @@ run single-5k   --rate 5000  --duration 60 --batch-size 1
 run batch-12k   --rate 12000 --duration 30 --batch-size 1000
 run single-4k   --rate 4000  --duration 30 --batch-size 1
 run soak-5min   --rate 4000  --duration 300 --batch-size 100
-run single-5500 --rate 5500  --duration 30 --batch-size 1
 run single-6k   --rate 6000  --duration 30 --batch-size 1
 run single-8k   --rate 8000  --duration 30 --batch-size 1
 run single-10k  --rate 10000 --duration 30 --batch-size 1
+# single-<N>: N single-message requests a second for 30 s (e.g. single-4500), in
+# the order given, to find the highest rate a build sustains at a latency.
+for name in $runs; do
+  [[ $name =~ ^single-([0-9]+)$ ]] && run "$name" --rate "${BASH_REMATCH[1]}" --duration 30 --batch-size 1
+done
 kill $sampler 2>/dev/null || true
 echo "engine RSS samples (kB): $(awk '{print $2}' "$out/rss.txt" | tr '\n' ' ')"

@@ -40,12 +40,19 @@ pub struct EngineConfig {
     pub breaker: BreakerConfig,
     /// Arbiters (threads) for provider actors. Default 2.
     pub arbiters: usize,
-    /// Group-commit workers. Default 4.
+    /// Group-commit workers. Default 2: each transaction costs the database
+    /// the same whatever its size, and with 4 a single-message load spread
+    /// into groups of about 5 rows (PostgreSQL 34 % of the machine at
+    /// 5,000 msg/s, 28 % with 2; batch throughput unchanged).
     pub commit_workers: usize,
     /// Threads of the committer's and writer's runtime ([`crate::dbrt`]).
     pub db_threads: usize,
     /// Status writer shards. Default 2.
     pub writer_shards: usize,
+    /// How long a status writer shard gathers outcomes before it writes
+    /// them (fewer, larger statements; only delivery status waits, never an
+    /// accept). Default 10 ms; zero writes whatever is queued at once.
+    pub writer_linger: Duration,
     /// How often the scheduler looks for due messages. Default 200 ms.
     pub scheduler_interval: Duration,
     /// Most bytes of message content (text, HTML, extras) one scheduler
@@ -91,9 +98,10 @@ impl Default for EngineConfig {
             retry: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
             arbiters: 2,
-            commit_workers: 4,
+            commit_workers: 2,
             db_threads: 2,
             writer_shards: 2,
+            writer_linger: Duration::from_millis(10),
             scheduler_interval: Duration::from_millis(200),
             claim_max_bytes: 64 * 1024 * 1024,
             message_lifetime: Duration::from_secs(24 * 3600),

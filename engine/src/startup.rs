@@ -241,19 +241,21 @@ fn build_server(
     routes: fn(&mut web::ServiceConfig),
 ) -> anyhow::Result<Server> {
     let series = web::Data::new(msgengine_api::metrics::HttpSeries::default());
+    // The access log is off unless its target is enabled (telemetry.rs): the
+    // middleware would otherwise render every request's line (and allocate its
+    // method) only for the filter to drop it.
+    let access_log = tracing::enabled!(
+        target: "actix_web::middleware::logger",
+        tracing::Level::INFO
+    );
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .app_data(series.clone())
             .app_data(msgengine_api::query_config())
             .app_data(web::PathConfig::default())
-            // %U is the path without the query string: query strings may carry
-            // tokens (webhook handshakes), so they are never logged.
             .wrap(middleware::from_fn(msgengine_api::metrics::record_request))
-            .wrap(
-                middleware::Logger::new(r#"%a "%{METHOD}xi %U" %s %b %Dms"#)
-                    .custom_request_replace("METHOD", |req| req.method().to_string()),
-            )
+            .wrap(middleware::Condition::new(access_log, access_logger()))
             .configure(routes)
             .default_service(web::to(msgengine_api::route_not_found))
     })
@@ -273,6 +275,14 @@ fn build_server(
         .workers(workers)
         .max_connections(max_connections)
         .run())
+}
+
+/// The per-request access log line. %U is the path without the query
+/// string: query strings may carry tokens (webhook handshakes), so they are
+/// never logged.
+fn access_logger() -> middleware::Logger {
+    middleware::Logger::new(r#"%a "%{METHOD}xi %U" %s %b %Dms"#)
+        .custom_request_replace("METHOD", |req| req.method().to_string())
 }
 
 /// Raises this process's soft limit on open files to its hard limit (a

@@ -114,6 +114,7 @@ fn start_outcome_writer(
     let settings = WriterSettings {
         shards: config.writer_shards,
         max_batch: 5000,
+        linger: config.writer_linger,
         leases: leases.clone(),
     };
     OutcomeWriter::start(db.handle(), pool.clone(), settings)

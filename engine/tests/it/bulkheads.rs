@@ -163,6 +163,7 @@ async fn a_refused_outcome_fails_alone_and_the_writer_keeps_writing() {
         WriterSettings {
             shards: 1,
             max_batch: 5000,
+            linger: std::time::Duration::ZERO,
             leases: std::sync::Arc::new(msgengine_actors::lease::HeldLeases::new(
                 Uuid::new_v4(),
                 std::time::Duration::from_secs(60),
