@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::RwLock;
+use std::sync::{PoisonError, RwLock};
 
 use metrics::{counter, Counter};
 use msgengine_domain::OrganizationId;
@@ -31,10 +31,7 @@ impl<K: Hash + Eq + Copy, V: Clone> BoundedLabels<K, V> {
     /// fewer than `limit` keys have one), else the overflow value.
     pub fn get(&self, key: K, make: impl FnOnce(K) -> V) -> V {
         {
-            let named = match self.named.read() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let named = self.named.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(v) = named.get(&key) {
                 return v.clone();
             }
@@ -42,10 +39,7 @@ impl<K: Hash + Eq + Copy, V: Clone> BoundedLabels<K, V> {
                 return self.overflow.clone();
             }
         }
-        let mut named = match self.named.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut named = self.named.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(v) = named.get(&key) {
             return v.clone();
         }

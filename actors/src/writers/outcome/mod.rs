@@ -278,6 +278,47 @@ mod tests {
             .collect()
     }
 
+    #[tokio::test]
+    async fn a_shard_gathers_what_arrives_within_the_linger_and_stops_at_the_cap() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let send = |tx: mpsc::Sender<OutcomeRow>| async move {
+            let r = row(Uuid::new_v4(), MessageState::Sent, "sent", true);
+            tx.send(r).await.expect("send");
+        };
+        // One row queued, one arriving 5 ms later, within a 200 ms linger: one batch.
+        send(tx.clone()).await;
+        let late = tokio::spawn(send_later(tx.clone(), send));
+        let mut batch = vec![rx.recv().await.expect("first")];
+        gather(&mut rx, &mut batch, 10, Duration::from_millis(200)).await;
+        late.await.expect("late sender");
+        assert_eq!(batch.len(), 2);
+        // With a 5 s linger, a full cap ends the batch at once.
+        for _ in 0..10 {
+            send(tx.clone()).await;
+        }
+        let mut capped = vec![rx.recv().await.expect("first")];
+        let started = tokio::time::Instant::now();
+        gather(&mut rx, &mut capped, 4, Duration::from_secs(5)).await;
+        assert_eq!(capped.len(), 4);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // A closed channel ends it too, with what was queued.
+        drop(tx);
+        let mut rest = vec![rx.recv().await.expect("queued")];
+        let started = tokio::time::Instant::now();
+        gather(&mut rx, &mut rest, 100, Duration::from_secs(5)).await;
+        assert_eq!(rest.len(), 6);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    async fn send_later<F, Fut>(tx: mpsc::Sender<OutcomeRow>, send: F)
+    where
+        F: FnOnce(mpsc::Sender<OutcomeRow>) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        send(tx).await;
+    }
+
     #[test]
     fn a_refused_outcome_is_replaced_by_a_failed_one_without_provider_text() {
         let provider = ProviderId::new();
