@@ -80,9 +80,33 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
 /// Registers every route on an actix app or scope.
+///
+/// Order is speed: actix tries resources in registration order, and each
+/// resource with a `{param}` costs a regex capture on every request that
+/// reaches it (a static path is a string compare). So the hot routes come
+/// first (send, status), then the provider webhooks (the receipts, one per
+/// message), then everything else. No earlier pattern matches a later
+/// route's paths, so the order changes nothing but the cost.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    configure_api(cfg);
+    configure_hot(cfg);
     configure_webhooks(cfg);
+    configure_rest(cfg);
+}
+
+/// Every route but the provider webhooks, hot routes first.
+pub fn configure_api(cfg: &mut web::ServiceConfig) {
+    configure_hot(cfg);
+    configure_rest(cfg);
+}
+
+/// The per-message routes: send and status.
+fn configure_hot(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/api/messaging/send")
+            .app_data(crate::extract::SendBody)
+            .route(web::post().to(messaging::send)),
+    )
+    .service(resource("/api/messaging/status/{messageId}").route(web::get().to(messaging::status)));
 }
 
 /// The provider webhook routes (`/api/webhooks/…`), which the server can serve on a
@@ -104,8 +128,8 @@ pub fn configure_webhook_listener(cfg: &mut web::ServiceConfig) {
     configure_webhooks(cfg);
 }
 
-/// Every route but the provider webhooks.
-pub fn configure_api(cfg: &mut web::ServiceConfig) {
+/// Every route but the hot ones and the provider webhooks.
+fn configure_rest(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
         .service(resource("/openapi.json").route(web::get().to(openapi)))
@@ -139,10 +163,7 @@ pub fn configure_api(cfg: &mut web::ServiceConfig) {
             resource("/api/admin/organizations/{id}/api-keys/{keyId}")
                 .route(web::delete().to(admin::revoke_api_key)),
         )
-        .service(resource("/api/audit").route(web::get().to(audit::list)))
-        .service(
-            resource("/api/messaging/status/{messageId}").route(web::get().to(messaging::status)),
-        );
+        .service(resource("/api/audit").route(web::get().to(audit::list)));
     cfg.service(
         resource("/api/email/providers/{id}/verify-domain")
             .route(web::post().to(manage::verify_domain)),
@@ -170,11 +191,6 @@ pub fn configure_api(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(org_webhooks::delete)),
     )
     .service(resource("/api/webhook-endpoint/test").route(web::post().to(org_webhooks::test)));
-    cfg.service(
-        resource("/api/messaging/send")
-            .app_data(crate::extract::SendBody)
-            .route(web::post().to(messaging::send)),
-    );
     provider_routes::<EmailProviderSpec>(cfg);
     provider_routes::<SmsProviderSpec>(cfg);
     provider_routes::<WhatsappProviderSpec>(cfg);
