@@ -20,7 +20,7 @@ use actix::prelude::*;
 use msgengine_domain::provider::{
     AnyProviderSpec, EmailProviderSpec, ProviderSpec, SmsProviderSpec, WhatsappProviderSpec,
 };
-use msgengine_domain::routing::RouteCandidate;
+use msgengine_domain::routing::{RouteCandidate, RoutingAttributes};
 use msgengine_domain::{OrganizationId, ProviderId};
 use msgengine_storage::crypto::KeyRing;
 use msgengine_storage::driver::deadpool_postgres::Pool;
@@ -201,9 +201,11 @@ fn publish<S: ProviderSpec>(
         live.push(record.id);
         candidates.push(RouteCandidate {
             provider_id: record.id,
+            name: Arc::from(record.spec.name()),
             provider_type: record.spec.provider_type().to_owned(),
             channel: S::CHANNEL,
-            priority: 100,
+            // The provider APIs set no routing attributes yet (issue 12, next step).
+            attributes: RoutingAttributes::default(),
             created_order: order as u64,
         });
     }

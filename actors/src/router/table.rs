@@ -44,6 +44,7 @@ impl RouteTable {
                 .providers
                 .get(&id)
                 .is_some_and(|h| h.circuit_open.load(Ordering::Relaxed)),
+            ..ProviderLiveness::default()
         };
         policy.plan(&candidates, message, &liveness)
     }

@@ -7,32 +7,60 @@
 //! the first provider, then the next on failover, and so on.
 //!
 //! [`OrderedFailover`] is the policy of the send pipeline: the organization's
-//! active connections for the channel by priority. Cost, geo, time-of-day and
-//! delivery-rate policies implement the same trait.
+//! active connections for the channel by priority. [`plan::plan`] is the
+//! rule-driven policy (issue 12): an organization's [`rules`] matched on
+//! channel, country, prefix, domain, category, tags and local time
+//! ([`window`]), its providers ordered by cost, delivery ratio, weight or
+//! priority using each connection's [`attributes`], every place explained.
+
+pub mod attributes;
+pub mod country;
+pub mod plan;
+#[cfg(test)]
+mod plan_tests;
+pub mod rules;
+pub mod window;
+
+use std::sync::Arc;
 
 use crate::channel::Channel;
 use crate::ids::ProviderId;
 use crate::message::OutboundMessage;
 
+pub use attributes::{Costs, RoutingAttributes};
+pub use country::Country;
+pub use plan::{plan, Facts, Plan, RuleSet, StoredRule};
+pub use rules::{Category, Fallback, RoutingRule, Strategy};
+
 /// One provider connection a message may be routed to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteCandidate {
     pub provider_id: ProviderId,
+    /// The connection's name, for explanations.
+    pub name: Arc<str>,
     /// The provider type as stored (`MAILGUN`, `SANDBOX`...).
     pub provider_type: String,
     pub channel: Channel,
-    /// Lower goes first.
-    pub priority: i32,
+    /// Priority (lower goes first), weight, costs, countries, rate limit.
+    pub attributes: RoutingAttributes,
     /// Creation order, breaking priority ties (older first).
     pub created_order: u64,
 }
 
-/// What the router knows live about a provider connection. More fields (cost,
-/// region, delivery rate...) join later: build it with `..Default::default()`.
+/// What the router knows live about a provider connection. Build it with
+/// `..Default::default()`: more fields may join.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ProviderLiveness {
     /// The connection's circuit breaker is open: calls would be refused now.
     pub circuit_open: bool,
+    /// The connection's rate limiter is exhausted beyond a short wait.
+    pub rate_limited: bool,
+    /// Delivered / sent over the recent window, from receipts.
+    pub delivery_ratio: Option<f64>,
+    /// Receipts the ratio is computed over.
+    pub delivery_samples: u32,
+    /// Latency EWMA of provider calls, in microseconds.
+    pub latency_us: Option<f64>,
 }
 
 impl ProviderLiveness {
@@ -43,7 +71,10 @@ impl ProviderLiveness {
 
     /// A connection whose circuit is open.
     pub fn open_circuit() -> ProviderLiveness {
-        ProviderLiveness { circuit_open: true }
+        ProviderLiveness {
+            circuit_open: true,
+            ..ProviderLiveness::default()
+        }
     }
 }
 
@@ -80,7 +111,7 @@ impl RoutePolicy for OrderedFailover {
             .filter(|c| c.channel == message.channel)
             .map(|c| {
                 let open = liveness(c.provider_id).circuit_open;
-                (open, c.priority, c.created_order, c.provider_id)
+                (open, c.attributes.priority, c.created_order, c.provider_id)
             })
             .collect();
         // The id last keeps the order total, so equal keys never depend on input order.
@@ -105,9 +136,13 @@ mod tests {
     fn candidate(n: u128, channel: Channel, priority: i32, created_order: u64) -> RouteCandidate {
         RouteCandidate {
             provider_id: id(n),
+            name: Arc::from(format!("p{n}")),
             provider_type: "SANDBOX".into(),
             channel,
-            priority,
+            attributes: RoutingAttributes {
+                priority,
+                ..RoutingAttributes::default()
+            },
             created_order,
         }
     }
@@ -135,6 +170,7 @@ mod tests {
         let open: HashSet<ProviderId> = open.iter().map(|n| id(*n)).collect();
         let liveness = |p: ProviderId| ProviderLiveness {
             circuit_open: open.contains(&p),
+            ..ProviderLiveness::default()
         };
         OrderedFailover.plan(candidates, &message(channel), &liveness)
     }
