@@ -161,13 +161,22 @@ pub fn start(
     })
 }
 
+/// The connection's limiter: its own `ratePerSecond`/`burst` when set (a
+/// Twilio long code's 1/s, a Meta tier), else the engine's default
+/// (`provider_rate_per_second`, 0 = unlimited); the burst is one second's
+/// worth unless set.
 fn limiter_for(
     settings: &EngineConfig,
-    _spec: &AnyProviderSpec,
+    spec: &AnyProviderSpec,
 ) -> Option<DefaultDirectRateLimiter> {
-    let rate = NonZeroU32::new(settings.provider_rate_per_second)?;
+    let own = spec.routing();
+    let rate = NonZeroU32::new(
+        own.rate_per_second
+            .unwrap_or(settings.provider_rate_per_second),
+    )?;
+    let burst = own.burst.and_then(NonZeroU32::new).unwrap_or(rate);
     Some(RateLimiter::direct(
-        Quota::per_second(rate).allow_burst(rate),
+        Quota::per_second(rate).allow_burst(burst),
     ))
 }
 
@@ -329,5 +338,59 @@ impl Handler<PanicOnNextSend> for ProviderActor {
 
     fn handle(&mut self, _: PanicOnNextSend, _: &mut Self::Context) {
         self.panic_next = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use msgengine_domain::provider::{from_object, ProviderSpec, SmsProviderSpec};
+    use serde_json::json;
+
+    use super::*;
+
+    fn spec(extra: serde_json::Value) -> AnyProviderSpec {
+        let mut body = json!({"providerType": "SANDBOX", "name": "sim"});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let serde_json::Value::Object(object) = body else {
+            unreachable!("built as an object")
+        };
+        from_object::<SmsProviderSpec>(object)
+            .expect("valid spec")
+            .into_any()
+    }
+
+    /// How many calls the limiter lets through at once.
+    fn burst(limiter: &DefaultDirectRateLimiter) -> usize {
+        (0..1000).take_while(|_| limiter.check().is_ok()).count()
+    }
+
+    #[test]
+    fn a_connection_rate_replaces_the_engine_default() {
+        let engine = EngineConfig {
+            provider_rate_per_second: 40,
+            ..EngineConfig::default()
+        };
+        let default = limiter_for(&engine, &spec(json!({}))).expect("limited");
+        assert_eq!(
+            burst(&default),
+            40,
+            "the engine's default, one second's worth"
+        );
+        let own =
+            limiter_for(&engine, &spec(json!({"ratePerSecond": 2, "burst": 5}))).expect("own");
+        assert_eq!(burst(&own), 5);
+        let no_burst = limiter_for(&engine, &spec(json!({"ratePerSecond": 3}))).expect("own");
+        assert_eq!(burst(&no_burst), 3);
+        let unlimited = EngineConfig {
+            provider_rate_per_second: 0,
+            ..EngineConfig::default()
+        };
+        assert!(
+            limiter_for(&unlimited, &spec(json!({}))).is_none(),
+            "0 = unlimited"
+        );
+        assert!(limiter_for(&unlimited, &spec(json!({"ratePerSecond": 1}))).is_some());
     }
 }

@@ -20,7 +20,7 @@ use actix::prelude::*;
 use msgengine_domain::provider::{
     AnyProviderSpec, EmailProviderSpec, ProviderSpec, SmsProviderSpec, WhatsappProviderSpec,
 };
-use msgengine_domain::routing::{RouteCandidate, RoutingAttributes};
+use msgengine_domain::routing::RouteCandidate;
 use msgengine_domain::{OrganizationId, ProviderId};
 use msgengine_storage::crypto::KeyRing;
 use msgengine_storage::driver::deadpool_postgres::Pool;
@@ -204,8 +204,7 @@ fn publish<S: ProviderSpec>(
             name: Arc::from(record.spec.name()),
             provider_type: record.spec.provider_type().to_owned(),
             channel: S::CHANNEL,
-            // The provider APIs set no routing attributes yet (issue 12, next step).
-            attributes: RoutingAttributes::default(),
+            attributes: record.spec.routing().clone(),
             created_order: order as u64,
         });
     }

@@ -21,6 +21,7 @@ mod org_webhooks;
 mod pipeline;
 mod prometheus;
 mod providers;
+mod routing_attrs;
 mod secrets_bound;
 mod startup;
 mod suppressions;

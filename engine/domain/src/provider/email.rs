@@ -62,6 +62,11 @@ pub struct EmailProviderSpec {
     pub name: String,
     #[serde(default = "default_true")]
     pub is_active: bool,
+    /// Routing attributes (priority, weight, rate, costs, countries): top-level
+    /// fields of the API body, read and written by `provider::to_object` /
+    /// `from_object`, not by this struct's serde.
+    #[serde(skip)]
+    pub routing: crate::routing::RoutingAttributes,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,6 +98,14 @@ impl ProviderSpec for EmailProviderSpec {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn routing(&self) -> &crate::routing::RoutingAttributes {
+        &self.routing
+    }
+
+    fn routing_mut(&mut self) -> &mut crate::routing::RoutingAttributes {
+        &mut self.routing
     }
 
     fn is_active(&self) -> bool {

@@ -29,6 +29,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::channel::Channel;
+use crate::routing::RoutingAttributes;
 use crate::secret::Secret;
 use crate::validate::{Valid, ValidationError};
 
@@ -51,6 +52,9 @@ pub trait ProviderSpec: Serialize + DeserializeOwned + Clone + Send + Sync + 'st
     fn name(&self) -> &str;
     /// Whether the connection may be used for sending.
     fn is_active(&self) -> bool;
+    /// Priority, weight, own rate limit, costs and countries.
+    fn routing(&self) -> &RoutingAttributes;
+    fn routing_mut(&mut self) -> &mut RoutingAttributes;
     /// The provider type as stored and shown (`MAILGUN`, `TERMII`...).
     fn provider_type(&self) -> &'static str;
     /// Checks every field, and the fields required by the provider type, and
@@ -66,6 +70,17 @@ pub trait ProviderSpec: Serialize + DeserializeOwned + Clone + Send + Sync + 'st
 /// Keys that are stored as columns, not inside the settings document.
 const COLUMN_KEYS: [&str; 3] = ["name", "isActive", "providerType"];
 
+/// The routing attributes' keys: top-level fields of every channel's body,
+/// parsed as one [`RoutingAttributes`] (issue 12).
+pub const ROUTING_KEYS: [&str; 6] = [
+    "priority",
+    "weight",
+    "ratePerSecond",
+    "burst",
+    "costs",
+    "countries",
+];
+
 /// A spec cut into what is stored in clear and what is sealed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SplitSpec {
@@ -75,26 +90,43 @@ pub struct SplitSpec {
     pub secrets: Map<String, Value>,
 }
 
-/// Serialises a spec to its API-shaped JSON object (secrets in clear: internal use only).
+/// Serialises a spec to its API-shaped JSON object (secrets in clear:
+/// internal use only), the routing attributes as top-level fields.
 pub fn to_object<S: ProviderSpec>(spec: &S) -> Map<String, Value> {
-    match serde_json::to_value(spec) {
+    let object = |value: serde_json::Result<Value>| match value {
         Ok(Value::Object(map)) => map,
         // A struct always serialises to an object; anything else is a bug we
         // surface as an empty object rather than a panic.
         _ => Map::new(),
-    }
+    };
+    let mut map = object(serde_json::to_value(spec));
+    map.extend(object(serde_json::to_value(spec.routing())));
+    map
 }
 
 /// Parses and validates an API-shaped JSON object into a spec.
 pub fn from_object<S: ProviderSpec>(object: Map<String, Value>) -> Valid<S> {
-    let mut spec: S = deserialize_spec(Value::Object(object))?;
+    let mut spec: S = deserialize_spec(object)?;
     spec.validate()?;
+    spec.routing().validate("")?;
     Ok(spec)
 }
 
-/// Deserialises with the failing field's path (`smtpConfig.port`) kept for the error.
-fn deserialize_spec<S: DeserializeOwned>(value: Value) -> Valid<S> {
-    serde_path_to_error::deserialize::<_, S>(value)
+/// Deserialises with the failing field's path (`smtpConfig.port`) kept for
+/// the error: the routing keys as [`RoutingAttributes`], the rest as `S`.
+fn deserialize_spec<S: ProviderSpec>(mut object: Map<String, Value>) -> Valid<S> {
+    let routing: Map<String, Value> = ROUTING_KEYS
+        .iter()
+        .filter_map(|key| Some(((*key).to_owned(), object.remove(*key)?)))
+        .collect();
+    let attributes: RoutingAttributes = deserialize_path(Value::Object(routing))?;
+    let mut spec: S = deserialize_path(Value::Object(object))?;
+    *spec.routing_mut() = attributes;
+    Ok(spec)
+}
+
+fn deserialize_path<T: DeserializeOwned>(value: Value) -> Valid<T> {
+    serde_path_to_error::deserialize::<_, T>(value)
         .map_err(|e| crate::validate::from_serde(&e.path().to_string(), &e.inner().to_string()))
 }
 
@@ -132,7 +164,7 @@ pub fn join<S: ProviderSpec>(
     for (path, value) in split.secrets {
         put_path(&mut object, &path, value);
     }
-    deserialize_spec(Value::Object(object))
+    deserialize_spec(object)
 }
 
 /// Applies an RFC 7396 merge patch to `target`: keys absent from `patch` are
@@ -354,6 +386,14 @@ impl AnyProviderSpec {
             AnyProviderSpec::Whatsapp(s) => s.provider_type(),
         }
     }
+
+    pub fn routing(&self) -> &RoutingAttributes {
+        match self {
+            AnyProviderSpec::Email(s) => s.routing(),
+            AnyProviderSpec::Sms(s) => s.routing(),
+            AnyProviderSpec::Whatsapp(s) => s.routing(),
+        }
+    }
 }
 
 /// Requires `value` for a provider type, naming the type in the error.
@@ -391,3 +431,6 @@ pub(crate) fn check_webhook_token(field: &str, value: Option<&Secret>) -> Valid<
 pub(crate) fn default_true() -> bool {
     true
 }
+
+#[cfg(test)]
+mod routing_tests;
