@@ -26,6 +26,7 @@ pub mod error;
 pub mod health;
 pub mod manage;
 pub mod messaging;
+pub mod provider_health;
 pub mod providers;
 pub mod suppressions;
 pub mod webhooks;

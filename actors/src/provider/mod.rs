@@ -79,6 +79,30 @@ pub struct HandBack;
 #[rtype(result = "usize")]
 pub struct Load;
 
+/// The connection's live state, for `GET /api/providers/health`.
+#[derive(Message)]
+#[rtype(result = "ConnectionHealth")]
+pub struct GetHealth;
+
+/// What a provider actor knows of its connection right now.
+#[derive(Debug, Clone)]
+pub struct ConnectionHealth {
+    pub provider_id: ProviderId,
+    pub channel: msgengine_domain::Channel,
+    pub provider_type: &'static str,
+    pub name: String,
+    /// Breaker state, success rate over the last calls, latency EWMA, last error.
+    pub health: msgengine_domain::resilience::HealthSnapshot,
+    /// Calls the success rate is computed over.
+    pub samples: usize,
+    /// The limit in force (the connection's own or the engine's); `None`: unlimited.
+    pub rate_per_second: Option<u32>,
+    pub burst: Option<u32>,
+    /// Jobs waiting here (queued or waiting for a short retry).
+    pub waiting: usize,
+    pub in_flight: usize,
+}
+
 /// Test hook: make the next adapter call panic (supervision tests).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -330,6 +354,31 @@ impl Handler<Load> for ProviderActor {
 
     fn handle(&mut self, _: Load, _: &mut Self::Context) -> usize {
         self.queue.len() + self.delayed.len() + self.in_flight.len()
+    }
+}
+
+impl Handler<GetHealth> for ProviderActor {
+    type Result = MessageResult<GetHealth>;
+
+    fn handle(&mut self, _: GetHealth, _: &mut Self::Context) -> Self::Result {
+        let state = self.breaker.state(Instant::now());
+        let own = self.spec.routing();
+        let rate = own
+            .rate_per_second
+            .or(Some(self.env.settings.provider_rate_per_second))
+            .filter(|r| *r > 0);
+        MessageResult(ConnectionHealth {
+            provider_id: self.id,
+            channel: self.spec.channel(),
+            provider_type: self.spec.provider_type(),
+            name: self.spec.name().to_owned(),
+            health: self.health.snapshot(state),
+            samples: self.health.samples(),
+            rate_per_second: rate,
+            burst: rate.map(|r| own.burst.unwrap_or(r)),
+            waiting: self.queue.len() + self.delayed.len(),
+            in_flight: self.in_flight.len(),
+        })
     }
 }
 

@@ -7,6 +7,7 @@ pub mod health;
 pub mod manage;
 pub mod messaging;
 pub mod org_webhooks;
+pub mod provider_health;
 pub mod providers;
 pub mod suppressions;
 pub mod webhooks;
@@ -60,6 +61,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/whatsapp/providers/{id}/templates"),
     ("POST", "/api/whatsapp/providers/{id}/templates"),
     ("GET", "/api/audit"),
+    ("GET", "/api/providers/health"),
     ("POST", "/api/messaging/send"),
     ("GET", "/api/messaging/status/{messageId}"),
     ("GET", "/api/suppressions"),
@@ -163,7 +165,8 @@ fn configure_rest(cfg: &mut web::ServiceConfig) {
             resource("/api/admin/organizations/{id}/api-keys/{keyId}")
                 .route(web::delete().to(admin::revoke_api_key)),
         )
-        .service(resource("/api/audit").route(web::get().to(audit::list)));
+        .service(resource("/api/audit").route(web::get().to(audit::list)))
+        .service(resource("/api/providers/health").route(web::get().to(provider_health::list)));
     cfg.service(
         resource("/api/email/providers/{id}/verify-domain")
             .route(web::post().to(manage::verify_domain)),

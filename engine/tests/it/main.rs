@@ -20,6 +20,7 @@ mod openapi;
 mod org_webhooks;
 mod pipeline;
 mod prometheus;
+mod provider_health;
 mod providers;
 mod routing_attrs;
 mod secrets_bound;

@@ -387,6 +387,14 @@ impl AnyProviderSpec {
         }
     }
 
+    pub fn name(&self) -> &str {
+        match self {
+            AnyProviderSpec::Email(s) => s.name(),
+            AnyProviderSpec::Sms(s) => s.name(),
+            AnyProviderSpec::Whatsapp(s) => s.name(),
+        }
+    }
+
     pub fn routing(&self) -> &RoutingAttributes {
         match self {
             AnyProviderSpec::Email(s) => s.routing(),
