@@ -215,6 +215,7 @@ async fn sigkill_mid_load_then_restart_loses_no_accepted_message() {
     let engine = start(&db, &keys).await;
     let key = setup(&engine.base, &server.uri()).await;
 
+    let loaded_at = Instant::now();
     let loader = tokio::spawn(load(
         engine.base.clone(),
         key.clone(),
@@ -230,6 +231,7 @@ async fn sigkill_mid_load_then_restart_loses_no_accepted_message() {
         accepted.len()
     );
     let before_restart = receipts(&server).await.len();
+    let load_secs = loaded_at.elapsed().as_secs_f64();
 
     let _engine = start(&db, &keys).await;
     let states = wait_all_terminal(&db, &accepted).await;
@@ -258,9 +260,17 @@ async fn sigkill_mid_load_then_restart_loses_no_accepted_message() {
         counts.len(),
         resent
     );
+    // What can be sent but not yet recorded at the kill: the calls in flight
+    // (provider_concurrency, 256) and the outcomes of finished calls still in
+    // the status writer, which gathers for up to writer_linger (10 ms) and
+    // then commits: at the measured send rate, 50 ms of outcomes (at least
+    // 64). A restart that re-sent everything would be thousands.
+    let rate = before_restart as f64 / load_secs.max(0.1);
+    let recorded_late = ((rate * 0.05) as usize).max(64);
     assert!(
-        resent <= 256 + 64,
-        "re-sends bounded by what can be in flight: {resent}"
+        resent <= 256 + recorded_late,
+        "re-sends bounded by what can be in flight: {resent} > 256 + {recorded_late} \
+         (send rate {rate:.0}/s)"
     );
 }
 
