@@ -95,9 +95,9 @@ pub struct ConnectionHealth {
     pub health: msgengine_domain::resilience::HealthSnapshot,
     /// Calls the success rate is computed over.
     pub samples: usize,
-    /// The limit in force (the connection's own or the engine's); `None`: unlimited.
-    pub rate_per_second: Option<u32>,
-    pub burst: Option<u32>,
+    /// The limit in force, `(per second, burst)`: the connection's own or
+    /// the engine's; `None`: unlimited.
+    pub limit: Option<(u32, u32)>,
     /// Jobs waiting here (queued or waiting for a short retry).
     pub waiting: usize,
     pub in_flight: usize,
@@ -185,20 +185,25 @@ pub fn start(
     })
 }
 
-/// The connection's limiter: its own `ratePerSecond`/`burst` when set (a
-/// Twilio long code's 1/s, a Meta tier), else the engine's default
-/// (`provider_rate_per_second`, 0 = unlimited); the burst is one second's
-/// worth unless set.
-fn limiter_for(
-    settings: &EngineConfig,
-    spec: &AnyProviderSpec,
-) -> Option<DefaultDirectRateLimiter> {
+/// The limit in force on a connection, `(rate, burst)`: its own
+/// `ratePerSecond`/`burst` when set (a Twilio long code's 1/s, a Meta tier),
+/// else the engine's default (`provider_rate_per_second`); the burst is one
+/// second's worth unless set. `None`: unlimited (rate 0).
+fn limit_for(settings: &EngineConfig, spec: &AnyProviderSpec) -> Option<(NonZeroU32, NonZeroU32)> {
     let own = spec.routing();
     let rate = NonZeroU32::new(
         own.rate_per_second
             .unwrap_or(settings.provider_rate_per_second),
     )?;
-    let burst = own.burst.and_then(NonZeroU32::new).unwrap_or(rate);
+    Some((rate, own.burst.and_then(NonZeroU32::new).unwrap_or(rate)))
+}
+
+/// The connection's limiter, for [`limit_for`]'s limit.
+fn limiter_for(
+    settings: &EngineConfig,
+    spec: &AnyProviderSpec,
+) -> Option<DefaultDirectRateLimiter> {
+    let (rate, burst) = limit_for(settings, spec)?;
     Some(RateLimiter::direct(
         Quota::per_second(rate).allow_burst(burst),
     ))
@@ -362,11 +367,7 @@ impl Handler<GetHealth> for ProviderActor {
 
     fn handle(&mut self, _: GetHealth, _: &mut Self::Context) -> Self::Result {
         let state = self.breaker.state(Instant::now());
-        let own = self.spec.routing();
-        let rate = own
-            .rate_per_second
-            .or(Some(self.env.settings.provider_rate_per_second))
-            .filter(|r| *r > 0);
+        let limit = limit_for(&self.env.settings, &self.spec);
         MessageResult(ConnectionHealth {
             provider_id: self.id,
             channel: self.spec.channel(),
@@ -374,8 +375,7 @@ impl Handler<GetHealth> for ProviderActor {
             name: self.spec.name().to_owned(),
             health: self.health.snapshot(state),
             samples: self.health.samples(),
-            rate_per_second: rate,
-            burst: rate.map(|r| own.burst.unwrap_or(r)),
+            limit: limit.map(|(rate, burst)| (rate.get(), burst.get())),
             waiting: self.queue.len() + self.delayed.len(),
             in_flight: self.in_flight.len(),
         })

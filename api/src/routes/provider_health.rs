@@ -55,10 +55,9 @@ impl From<ConnectionHealth> for ConnectionView {
             samples: c.samples,
             latency_ewma_ms: c.health.latency_ewma_ms,
             last_error: c.health.last_error,
-            rate_limit: c.rate_per_second.map(|per_second| RateView {
-                per_second,
-                burst: c.burst.unwrap_or(per_second),
-            }),
+            rate_limit: c
+                .limit
+                .map(|(per_second, burst)| RateView { per_second, burst }),
             waiting: c.waiting,
             in_flight: c.in_flight,
         }

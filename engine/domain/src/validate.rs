@@ -133,6 +133,15 @@ pub fn email(field: &str, value: &str) -> Valid<()> {
     Ok(())
 }
 
+/// The part of an email address after its last `@` (a trailing `>` of an
+/// angle-bracketed form dropped), when there is one.
+pub fn email_domain(address: &str) -> Option<&str> {
+    address
+        .rsplit_once('@')
+        .map(|(_, domain)| domain.trim_end_matches('>'))
+        .filter(|d| !d.is_empty())
+}
+
 /// A phone number in E.164 form (`+` and 8 to 15 digits) that is a valid number
 /// for its country. Returns the canonical E.164 text.
 pub fn e164(field: &str, value: &str) -> Valid<String> {

@@ -117,12 +117,7 @@ pub fn display_name(name: &str) -> String {
 }
 
 /// The part after `@`, when there is one.
-pub fn domain_of(email: &str) -> Option<&str> {
-    email
-        .rsplit_once('@')
-        .map(|(_, domain)| domain.trim_end_matches('>'))
-        .filter(|d| !d.is_empty())
-}
+pub use msgengine_domain::validate::email_domain as domain_of;
 
 static NO_EXTRAS: LazyLock<MessageExtras> = LazyLock::new(MessageExtras::default);
 

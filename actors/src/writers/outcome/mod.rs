@@ -75,7 +75,8 @@ impl OutcomeWriter {
                 runtime.spawn(run_shard(
                     store,
                     rx,
-                    (settings.max_batch, settings.linger),
+                    settings.max_batch,
+                    settings.linger,
                     pending.clone(),
                 ));
                 tx
@@ -149,7 +150,8 @@ fn shard_of(id: Uuid, shards: usize) -> usize {
 async fn run_shard(
     mut store: BatchStore,
     mut rx: mpsc::Receiver<OutcomeRow>,
-    (max_batch, linger): (usize, Duration),
+    max_batch: usize,
+    linger: Duration,
     pending: std::sync::Arc<std::sync::atomic::AtomicI64>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);

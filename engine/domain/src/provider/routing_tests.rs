@@ -115,3 +115,22 @@ fn an_update_names_the_attributes_it_changed() {
     assert_eq!(view["priority"], 40);
     assert_eq!(view["costs"]["currency"], "USD");
 }
+
+#[test]
+fn the_routing_keys_are_exactly_the_attributes_fields() {
+    // from_object takes ROUTING_KEYS out of a body for RoutingAttributes: a
+    // field added to one and not the other would be refused as unknown.
+    let full: crate::routing::RoutingAttributes = serde_json::from_value(json!({
+        "priority": 1, "weight": 1, "ratePerSecond": 1, "burst": 1,
+        "costs": {"currency": "NGN", "default": 1}, "countries": ["NG"]
+    }))
+    .expect("every field set");
+    let Value::Object(fields) = serde_json::to_value(&full).expect("json") else {
+        panic!("an object");
+    };
+    let mut keys: Vec<&str> = fields.keys().map(String::as_str).collect();
+    let mut want = ROUTING_KEYS.to_vec();
+    keys.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(keys, want);
+}

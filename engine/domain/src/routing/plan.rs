@@ -70,16 +70,13 @@ fn matches(rule: &RoutingRule, f: &Facts<'_>, now: DateTime<Utc>) -> bool {
         && (m.countries.is_empty() || f.country.is_some_and(|c| m.countries.contains(&c)))
         && (m.prefixes.is_empty() || m.prefixes.iter().any(|p| f.to.starts_with(p.as_str())))
         && (m.domains.is_empty()
-            || domain_of(f.to).is_some_and(|d| m.domains.iter().any(|x| d.eq_ignore_ascii_case(x))))
+            || crate::validate::email_domain(f.to)
+                .is_some_and(|d| m.domains.iter().any(|x| d.eq_ignore_ascii_case(x))))
         && m.category.is_none_or(|c| c == f.category)
         && m.tags
             .iter()
             .all(|(k, v)| f.tags.and_then(|t| t.get(k)) == Some(v))
         && m.time_window.as_ref().is_none_or(|w| w.contains(now))
-}
-
-fn domain_of(address: &str) -> Option<&str> {
-    address.rsplit_once('@').map(|(_, domain)| domain)
 }
 
 /// Which rule decided.

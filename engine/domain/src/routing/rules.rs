@@ -401,20 +401,13 @@ mod tests {
     }
 
     fn with(patch: serde_json::Value) -> serde_json::Value {
-        let mut body = base();
-        merge(&mut body, patch);
-        body
-    }
-
-    fn merge(into: &mut serde_json::Value, patch: serde_json::Value) {
-        match (into, patch) {
-            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
-                for (k, v) in b {
-                    merge(a.entry(k).or_insert(serde_json::Value::Null), v);
-                }
-            }
-            (slot, v) => *slot = v,
-        }
+        let (serde_json::Value::Object(mut body), serde_json::Value::Object(patch)) =
+            (base(), patch)
+        else {
+            unreachable!("both are objects")
+        };
+        crate::provider::merge_patch(&mut body, &patch);
+        serde_json::Value::Object(body)
     }
 
     fn check(body: serde_json::Value) -> Valid<RoutingRule> {

@@ -208,17 +208,16 @@ mod tests {
         );
         w.validate("match.timeWindow").expect("valid");
         let cases = [
-            (utc(2026, 12, 7, 6, 59), false), // 07:59 Lagos
-            (utc(2026, 12, 7, 7, 0), true),   // 08:00 Lagos: from is inclusive
-            (utc(2026, 12, 7, 18, 59), true), // 19:59
-            (utc(2026, 12, 7, 19, 0), false), // 20:00: to is exclusive
-            (utc(2026, 12, 5, 12, 0), false), // Saturday
-            (utc(2026, 12, 6, 23, 30), true), // Sunday in UTC, Monday 00:30 Lagos... outside hours
+            (utc(2026, 12, 7, 6, 59), false),  // 07:59 Lagos
+            (utc(2026, 12, 7, 7, 0), true),    // 08:00 Lagos: from is inclusive
+            (utc(2026, 12, 7, 18, 59), true),  // 19:59
+            (utc(2026, 12, 7, 19, 0), false),  // 20:00: to is exclusive
+            (utc(2026, 12, 5, 12, 0), false),  // Saturday
+            (utc(2026, 12, 6, 23, 30), false), // Sunday in UTC, Monday 00:30 in Lagos: before 08:00
         ];
-        for (at, want) in &cases[..5] {
-            assert_eq!(w.contains(*at), *want, "{at}");
+        for (at, want) in cases {
+            assert_eq!(w.contains(at), want, "{at}");
         }
-        assert!(!w.contains(cases[5].0), "00:30 Monday is before 08:00");
         let all_day = window(json!({"from": "00:00", "to": "24:00", "timeZone": "Africa/Nairobi"}));
         assert!(all_day.contains(utc(2026, 12, 6, 23, 30)));
     }
