@@ -71,6 +71,7 @@ fn message(channel: Channel, to: &str) -> OutboundMessage {
         html: None,
         metadata: None,
         extras: None,
+        routing: None,
     }
 }
 

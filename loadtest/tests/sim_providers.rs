@@ -163,6 +163,7 @@ fn message(case: &Case) -> OutboundMessage {
         html: None,
         metadata: None,
         extras,
+        routing: None,
     }
 }
 

@@ -117,6 +117,22 @@ fn accept_error(e: AcceptError) -> AppError {
             Some(i) => format!("messages[{i}].channel"),
             None => "channel".to_owned(),
         }),
+        AcceptError::NoRoute {
+            channel,
+            index,
+            rule,
+            why,
+        } => AppError::unprocessable(
+            "no_route",
+            format!(
+                "no {channel} provider of this organization may take this message (routing rule \
+                 {rule:?}): {why}"
+            ),
+        )
+        .with_field(match index {
+            Some(i) => format!("messages[{i}].to"),
+            None => "to".to_owned(),
+        }),
         AcceptError::IdempotencyConflict => AppError::conflict(
             "idempotency_key_reused",
             "this Idempotency-Key was already used with a different request body",

@@ -28,6 +28,7 @@ pub mod manage;
 pub mod messaging;
 pub mod provider_health;
 pub mod providers;
+pub mod routing;
 pub mod suppressions;
 pub mod webhooks;
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use chrono::Utc;
-use msgengine_domain::routing::OrderedFailover;
 use msgengine_storage::crypto::KeyRing;
 use msgengine_storage::driver::deadpool_postgres::Pool;
 use msgengine_storage::repo::messages::{NewMessageRow, INSERT_LEASE_TOKEN};
@@ -131,7 +130,6 @@ fn new_dispatcher(
     Arc::new(Dispatcher {
         pool: pool.clone(),
         routes,
-        policy: Box::new(OrderedFailover),
         leases,
         orgs: ActiveOrgs::default(),
         suppressions: Suppressions::default(),

@@ -1,9 +1,9 @@
 //! The router: which providers a message may go to, in which order.
 //!
 //! The [`RouteTable`] is a shared snapshot (per organization and channel, the
-//! active providers as route candidates) that any number of callers evaluate
-//! concurrently with the pure [`RoutePolicy`]; it is never a single-threaded
-//! bottleneck. The [`RouterActor`] owns changes: it loads an organization's
+//! active providers as route candidates; per organization, its routing
+//! rules) that any number of callers evaluate concurrently with the pure
+//! `routing::plan`; it is never a single-threaded bottleneck. The [`RouterActor`] owns changes: it loads an organization's
 //! providers from the database, starts, reconfigures and stops their
 //! [`ProviderActor`]s, and publishes the new snapshot. Reloads of one
 //! organization are serialised by the actor's mailbox. A reload also reads
@@ -20,7 +20,7 @@ use actix::prelude::*;
 use msgengine_domain::provider::{
     AnyProviderSpec, EmailProviderSpec, ProviderSpec, SmsProviderSpec, WhatsappProviderSpec,
 };
-use msgengine_domain::routing::RouteCandidate;
+use msgengine_domain::routing::{RouteCandidate, RuleSet, StoredRule};
 use msgengine_domain::{OrganizationId, ProviderId};
 use msgengine_storage::crypto::KeyRing;
 use msgengine_storage::driver::deadpool_postgres::Pool;
@@ -111,7 +111,7 @@ impl Handler<Ping> for RouterActor {
     fn handle(&mut self, _: Ping, _: &mut Self::Context) {}
 }
 
-/// Load (or reload) an organization's providers and routes.
+/// Load (or reload) an organization's providers, routes and routing rules.
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]
 pub struct LoadRoutes {
@@ -147,7 +147,18 @@ async fn reload(env: &RouterEnv, org: OrganizationId) -> Result<(), StoreError> 
     let email = repo::list::<EmailProviderSpec>(&client, &env.ring, org).await?;
     let sms = repo::list::<SmsProviderSpec>(&client, &env.ring, org).await?;
     let whatsapp = repo::list::<WhatsappProviderSpec>(&client, &env.ring, org).await?;
+    let rules = msgengine_storage::repo::routing_rules::list(&client, org).await?;
     drop(client);
+    let rules = RuleSet::new(
+        rules
+            .into_iter()
+            .map(|r| StoredRule {
+                id: r.id,
+                rule: r.rule,
+            })
+            .collect(),
+    );
+    env.table.rules.insert(org, Arc::new(rules));
     let mut live: Vec<ProviderId> = Vec::new();
     publish(env, org, &email, &mut live);
     publish(env, org, &sms, &mut live);
@@ -199,16 +210,22 @@ fn publish<S: ProviderSpec>(
             },
         }
         live.push(record.id);
-        candidates.push(RouteCandidate {
-            provider_id: record.id,
-            name: Arc::from(record.spec.name()),
-            provider_type: record.spec.provider_type().to_owned(),
-            channel: S::CHANNEL,
-            attributes: record.spec.routing().clone(),
-            created_order: order as u64,
-        });
+        candidates.push(candidate(record, order));
     }
     env.table
         .routes
         .insert((org, S::CHANNEL), Arc::from(candidates));
+}
+
+/// A stored connection as a route candidate; `order` is its place among
+/// the channel's connections, oldest first.
+pub fn candidate<S: ProviderSpec>(record: &ProviderRecord<S>, order: usize) -> RouteCandidate {
+    RouteCandidate {
+        provider_id: record.id,
+        name: Arc::from(record.spec.name()),
+        provider_type: record.spec.provider_type().to_owned(),
+        channel: S::CHANNEL,
+        attributes: record.spec.routing().clone(),
+        created_order: order as u64,
+    }
 }

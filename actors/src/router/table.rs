@@ -5,9 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use actix::prelude::*;
+use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use msgengine_domain::message::OutboundMessage;
-use msgengine_domain::routing::{ProviderLiveness, RouteCandidate, RoutePolicy};
+use msgengine_domain::routing::{
+    plan, Country, Facts, Plan, ProviderLiveness, RouteCandidate, RuleSet,
+};
 use msgengine_domain::{Channel, OrganizationId, ProviderId};
 use msgengine_storage::StoreError;
 
@@ -20,6 +23,8 @@ pub struct RouteTable {
     pub(super) routes: DashMap<(OrganizationId, Channel), Arc<[RouteCandidate]>>,
     pub(super) loaded: DashMap<OrganizationId, ()>,
     pub(super) providers: DashMap<ProviderId, ProviderHandle>,
+    /// Each loaded organization's routing rules, in evaluation order.
+    pub(super) rules: DashMap<OrganizationId, Arc<RuleSet>>,
 }
 
 impl RouteTable {
@@ -36,17 +41,74 @@ impl RouteTable {
             .unwrap_or_else(|| Arc::from(Vec::new()))
     }
 
-    /// The failover chain for a message, from the policy over the snapshot.
-    pub fn plan(&self, policy: &dyn RoutePolicy, message: &OutboundMessage) -> Vec<ProviderId> {
-        let candidates = self.candidates(message.organization_id, message.channel);
-        let liveness = |id: ProviderId| ProviderLiveness {
+    /// The organization's routing rules (none when it has none or is not loaded).
+    pub fn rules(&self, org: OrganizationId) -> Arc<RuleSet> {
+        self.rules.get(&org).map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// What is known live of a provider connection.
+    pub fn liveness(&self, id: ProviderId) -> ProviderLiveness {
+        ProviderLiveness {
             circuit_open: self
                 .providers
                 .get(&id)
                 .is_some_and(|h| h.circuit_open.load(Ordering::Relaxed)),
             ..ProviderLiveness::default()
+        }
+    }
+
+    /// Plans a message over the snapshot: the organization's rules, the
+    /// channel's candidates and their live state, at `at` (the time the
+    /// message is due: time windows match on it).
+    pub fn plan(&self, message: &OutboundMessage, at: DateTime<Utc>) -> Plan {
+        let org = message.organization_id;
+        let rules = self.rules(org);
+        let candidates = self.candidates(org, message.channel);
+        let routing = message.routing.as_deref();
+        // Parsing the number costs microseconds: only when something asks for a country.
+        let country = if message.channel != Channel::Email
+            && (rules.has_rules_for(message.channel)
+                || candidates
+                    .iter()
+                    .any(|c| c.attributes.is_country_specific()))
+        {
+            Country::of_phone(&message.to)
+        } else {
+            None
         };
-        policy.plan(&candidates, message, &liveness)
+        let facts = Facts {
+            id: message.id,
+            channel: message.channel,
+            to: &message.to,
+            country,
+            category: routing.map(|r| r.category).unwrap_or_default(),
+            tags: routing.map(|r| &r.tags),
+        };
+        plan(&rules, &candidates, &|id| self.liveness(id), &facts, at)
+    }
+
+    /// A message's failover chain: its stored plan's providers that still
+    /// run (open circuits moved last when its fallback allows), or a fresh
+    /// plan when it has none or none of them runs any more.
+    pub fn chain(&self, message: &OutboundMessage, now: DateTime<Utc>) -> Vec<ProviderId> {
+        if let Some(stored) = message.routing.as_deref().and_then(|r| r.plan.as_ref()) {
+            let running = stored.chain().filter(|id| {
+                self.providers
+                    .get(id)
+                    .is_some_and(|h| h.organization_id == message.organization_id)
+            });
+            let mut chain: Vec<(bool, ProviderId)> = running
+                .map(|id| {
+                    let last = stored.fallback.on_circuit_open && self.liveness(id).circuit_open;
+                    (last, id)
+                })
+                .collect();
+            if !chain.is_empty() {
+                chain.sort_by_key(|(last, _)| *last);
+                return chain.into_iter().map(|(_, id)| id).collect();
+            }
+        }
+        self.plan(message, now).chain().collect()
     }
 
     /// The running actor of a provider.

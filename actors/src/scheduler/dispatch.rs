@@ -24,7 +24,6 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use msgengine_domain::lifecycle::Outcome;
 use msgengine_domain::message::OutboundMessage;
-use msgengine_domain::routing::RoutePolicy;
 use msgengine_domain::{OrganizationId, ProviderId};
 use msgengine_storage::driver::deadpool_postgres::Pool;
 
@@ -87,13 +86,12 @@ pub fn verdict<'a>(
     }
 }
 
-/// What dispatch reads and where it hands messages: the routes and the
-/// policy over them, the organization flags, the suppression lists (read
+/// What dispatch reads and where it hands messages: the routes (and
+/// each message's stored plan over them), the organization flags, the suppression lists (read
 /// through `pool`), this node's leases and the outcome writer.
 pub struct Dispatcher {
     pub pool: Pool,
     pub routes: Arc<Routes>,
-    pub policy: Box<dyn RoutePolicy>,
     pub leases: Arc<HeldLeases>,
     pub orgs: ActiveOrgs,
     pub suppressions: Suppressions,
@@ -174,7 +172,7 @@ impl Dispatcher {
 
     fn job_for(&self, leased: Leased, routes_loaded: bool) -> Job {
         let chain: Arc<[ProviderId]> = if routes_loaded {
-            Arc::from(self.routes.table().plan(&*self.policy, &leased.message))
+            Arc::from(self.routes.table().chain(&leased.message, Utc::now()))
         } else {
             Arc::from(Vec::new())
         };

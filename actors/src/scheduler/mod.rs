@@ -294,6 +294,7 @@ mod tests {
                 html: None,
                 metadata: None,
                 extras: None,
+                routing: None,
             },
             state: MessageState::Queued,
             attempt_count: 0,

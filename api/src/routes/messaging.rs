@@ -8,10 +8,13 @@
 //! creates nothing; the same key with another body is a 409. The use cases
 //! are `msgengine_actors::app::messaging`.
 
+use std::collections::BTreeMap;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use msgengine_actors::app::messaging::{MessageStatus, IDEMPOTENCY_HEADER};
-use msgengine_domain::message::{Attempt, MessageEvent, MessageState};
+use msgengine_domain::message::{fallback_steps, Attempt, MessageEvent, MessageState, Step};
+use msgengine_domain::routing::{Category, MessageRouting, Strategy};
 use msgengine_domain::{Channel, MessageId};
 use serde::Serialize;
 use serde_json::Value;
@@ -19,6 +22,7 @@ use serde_json::Value;
 use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::extract::{parse_id, Json};
+use crate::routes::routing::{choices, ChoiceView};
 use crate::state::AppState;
 
 pub async fn send(
@@ -50,9 +54,57 @@ struct StatusView {
     attempts: Vec<Attempt>,
     events: Vec<MessageEvent>,
     metadata: Option<Value>,
+    /// How the message was routed, and why (`null` for messages accepted
+    /// before routing plans were stored).
+    routing: Option<RoutingView>,
     send_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+}
+
+/// A message's routing: what it carried, the rule that decided, every
+/// provider's place with the reason in words, and each fallback taken.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RoutingView {
+    category: Category,
+    tags: BTreeMap<String, String>,
+    rule: Option<String>,
+    rule_id: Option<uuid::Uuid>,
+    strategy: Option<Strategy>,
+    candidates: Vec<ChoiceView>,
+    excluded: Vec<ChoiceView>,
+    steps: Vec<StepView>,
+}
+
+#[derive(Serialize)]
+struct StepView {
+    #[serde(flatten)]
+    step: Step,
+    explanation: String,
+}
+
+impl RoutingView {
+    fn new(routing: MessageRouting, attempts: &[Attempt]) -> Self {
+        let plan = routing.plan.as_ref();
+        let steps = fallback_steps(attempts)
+            .into_iter()
+            .map(|step| StepView {
+                explanation: step.explanation(plan),
+                step,
+            })
+            .collect();
+        Self {
+            category: routing.category,
+            rule: plan.map(|p| p.decider.rule.clone()),
+            rule_id: plan.and_then(|p| p.decider.rule_id),
+            strategy: plan.map(|p| p.decider.strategy),
+            candidates: plan.map_or_else(Vec::new, |p| choices(&p.candidates)),
+            excluded: plan.map_or_else(Vec::new, |p| choices(&p.excluded)),
+            steps,
+            tags: routing.tags,
+        }
+    }
 }
 
 impl From<MessageStatus> for StatusView {
@@ -65,8 +117,9 @@ impl From<MessageStatus> for StatusView {
             provider_id: m.provider_id,
             provider_message_id: m.provider_message_id,
             attempt_count: m.attempt_count,
-            attempts: m.attempts,
             events: m.events,
+            routing: m.routing.map(|r| RoutingView::new(r, &m.attempts)),
+            attempts: m.attempts,
             metadata: m.metadata,
             send_at: m.send_at,
             created_at: m.created_at,

@@ -9,6 +9,7 @@ pub mod messaging;
 pub mod org_webhooks;
 pub mod provider_health;
 pub mod providers;
+pub mod routing;
 pub mod suppressions;
 pub mod webhooks;
 
@@ -62,6 +63,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/whatsapp/providers/{id}/templates"),
     ("GET", "/api/audit"),
     ("GET", "/api/providers/health"),
+    ("GET", "/api/routing/rules"),
+    ("POST", "/api/routing/rules"),
+    ("GET", "/api/routing/rules/{id}"),
+    ("PUT", "/api/routing/rules/{id}"),
+    ("DELETE", "/api/routing/rules/{id}"),
+    ("POST", "/api/routing/simulate"),
     ("POST", "/api/messaging/send"),
     ("GET", "/api/messaging/status/{messageId}"),
     ("GET", "/api/suppressions"),
@@ -166,7 +173,19 @@ fn configure_rest(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(admin::revoke_api_key)),
         )
         .service(resource("/api/audit").route(web::get().to(audit::list)))
-        .service(resource("/api/providers/health").route(web::get().to(provider_health::list)));
+        .service(resource("/api/providers/health").route(web::get().to(provider_health::list)))
+        .service(
+            resource("/api/routing/rules")
+                .route(web::get().to(routing::list))
+                .route(web::post().to(routing::create)),
+        )
+        .service(resource("/api/routing/simulate").route(web::post().to(routing::simulate)))
+        .service(
+            resource("/api/routing/rules/{id}")
+                .route(web::get().to(routing::get))
+                .route(web::put().to(routing::replace))
+                .route(web::delete().to(routing::delete)),
+        );
     cfg.service(
         resource("/api/email/providers/{id}/verify-domain")
             .route(web::post().to(manage::verify_domain)),

@@ -47,6 +47,10 @@ pub struct OutboundMessage {
     /// so the common case costs nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extras: Option<Box<MessageExtras>>,
+    /// Category, routing tags and the routing plan (`None` before routing
+    /// for a plain transactional message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<Box<crate::routing::MessageRouting>>,
 }
 
 /// Channel-specific content of a message. Every field is optional; the
@@ -268,6 +272,51 @@ pub struct Attempt {
     pub error_class: Option<String>,
 }
 
+/// A fallback the message took: from one provider to the next after an
+/// attempt's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    /// The attempt after which the message moved on (1-based).
+    pub after_attempt: u32,
+    pub from: ProviderId,
+    pub to: ProviderId,
+    pub outcome: AttemptOutcome,
+}
+
+impl Step {
+    /// The step in words, with the providers' names from `plan` when known:
+    /// `termii: transient_error; failed over to twilio`.
+    pub fn explanation(&self, plan: Option<&crate::routing::Plan>) -> String {
+        let name = |id: ProviderId| -> String {
+            plan.and_then(|p| p.candidates.iter().find(|c| c.provider_id == id))
+                .map_or_else(|| id.to_string(), |c| c.name.to_string())
+        };
+        format!(
+            "{}: {} at attempt {}; failed over to {}",
+            name(self.from),
+            self.outcome.as_str(),
+            self.after_attempt,
+            name(self.to)
+        )
+    }
+}
+
+/// The fallbacks a message took, read from its attempts in order: each
+/// time the provider changes from one attempt to the next.
+pub fn fallback_steps(attempts: &[Attempt]) -> Vec<Step> {
+    attempts
+        .windows(2)
+        .filter(|w| w[0].provider_id != w[1].provider_id)
+        .map(|w| Step {
+            after_attempt: w[0].number,
+            from: w[0].provider_id,
+            to: w[1].provider_id,
+            outcome: w[0].outcome,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,5 +383,51 @@ mod tests {
                 Some(outcome.as_str().into())
             );
         }
+    }
+
+    #[test]
+    fn fallback_steps_are_read_from_the_attempts() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 7, 9, 0, 0).single().unwrap();
+        let (a, b, c) = (ProviderId::new(), ProviderId::new(), ProviderId::new());
+        let attempt = |number: u32, provider_id: ProviderId, outcome: AttemptOutcome| Attempt {
+            number,
+            provider_id,
+            started_at: at,
+            finished_at: at,
+            outcome,
+            provider_message_id: None,
+            error: None,
+            error_class: None,
+        };
+        let attempts = [
+            attempt(1, a, AttemptOutcome::TransientError),
+            attempt(2, a, AttemptOutcome::Timeout),
+            attempt(3, b, AttemptOutcome::RateLimited),
+            attempt(4, c, AttemptOutcome::Sent),
+        ];
+        let taken = fallback_steps(&attempts);
+        assert_eq!(taken.len(), 2);
+        assert_eq!(
+            (taken[0].from, taken[0].to, taken[0].after_attempt),
+            (a, b, 2)
+        );
+        assert_eq!(taken[1].outcome, AttemptOutcome::RateLimited);
+        let plan: crate::routing::Plan = serde_json::from_value(serde_json::json!({
+            "rule": "default", "ruleId": null, "strategy": "priority",
+            "candidates": [
+                {"providerId": a, "name": "termii", "reason": {"kind": "priority", "priority": 1}},
+                {"providerId": b, "name": "twilio", "reason": {"kind": "priority", "priority": 2}}
+            ]
+        }))
+        .expect("a stored plan");
+        assert_eq!(
+            taken[0].explanation(Some(&plan)),
+            "termii: timeout at attempt 2; failed over to twilio"
+        );
+        assert_eq!(
+            taken[1].explanation(Some(&plan)),
+            format!("twilio: rate_limited at attempt 3; failed over to {c}")
+        );
+        assert!(fallback_steps(&attempts[..1]).is_empty());
     }
 }

@@ -32,6 +32,7 @@ fn row(org: Uuid, recipient: &str, metadata: Option<Value>) -> NewMessageRow {
                 _ => None,
             },
             extras: None,
+            routing: None,
         },
         state: MessageState::Queued,
         send_at: None,

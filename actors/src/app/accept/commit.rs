@@ -96,6 +96,8 @@ mod tests {
             metadata: None,
             send_at: None,
             extras: None,
+            category: Default::default(),
+            routing_tags: Default::default(),
         };
         let messages = vec![
             message(Channel::Sms, "+2348031234567"),

@@ -46,6 +46,15 @@ pub enum AcceptError {
         channel: Channel,
         index: Option<usize>,
     },
+    /// The message's plan leaves it no provider (`rule` decided; `why`
+    /// says what each provider was left out for).
+    #[error("no {channel} provider may take the message ({rule}): {why}")]
+    NoRoute {
+        channel: Channel,
+        index: Option<usize>,
+        rule: String,
+        why: String,
+    },
     #[error("the Idempotency-Key was used with a different request")]
     IdempotencyConflict,
     #[error("the recipient is on the organization's suppression list ({reason})")]
@@ -62,7 +71,7 @@ impl AcceptError {
         match self {
             AcceptError::RateLimited { .. } => Some("rate_limited"),
             AcceptError::OverBurst { .. } => Some("invalid"),
-            AcceptError::NoProvider { .. } => Some("no_provider"),
+            AcceptError::NoProvider { .. } | AcceptError::NoRoute { .. } => Some("no_provider"),
             AcceptError::Suppressed { .. } => Some("suppressed"),
             AcceptError::IdempotencyConflict | AcceptError::Store(_) => None,
         }

@@ -1,7 +1,14 @@
 //! Stage 3, route: a request naming a channel the organization has no
-//! active provider for is refused at once (the first such message).
+//! active provider for is refused at once (the first such message); once
+//! the rows exist, each message is planned (rule, providers in order, why)
+//! and the plan is stored with it. A message its plan leaves with no
+//! provider refuses the request, naming it and why.
 
+use chrono::{DateTime, Utc};
+use msgengine_domain::message::{MessageState, OutboundMessage};
+use msgengine_domain::routing::{MessageRouting, Plan};
 use msgengine_domain::Channel;
+use msgengine_storage::repo::messages::NewMessageRow;
 
 use super::AcceptError;
 
@@ -19,6 +26,37 @@ pub fn route(
                 index: is_batch.then_some(index),
             });
         }
+    }
+    Ok(())
+}
+
+/// Plans every row that will be sent (not those `rejected`), at the time
+/// each is due, and stores the plan in its routing.
+pub fn plan_rows(
+    rows: &mut [NewMessageRow],
+    is_batch: bool,
+    now: DateTime<Utc>,
+    plan: impl Fn(&OutboundMessage, DateTime<Utc>) -> Plan,
+) -> Result<(), AcceptError> {
+    for (index, row) in rows.iter_mut().enumerate() {
+        if row.state == MessageState::Rejected {
+            continue;
+        }
+        let decided = plan(&row.message, row.send_at.unwrap_or(now));
+        if decided.candidates.is_empty() {
+            let why: Vec<String> = decided.excluded.iter().map(|c| c.explanation()).collect();
+            return Err(AcceptError::NoRoute {
+                channel: row.message.channel,
+                index: is_batch.then_some(index),
+                rule: decided.decider.rule,
+                why: why.join("; "),
+            });
+        }
+        let routing = row
+            .message
+            .routing
+            .get_or_insert_with(Box::<MessageRouting>::default);
+        routing.plan = Some(decided);
     }
     Ok(())
 }

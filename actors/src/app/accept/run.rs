@@ -78,7 +78,9 @@ async fn checked_rows(
         .check(engine.pool(), org, recipients)
         .await?;
     let is_batch = request.is_batch;
-    let rows = suppress::suppress(org, request.messages, suppressed, is_batch, Utc::now())?;
+    let now = Utc::now();
+    let mut rows = suppress::suppress(org, request.messages, suppressed, is_batch, now)?;
+    route::plan_rows(&mut rows, is_batch, now, |m, at| table.plan(m, at))?;
     Ok((rows, is_batch))
 }
 

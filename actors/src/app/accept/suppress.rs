@@ -82,6 +82,8 @@ mod tests {
             metadata: None,
             send_at,
             extras: None,
+            category: Default::default(),
+            routing_tags: Default::default(),
         }
     }
 

@@ -101,6 +101,12 @@ impl RoutingAttributes {
         }
     }
 
+    /// Whether routing by this connection depends on the destination
+    /// country (it is limited to some countries, or priced per country).
+    pub fn is_country_specific(&self) -> bool {
+        !self.countries.is_empty() || self.costs.as_ref().is_some_and(|c| !c.countries.is_empty())
+    }
+
     /// The price of a message to `country`, with its currency.
     pub fn cost(&self, country: Option<Country>) -> Option<(u64, &str)> {
         let costs = self.costs.as_ref()?;

@@ -6,31 +6,50 @@
 //! touching the actors. The answer is the failover chain: the message tries
 //! the first provider, then the next on failover, and so on.
 //!
-//! [`OrderedFailover`] is the policy of the send pipeline: the organization's
-//! active connections for the channel by priority. [`plan::plan`] is the
-//! rule-driven policy (issue 12): an organization's [`rules`] matched on
+//! [`plan::plan`] is the policy: an organization's [`rules`] matched on
 //! channel, country, prefix, domain, category, tags and local time
 //! ([`window`]), its providers ordered by cost, delivery ratio, weight or
-//! priority using each connection's [`attributes`], every place explained.
+//! priority using each connection's [`attributes`], every place explained;
+//! with no rule matching, the channel's active connections by priority.
+//! Unavailable connections (open circuit, exhausted rate limit) go last.
 
 pub mod attributes;
 pub mod country;
+pub mod coverage;
 pub mod plan;
 #[cfg(test)]
 mod plan_tests;
 pub mod rules;
+pub mod simulate;
 pub mod window;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use crate::channel::Channel;
 use crate::ids::ProviderId;
-use crate::message::OutboundMessage;
 
 pub use attributes::{Costs, RoutingAttributes};
 pub use country::Country;
+pub use coverage::Warning;
 pub use plan::{plan, Facts, Plan, RuleSet, StoredRule};
 pub use rules::{Category, Fallback, RoutingRule, Strategy};
+
+/// What routing knows and decided of one message, stored with it: the
+/// sender's category and tags, and the plan made when it was accepted
+/// (retries and restarts follow the same plan).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageRouting {
+    #[serde(default)]
+    pub category: Category,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+}
 
 /// One provider connection a message may be routed to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,48 +97,6 @@ impl ProviderLiveness {
     }
 }
 
-/// A routing policy: a pure function from a snapshot to a failover chain.
-pub trait RoutePolicy: Send + Sync {
-    /// The providers `message` should try, in order. `candidates` are the
-    /// organization's active connections (any channel); `liveness` reports
-    /// each one's live state. An empty chain means no provider can take the
-    /// message.
-    fn plan(
-        &self,
-        candidates: &[RouteCandidate],
-        message: &OutboundMessage,
-        liveness: &dyn Fn(ProviderId) -> ProviderLiveness,
-    ) -> Vec<ProviderId>;
-}
-
-/// The message's channel's candidates by `(priority, created_order)`, with
-/// connections whose circuit is open moved to the end of the chain, in the
-/// same order. They are not dropped: when every circuit is open the message
-/// still has a chain and waits for one to recover.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OrderedFailover;
-
-impl RoutePolicy for OrderedFailover {
-    fn plan(
-        &self,
-        candidates: &[RouteCandidate],
-        message: &OutboundMessage,
-        liveness: &dyn Fn(ProviderId) -> ProviderLiveness,
-    ) -> Vec<ProviderId> {
-        let mut chain: Vec<(bool, i32, u64, ProviderId)> = candidates
-            .iter()
-            .filter(|c| c.channel == message.channel)
-            .map(|c| {
-                let open = liveness(c.provider_id).circuit_open;
-                (open, c.attributes.priority, c.created_order, c.provider_id)
-            })
-            .collect();
-        // The id last keeps the order total, so equal keys never depend on input order.
-        chain.sort_unstable();
-        chain.into_iter().map(|(.., id)| id).collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -127,7 +104,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::ids::{MessageId, OrganizationId};
+    use crate::ids::MessageId;
 
     fn id(n: u128) -> ProviderId {
         ProviderId(Uuid::from_u128(n))
@@ -147,21 +124,7 @@ mod tests {
         }
     }
 
-    fn message(channel: Channel) -> OutboundMessage {
-        OutboundMessage {
-            id: MessageId::new(),
-            organization_id: OrganizationId::new(),
-            channel,
-            to: "+2348031234567".into(),
-            from: None,
-            subject: None,
-            text: "hi".into(),
-            html: None,
-            metadata: None,
-            extras: None,
-        }
-    }
-
+    /// The chain with no rules (the channel's default), circuits of `open` open.
     fn plan_with_open(
         candidates: &[RouteCandidate],
         channel: Channel,
@@ -172,7 +135,28 @@ mod tests {
             circuit_open: open.contains(&p),
             ..ProviderLiveness::default()
         };
-        OrderedFailover.plan(candidates, &message(channel), &liveness)
+        let facts = Facts {
+            id: MessageId::new(),
+            channel,
+            to: "+2348031234567",
+            country: None,
+            category: Category::Transactional,
+            tags: None,
+        };
+        let candidates: Vec<RouteCandidate> = candidates
+            .iter()
+            .filter(|c| c.channel == channel)
+            .cloned()
+            .collect();
+        plan(
+            &RuleSet::default(),
+            &candidates,
+            &liveness,
+            &facts,
+            chrono::Utc::now(),
+        )
+        .chain()
+        .collect()
     }
 
     fn mixed() -> Vec<RouteCandidate> {
@@ -227,15 +211,5 @@ mod tests {
             plan_with_open(&reversed, Channel::Sms, &[4]),
             plan_with_open(&mixed(), Channel::Sms, &[4])
         );
-    }
-
-    #[test]
-    fn policy_is_usable_as_a_shared_trait_object() {
-        let policy: std::sync::Arc<dyn RoutePolicy> = std::sync::Arc::new(OrderedFailover);
-        let chain = policy.plan(&mixed(), &message(Channel::Sms), &|_| {
-            ProviderLiveness::healthy()
-        });
-        assert_eq!(chain.len(), 4);
-        assert!(ProviderLiveness::open_circuit().circuit_open);
     }
 }

@@ -6,9 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::country::Country;
 use super::rules::{Category, Fallback, RoutingRule, Strategy};
@@ -41,6 +42,13 @@ impl RuleSet {
 
     pub fn rules(&self) -> &[StoredRule] {
         &self.rules
+    }
+
+    /// Whether any enabled rule routes `channel`.
+    pub fn has_rules_for(&self, channel: Channel) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.rule.enabled && r.rule.matcher.channel == channel)
     }
 
     /// The first enabled rule that matches.
@@ -80,7 +88,7 @@ fn matches(rule: &RoutingRule, f: &Facts<'_>, now: DateTime<Utc>) -> bool {
 }
 
 /// Which rule decided.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Decider {
     /// `None`: the channel's default (every active provider by priority).
@@ -91,7 +99,7 @@ pub struct Decider {
 }
 
 /// Why a provider has its place, or was set aside.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum Reason {
     /// `cheapest`: the lowest price for the destination.
@@ -129,19 +137,29 @@ pub enum Reason {
 }
 
 /// One provider's place in a plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Choice {
     pub provider_id: ProviderId,
     /// The connection's name (empty for one the rule names but that is gone).
-    pub name: String,
+    pub name: Arc<str>,
     pub reason: Reason,
-    /// The reason in words: `termii: cheapest for NG at 250 NGN`.
-    pub explanation: String,
 }
 
-/// The routing decision for one message.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+impl Choice {
+    /// The reason in words: `termii: cheapest for NG at 250 NGN` (rendered
+    /// when read, so planning allocates no text).
+    pub fn explanation(&self) -> String {
+        Explain {
+            name: &self.name,
+            reason: &self.reason,
+        }
+        .to_string()
+    }
+}
+
+/// The routing decision for one message, as stored with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
     #[serde(flatten)]
@@ -149,8 +167,10 @@ pub struct Plan {
     /// The failover chain, in order.
     pub candidates: Vec<Choice>,
     /// Providers left out, with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded: Vec<Choice>,
-    #[serde(skip)]
+    /// How the message moves on (the matched rule's, or the default).
+    #[serde(default, skip_serializing_if = "Fallback::is_default")]
     pub fallback: Fallback,
 }
 
@@ -209,7 +229,7 @@ pub fn plan(
                 .find(|c| c.provider_id == *id && c.channel == facts.channel)
             {
                 Some(c) => pool.push((Some(i + 1), c)),
-                None => excluded.push(choice_for(*id, "", Reason::Inactive)),
+                None => excluded.push(gone(*id)),
             }
         }
     }
@@ -368,20 +388,18 @@ fn unit_draw(message: MessageId, provider: ProviderId) -> f64 {
 }
 
 fn choice(c: &RouteCandidate, reason: Reason) -> Choice {
-    choice_for(c.provider_id, &c.name, reason)
+    Choice {
+        provider_id: c.provider_id,
+        name: c.name.clone(),
+        reason,
+    }
 }
 
-fn choice_for(provider_id: ProviderId, name: &str, reason: Reason) -> Choice {
-    let explanation = Explain {
-        name,
-        reason: &reason,
-    }
-    .to_string();
+fn gone(provider_id: ProviderId) -> Choice {
     Choice {
         provider_id,
-        name: name.to_owned(),
-        reason,
-        explanation,
+        name: Arc::from(""),
+        reason: Reason::Inactive,
     }
 }
 

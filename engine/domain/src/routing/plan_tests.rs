@@ -287,11 +287,11 @@ fn every_place_is_explained() {
         excluded: &[],
     };
     let plan = run(&rules, &case);
-    let said: Vec<&str> = plan
+    let said: Vec<String> = plan
         .candidates
         .iter()
         .chain(&plan.excluded)
-        .map(|c| c.explanation.as_str())
+        .map(|c| c.explanation())
         .collect();
     assert_eq!(
         said,
@@ -416,7 +416,7 @@ fn a_rule_naming_a_gone_provider_says_so_and_uses_the_rest() {
     assert_eq!(plan.chain().collect::<Vec<_>>(), [pid(TWILIO)]);
     assert_eq!(plan.excluded[0].reason, Reason::Inactive);
     assert_eq!(
-        plan.candidates[0].explanation,
+        plan.candidates[0].explanation(),
         "twilio: number 2 in the rule's order"
     );
 }

@@ -17,6 +17,8 @@ use crate::validate::{self as v, Valid, ValidationError};
 pub const MAX_NAME_CHARS: usize = 100;
 /// Most entries in any list of a rule (countries, prefixes, providers...).
 pub const MAX_LIST: usize = 200;
+/// Most rules an organization may have.
+pub const MAX_RULES: i64 = 200;
 /// Most tags a rule matches on.
 pub const MAX_TAGS: usize = 20;
 /// Receipt timeouts and channel fallbacks wait 10 s to 7 days.
@@ -100,6 +102,13 @@ pub struct Fallback {
 
 fn yes() -> bool {
     true
+}
+
+impl Fallback {
+    /// Every default: no need to store it.
+    pub fn is_default(&self) -> bool {
+        *self == Fallback::default()
+    }
 }
 
 impl Default for Fallback {
@@ -211,6 +220,14 @@ impl RoutingRule {
     }
 }
 
+impl RoutingRule {
+    /// Parses a rule body, naming the failing field (`match.countries[1]`).
+    pub fn parse(body: serde_json::Value) -> Valid<RoutingRule> {
+        serde_path_to_error::deserialize::<_, RoutingRule>(body)
+            .map_err(|e| v::from_serde(&e.path().to_string(), &e.inner().to_string()))
+    }
+}
+
 impl RuleMatch {
     fn validate(&mut self) -> Valid<()> {
         too_many("match.countries", self.countries.len())?;
@@ -250,23 +267,7 @@ impl RuleMatch {
             *domain = domain.to_ascii_lowercase();
             v::hostname(&format!("match.domains[{i}]"), domain)?;
         }
-        if self.tags.len() > MAX_TAGS {
-            return Err(ValidationError::new(
-                "match.tags",
-                "too_many",
-                format!("a rule matches at most {MAX_TAGS} tags"),
-            ));
-        }
-        for (key, value) in &self.tags {
-            let field = format!("match.tags.{}", crate::text::clean_untrusted(key, 64));
-            if key.is_empty() || key.chars().count() > 64 || value.chars().count() > 256 {
-                return Err(ValidationError::new(
-                    field,
-                    "invalid_tag",
-                    "a tag key is 1 to 64 characters and its value at most 256",
-                ));
-            }
-        }
+        validate_tags("match.tags", &self.tags)?;
         if let Some(window) = &self.time_window {
             window.validate("match.timeWindow")?;
         }
@@ -301,6 +302,34 @@ impl Fallback {
         }
         Ok(())
     }
+}
+
+/// Routing tags, on a rule or a message: at most [`MAX_TAGS`], each key 1
+/// to 64 characters and each value at most 256, no control characters.
+pub fn validate_tags(field: &str, tags: &BTreeMap<String, String>) -> Valid<()> {
+    if tags.len() > MAX_TAGS {
+        return Err(ValidationError::new(
+            field,
+            "too_many",
+            format!("at most {MAX_TAGS} tags"),
+        ));
+    }
+    for (key, value) in tags {
+        let bad = |s: &str| s.chars().any(char::is_control);
+        if key.is_empty()
+            || key.chars().count() > 64
+            || value.chars().count() > 256
+            || bad(key)
+            || bad(value)
+        {
+            return Err(ValidationError::new(
+                format!("{field}.{}", crate::text::clean_untrusted(key, 64)),
+                "invalid_tag",
+                "a tag key is 1 to 64 characters and its value at most 256, without control characters",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn too_many(field: &str, len: usize) -> Valid<()> {

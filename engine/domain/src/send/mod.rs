@@ -19,6 +19,8 @@ mod segments;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -26,6 +28,8 @@ use serde_json::{Map, Value};
 use crate::channel::Channel;
 use crate::ids::{MessageId, OrganizationId};
 use crate::message::OutboundMessage;
+use crate::routing::rules::validate_tags;
+use crate::routing::{Category, MessageRouting};
 use crate::validate::{self as v, Valid, ValidationError};
 use paths::{serde_error, with_prefix};
 
@@ -79,6 +83,10 @@ pub struct NewMessage {
     /// Channel-specific content (email headers, attachments; WhatsApp
     /// template, media).
     pub extras: Option<Box<crate::message::MessageExtras>>,
+    /// `transactional` unless the sender says `marketing`.
+    pub category: Category,
+    /// Routing tags (the object form of `tags`).
+    pub routing_tags: BTreeMap<String, String>,
 }
 
 impl NewMessage {
@@ -97,8 +105,25 @@ impl NewMessage {
             html: self.html,
             metadata: self.metadata,
             extras: self.extras,
+            routing: (self.category != Category::default() || !self.routing_tags.is_empty()).then(
+                || {
+                    Box::new(MessageRouting {
+                        category: self.category,
+                        tags: self.routing_tags,
+                        plan: None,
+                    })
+                },
+            ),
         }
     }
+}
+
+/// `tags`: a list of provider tags (email), or a map of routing tags.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawTags {
+    List(Vec<String>),
+    Map(BTreeMap<String, String>),
 }
 
 /// One message as the client sent it, before the rules are applied.
@@ -124,7 +149,9 @@ struct RawMessage {
     #[serde(default)]
     headers: Option<Map<String, Value>>,
     #[serde(default)]
-    tags: Option<Vec<String>>,
+    tags: Option<RawTags>,
+    #[serde(default)]
+    category: Option<Category>,
     #[serde(default)]
     attachments: Option<Vec<extras::RawAttachment>>,
     #[serde(default)]
@@ -201,10 +228,16 @@ fn parse_message(value: &Value, prefix: &str, now: DateTime<Utc>) -> Valid<NewMe
 /// Applies every rule to one message. Errors name fields relative to the message.
 fn validate_message(raw: RawMessage, now: DateTime<Utc>) -> Valid<NewMessage> {
     let channel = raw.channel;
+    let (provider_tags, routing_tags) = match raw.tags {
+        Some(RawTags::List(list)) => (Some(list), BTreeMap::new()),
+        Some(RawTags::Map(map)) => (None, map),
+        None => (None, BTreeMap::new()),
+    };
+    validate_tags("tags", &routing_tags)?;
     let raw_extras = extras::RawExtras {
         reply_to: raw.reply_to,
         headers: raw.headers,
-        tags: raw.tags,
+        tags: provider_tags,
         attachments: raw.attachments,
         template: raw.template,
         media: raw.media,
@@ -254,6 +287,8 @@ fn validate_message(raw: RawMessage, now: DateTime<Utc>) -> Valid<NewMessage> {
         metadata: raw.metadata,
         send_at,
         extras,
+        category: raw.category.unwrap_or_default(),
+        routing_tags,
     })
 }
 

@@ -183,6 +183,7 @@ mod tests {
             html: None,
             metadata: None,
             extras: extras.map(Box::new),
+            routing: None,
         }
     }
 

@@ -229,6 +229,7 @@ mod tests {
                 }],
                 ..MessageExtras::default()
             })),
+            routing: None,
         };
         let from = Mailbox {
             email: "ops@example.com".into(),

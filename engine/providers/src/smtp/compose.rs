@@ -201,6 +201,7 @@ mod tests {
             html: None,
             metadata: None,
             extras: None,
+            routing: None,
         }
     }
 

@@ -24,6 +24,7 @@ fn message() -> OutboundMessage {
         html: None,
         metadata: None,
         extras: None,
+        routing: None,
     }
 }
 

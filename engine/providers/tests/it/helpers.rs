@@ -42,6 +42,7 @@ pub fn message(channel: Channel, to: &str, text: &str) -> OutboundMessage {
         html: None,
         metadata: None,
         extras: None,
+        routing: None,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod org_webhooks;
 pub mod organizations;
 pub mod providers;
 mod rotation;
+pub mod routing_rules;
 pub mod suppressions;
 pub mod webhook_events;
 pub mod webhook_nonces;

@@ -32,6 +32,8 @@ pub struct Tenant {
     pub sms_webhook: String,
     pub whatsapp: String,
     pub message: String,
+    /// A routing rule.
+    pub rule: String,
     /// A suppressed number, URL-encoded for a path.
     pub suppressed: String,
 }
@@ -83,6 +85,7 @@ impl World {
             ("/api/whatsapp/", |t| &t.whatsapp),
             ("/api/messaging/status/", |t| &t.message),
             ("/api/suppressions/", |t| &t.suppressed),
+            ("/api/routing/rules/", |t| &t.rule),
             ("/api/webhooks/email/", |t| &t.email),
             ("/api/webhooks/sms/", |t| &t.sms_webhook),
             ("/api/webhooks/whatsapp/", |t| &t.whatsapp),
@@ -199,6 +202,19 @@ async fn tenant(app: &TestApp, sink: &MockServer, name: &str, suppressed: &str) 
         )
         .await;
     assert_eq!(res.status(), 201);
+    let rule = json!({"name": "fixture", "priority": 50, "strategy": "priority",
+                      "match": {"channel": "email", "domains": ["example.com"]}});
+    let (status, rule) = status_json(
+        app.call(
+            Method::POST,
+            "/api/routing/rules",
+            Some(&org.key),
+            Some(&rule),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{rule}");
     let id = |v: &Value| v["id"].as_str().expect("id").to_owned();
     Tenant {
         email: id(&email),
@@ -206,6 +222,7 @@ async fn tenant(app: &TestApp, sink: &MockServer, name: &str, suppressed: &str) 
         sms_webhook: id(&at),
         whatsapp: id(&whatsapp),
         message: id(&sent),
+        rule: id(&rule),
         suppressed: suppressed.replace('+', "%2B"),
         org,
     }

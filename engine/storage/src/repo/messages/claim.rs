@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use msgengine_domain::lifecycle::Claim;
 use msgengine_domain::message::{MessageExtras, MessageState, OutboundMessage};
+use msgengine_domain::routing::MessageRouting;
 use msgengine_domain::{MessageId, OrganizationId};
 use serde_json::{Map, Value};
 use tokio_postgres::types::Json;
@@ -118,7 +119,8 @@ pub async fn claim_due(
               WHERE m.id = due.id
           RETURNING m.id, m.organization_id, m.channel, m.state, m.recipient, m.sender, m.subject,
                     m.body_text, m.body_html, m.metadata, m.attempt_count, m.created_at,
-                    m.send_at, m.extras, m.lease_token, (SELECT hit FROM saturated) AS saturated",
+                    m.send_at, m.extras, m.routing, m.lease_token,
+                    (SELECT hit FROM saturated) AS saturated",
         )
         .await?;
     let rows = client
@@ -163,6 +165,7 @@ fn claimed_from_row(row: &tokio_postgres::Row) -> Result<ClaimedMessage, StoreEr
         html: row.try_get("body_html")?,
         metadata: stored_json::<Map<String, Value>>(row, "metadata", id),
         extras: stored_json::<MessageExtras>(row, "extras", id).map(Box::new),
+        routing: stored_json::<MessageRouting>(row, "routing", id).map(Box::new),
     };
     Ok(ClaimedMessage {
         message,

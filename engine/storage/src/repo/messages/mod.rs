@@ -23,6 +23,7 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use msgengine_domain::message::{Attempt, MessageEvent, MessageState, OutboundMessage};
+use msgengine_domain::routing::MessageRouting;
 use msgengine_domain::Channel;
 use serde_json::Value;
 use tokio_postgres::types::Json;
@@ -68,7 +69,7 @@ pub async fn copy_many(
         .copy_in(
             "COPY messages (id, organization_id, channel, state, recipient, sender, subject, body_text,
                             body_html, metadata, send_at, next_attempt_at, lease_owner, lease_until, events,
-                            extras, lease_token)
+                            extras, lease_token, routing)
              FROM STDIN BINARY",
         )
         .await?;
@@ -90,6 +91,7 @@ pub async fn copy_many(
         Type::JSONB,
         Type::JSONB,
         Type::INT8,
+        Type::JSONB,
     ];
     let writer = BinaryCopyInWriter::new(sink, &types);
     futures_util::pin_mut!(writer);
@@ -113,7 +115,8 @@ pub async fn copy_many(
         let metadata = m.metadata.as_ref().map(Json);
         let extras = m.extras.as_deref().map(Json);
         let events = Json(&r.events);
-        let values: [&(dyn ToSql + Sync); 17] = [
+        let routing = m.routing.as_deref().map(Json);
+        let values: [&(dyn ToSql + Sync); 18] = [
             &m.id.0,
             &m.organization_id.0,
             &m.channel.as_str(),
@@ -131,6 +134,7 @@ pub async fn copy_many(
             &events,
             &extras,
             &token,
+            &routing,
         ];
         writer.as_mut().write(&values).await?;
     }
@@ -244,6 +248,9 @@ pub struct MessageStatus {
     pub events: Vec<MessageEvent>,
     /// The sender's own metadata, as given.
     pub metadata: Option<Value>,
+    /// Category, tags and the routing plan (`None` for messages accepted
+    /// before plans were stored).
+    pub routing: Option<MessageRouting>,
     pub send_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -268,7 +275,7 @@ pub async fn get_status(
     let stmt = client
         .prepare_cached(
             "SELECT id, channel, state, recipient, provider_id, provider_message_id, attempt_count,
-                    attempts, events, metadata, send_at, created_at, updated_at
+                    attempts, events, metadata, routing, send_at, created_at, updated_at
                FROM messages WHERE id = $1 AND organization_id = $2",
         )
         .await?;
@@ -278,6 +285,10 @@ pub async fn get_status(
         .ok_or(StoreError::NotFound)?;
     let Json(attempts) = row.try_get("attempts")?;
     let Json(events) = row.try_get("events")?;
+    // Written by this code, but read leniently: a plan an older or newer
+    // build stored in another shape never hides the rest of the status.
+    let routing: Option<Value> = row.try_get("routing")?;
+    let routing = routing.and_then(|v| serde_json::from_value::<MessageRouting>(v).ok());
     Ok(MessageStatus {
         id: row.try_get("id")?,
         channel: parsed(&row, "channel")?,
@@ -289,6 +300,7 @@ pub async fn get_status(
         attempts,
         events,
         metadata: row.try_get("metadata")?,
+        routing,
         send_at: row.try_get("send_at")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
