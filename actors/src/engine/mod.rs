@@ -151,6 +151,20 @@ impl Engine {
         &self.dispatch.suppressions
     }
 
+    /// Counts final receipts (`true`: delivered) toward a connection's live
+    /// delivery ratio, which `best_delivery` routing ranks by.
+    pub fn record_receipts(&self, provider: msgengine_domain::ProviderId, receipts: &[bool]) {
+        if receipts.is_empty() {
+            return;
+        }
+        if let Some(handle) = self.routes().table().provider(provider) {
+            let now = std::time::Instant::now();
+            for delivered in receipts {
+                handle.live.record_receipt(*delivered, now);
+            }
+        }
+    }
+
     /// Writes a verified webhook's events (group-committed with other
     /// webhooks'), and puts the recipients its events ask to suppress on the
     /// organization's list, in the database and in the list checked at accept.

@@ -98,6 +98,21 @@ pub const CATALOG: &[(&str, Kind, &str)] = &[
         "Sends under way on a provider connection.",
     ),
     (
+        PROVIDER_DELIVERY_RATIO,
+        Kind::Gauge,
+        "Delivered over final receipts of a provider connection, decaying with a 5-minute half-life (1 with none).",
+    ),
+    (
+        ROUTING_DECISIONS,
+        Kind::Counter,
+        "Messages planned, by the strategy that ordered them and whether a rule or the default decided.",
+    ),
+    (
+        ROUTING_FALLBACKS,
+        Kind::Counter,
+        "Messages moved off a provider to the next of their plan, by reason.",
+    ),
+    (
         RATE_LIMITED,
         Kind::Counter,
         "429s to clients (tenant) and sends held by a provider limiter (provider).",

@@ -3,7 +3,7 @@
 //!
 //! The recorder (metrics-exporter-prometheus 0.18) cannot delete one series: its only removal
 //! is an idle timeout per metric kind, which would also drop every quiet gauge of a live
-//! connection and every set-once gauge of the process. So these five gauges live here, one
+//! connection and every set-once gauge of the process. So these six gauges live here, one
 //! entry per connection, counted by the [`ConnectionSeries`] handles that use it (a provider
 //! actor holds one), and the page appends them with [`render`].
 //!
@@ -22,24 +22,25 @@ use metrics::Gauge;
 use uuid::Uuid;
 
 use super::{
-    Kind, BREAKER_OPEN_SECONDS, BREAKER_STATE, CATALOG, PROVIDER_IN_FLIGHT, PROVIDER_LATENCY_EWMA,
-    PROVIDER_SUCCESS_RATIO,
+    Kind, BREAKER_OPEN_SECONDS, BREAKER_STATE, CATALOG, PROVIDER_DELIVERY_RATIO,
+    PROVIDER_IN_FLIGHT, PROVIDER_LATENCY_EWMA, PROVIDER_SUCCESS_RATIO,
 };
 
 /// The per-connection gauges, in the order of [`Entry::values`].
-pub const NAMES: [&str; 5] = [
+pub const NAMES: [&str; 6] = [
     BREAKER_STATE,
     BREAKER_OPEN_SECONDS,
     PROVIDER_SUCCESS_RATIO,
     PROVIDER_LATENCY_EWMA,
     PROVIDER_IN_FLIGHT,
+    PROVIDER_DELIVERY_RATIO,
 ];
 
 /// One connection's values (f64 bits, as `metrics` gauges store them).
 struct Entry {
     provider: &'static str,
     handles: usize,
-    values: [Arc<AtomicU64>; 5],
+    values: [Arc<AtomicU64>; 6],
 }
 
 static CONNECTIONS: LazyLock<RwLock<BTreeMap<Uuid, Entry>>> = LazyLock::new(RwLock::default);
@@ -49,7 +50,7 @@ pub struct ConnectionSeries {
     connection: Uuid,
     /// Identifies the entry this handle belongs to (a re-activated connection gets a new one).
     entry: Arc<AtomicU64>,
-    gauges: [Gauge; 5],
+    gauges: [Gauge; 6],
 }
 
 impl ConnectionSeries {

@@ -18,8 +18,9 @@ pub use catalog::{describe, Kind, CATALOG};
 pub use provider::ProviderMetrics;
 pub use tenant::{BoundedLabels, TenantHandles, TenantSeries};
 
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter};
 use msgengine_domain::message::MessageState;
+use msgengine_domain::routing::Strategy;
 use msgengine_domain::Channel;
 use uuid::Uuid;
 
@@ -40,6 +41,9 @@ pub const BREAKER_OPEN_SECONDS: &str = "msgengine_circuit_breaker_open_seconds";
 pub const PROVIDER_SUCCESS_RATIO: &str = "msgengine_provider_health_success_ratio";
 pub const PROVIDER_LATENCY_EWMA: &str = "msgengine_provider_latency_ewma_seconds";
 pub const PROVIDER_IN_FLIGHT: &str = "msgengine_provider_in_flight";
+pub const PROVIDER_DELIVERY_RATIO: &str = "msgengine_provider_delivery_ratio";
+pub const ROUTING_DECISIONS: &str = "msgengine_routing_decisions_total";
+pub const ROUTING_FALLBACKS: &str = "msgengine_routing_fallbacks_total";
 pub const RATE_LIMITED: &str = "msgengine_rate_limited_total";
 pub const TENANT_ACCEPTED: &str = "msgengine_tenant_messages_accepted_total";
 pub const TENANT_RATE_LIMITED: &str = "msgengine_tenant_rate_limited_total";
@@ -161,6 +165,36 @@ pub fn record_failed(channel: Channel, provider: &'static str, reason: &'static 
 pub fn record_refused(channel: Channel, reason: &'static str, n: u64) {
     if n > 0 {
         counter!(MESSAGES_REFUSED, "channel" => channel.as_str(), "reason" => reason).increment(n);
+    }
+}
+
+/// Counts a planned message: the strategy that ordered it and whether a
+/// rule (`by_rule`) or the channel's default decided. The 24 handles are
+/// made once: this runs for every accepted message.
+pub fn record_decision(channel: Channel, strategy: Strategy, by_rule: bool) {
+    use std::sync::LazyLock;
+    const STRATEGIES: [Strategy; 4] = [
+        Strategy::Cheapest,
+        Strategy::Priority,
+        Strategy::BestDelivery,
+        Strategy::Weighted,
+    ];
+    static HANDLES: LazyLock<Vec<Counter>> = LazyLock::new(|| {
+        let mut all = Vec::with_capacity(24);
+        for channel in CHANNELS {
+            for strategy in STRATEGIES {
+                for decided_by in ["default", "rule"] {
+                    all.push(counter!(ROUTING_DECISIONS, "channel" => channel.as_str(),
+                        "strategy" => strategy.as_str(), "decided_by" => decided_by));
+                }
+            }
+        }
+        all
+    });
+    let s = STRATEGIES.iter().position(|x| *x == strategy).unwrap_or(0);
+    let i = (channel_index(channel) * 4 + s) * 2 + usize::from(by_rule);
+    if let Some(c) = HANDLES.get(i) {
+        c.increment(1);
     }
 }
 

@@ -39,6 +39,8 @@ pub struct ProviderMetrics {
     errors: [Counter; 5],
     retries: [Counter; 5],
     failovers: Counter,
+    /// Fallbacks off this connection: transient, timeout, rate_limited, circuit_open.
+    fallbacks: [Counter; 4],
     failed_permanent: Counter,
     failed_exhausted: Counter,
     /// Into closed, half_open, open.
@@ -70,6 +72,9 @@ impl ProviderMetrics {
             errors: class_counters(PROVIDER_ERRORS, ch, p),
             retries: class_counters(RETRIES, ch, p),
             failovers: counter!(FAILOVERS, "channel" => ch, "provider" => p),
+            fallbacks: ["transient", "timeout", "rate_limited", "circuit_open"].map(
+                |r| counter!(ROUTING_FALLBACKS, "channel" => ch, "provider" => p, "reason" => r),
+            ),
             failed_permanent: counter!(MESSAGES_FAILED, "channel" => ch, "provider" => p, "reason" => "permanent"),
             failed_exhausted: counter!(MESSAGES_FAILED, "channel" => ch, "provider" => p, "reason" => "exhausted"),
             transitions: [
@@ -85,7 +90,7 @@ impl ProviderMetrics {
         for c in metrics.errors.iter().chain(&metrics.retries) {
             c.increment(0);
         }
-        for c in metrics.transitions.iter() {
+        for c in metrics.transitions.iter().chain(&metrics.fallbacks) {
             c.increment(0);
         }
         metrics.sent.increment(0);
@@ -98,7 +103,17 @@ impl ProviderMetrics {
         metrics.success_ratio().set(1.0);
         metrics.latency_ewma().set(0.0);
         metrics.in_flight_gauge().set(0.0);
+        metrics.delivery_ratio().set(1.0);
         metrics
+    }
+
+    fn delivery_ratio(&self) -> &Gauge {
+        self.series.gauge(5)
+    }
+
+    /// The live delivery ratio from receipts (1 until there is one).
+    pub fn delivery(&self, ratio: Option<f64>) {
+        self.delivery_ratio().set(ratio.unwrap_or(1.0));
     }
 
     fn breaker_state(&self) -> &Gauge {
@@ -159,9 +174,17 @@ impl ProviderMetrics {
         self.retries[class_index(class)].increment(1);
     }
 
-    /// A message moved off this provider to the next one of its chain.
-    pub fn failover(&self) {
+    /// A message moved off this provider to the next one of its chain
+    /// after a failed call of `class`, or (`None`) with the circuit open.
+    pub fn failover(&self, class: Option<ErrorClass>) {
         self.failovers.increment(1);
+        let reason = match class {
+            Some(ErrorClass::Transient | ErrorClass::Permanent) => 0,
+            Some(ErrorClass::Timeout) => 1,
+            Some(ErrorClass::RateLimited) => 2,
+            Some(ErrorClass::CircuitOpen) | None => 3,
+        };
+        self.fallbacks[reason].increment(1);
     }
 
     /// A message failed for good on this provider.

@@ -2,7 +2,6 @@
 //! the breaker, health and metrics, and the provider text made safe.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -69,8 +68,12 @@ impl ProviderActor {
                 self.breaker.record_success(now);
                 self.health.record(true, latency);
                 self.metrics.call(None, latency);
-                self.metrics
-                    .sent(id.0, receipt.state == MessageState::Delivered);
+                let delivered = receipt.state == MessageState::Delivered;
+                self.metrics.sent(id.0, delivered);
+                if delivered {
+                    // A synchronous delivery is its own receipt.
+                    self.live.record_receipt(true, now);
+                }
                 let call = Call {
                     provider: self.id,
                     number: job.total_attempts + 1,
@@ -95,8 +98,9 @@ impl ProviderActor {
             }
         }
         let breaker = self.observe_breaker(now);
-        self.circuit_open
-            .store(breaker == BreakerState::Open, Ordering::Relaxed);
+        self.live.set_circuit_open(breaker == BreakerState::Open);
+        self.live
+            .set_latency(self.health.latency_ewma().as_secs_f64());
         self.metrics.health(
             self.health.success_rate(),
             self.health.latency_ewma(),

@@ -50,7 +50,7 @@ impl ProviderActor {
             }
             RetryDecision::FailOver if job.fail_over() => {
                 self.metrics.retry(class);
-                self.metrics.failover();
+                self.metrics.failover(Some(class));
                 self.env
                     .outcomes
                     .submit(job.outcome(Outcome::fail_over(attempt, now)));
@@ -70,7 +70,7 @@ impl ProviderActor {
         let now = Utc::now();
         self.metrics.circuit_open();
         if job.fail_over() {
-            self.metrics.failover();
+            self.metrics.failover(None);
             let outcome = Outcome::circuit_open(self.id, Next::InMemory, now);
             self.env.outcomes.submit(job.outcome(outcome));
             self.env.reroute.deliver(vec![job]);

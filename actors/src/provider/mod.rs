@@ -25,11 +25,11 @@
 
 mod attempt;
 mod failover;
+pub mod live;
 mod queue;
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,7 @@ use crate::metrics::ProviderMetrics;
 use crate::state::job::Job;
 use crate::state::lease::HeldLeases;
 use crate::state::orgs::ActiveOrgs;
+pub use live::LiveState;
 
 /// Hand jobs to the provider.
 #[derive(Message)]
@@ -101,6 +102,12 @@ pub struct ConnectionHealth {
     /// Jobs waiting here (queued or waiting for a short retry).
     pub waiting: usize,
     pub in_flight: usize,
+    /// Delivered over final receipts, decaying (`None` before any receipt),
+    /// and the decayed number of receipts.
+    pub delivery_ratio: Option<f64>,
+    pub delivery_samples: u32,
+    /// The limiter holds more than a short wait: routing puts it last.
+    pub rate_limited: bool,
 }
 
 /// Test hook: make the next adapter call panic (supervision tests).
@@ -113,8 +120,9 @@ pub struct PanicOnNextSend;
 pub struct ProviderHandle {
     pub addr: Addr<ProviderActor>,
     pub organization_id: OrganizationId,
-    /// Set by the provider actor while its circuit is open.
-    pub circuit_open: Arc<AtomicBool>,
+    /// What the actor publishes for routing: circuit, rate limit backlog,
+    /// latency, delivery ratio.
+    pub live: Arc<LiveState>,
 }
 
 /// What a provider actor is given: its settings, the HTTP client, its
@@ -156,8 +164,8 @@ pub fn start(
     spec: AnyProviderSpec,
 ) -> Result<ProviderHandle, UnsupportedProvider> {
     let sender = sender_for_connection(&spec, &env.http, &context(&env.settings, id, &spec))?;
-    let circuit_open = Arc::new(AtomicBool::new(false));
-    let flag = circuit_open.clone();
+    let live = Arc::new(LiveState::default());
+    let published = live.clone();
     let addr = Supervisor::start_in_arbiter(arbiter, move |_| ProviderActor {
         metrics: ProviderMetrics::new(spec.channel(), spec.provider_type(), id.0),
         breaker_seen: BreakerState::Closed,
@@ -173,7 +181,7 @@ pub fn start(
         delayed: Vec::new(),
         retry_timer: None,
         health: HealthStats::default(),
-        circuit_open: flag,
+        live: published,
         pump_scheduled: false,
         retiring: false,
         panic_next: false,
@@ -181,7 +189,7 @@ pub fn start(
     Ok(ProviderHandle {
         addr,
         organization_id: org,
-        circuit_open,
+        live,
     })
 }
 
@@ -228,7 +236,7 @@ pub struct ProviderActor {
     retry_timer: Option<Instant>,
     breaker: CircuitBreaker,
     health: HealthStats,
-    circuit_open: Arc<AtomicBool>,
+    live: Arc<LiveState>,
     pump_scheduled: bool,
     retiring: bool,
     panic_next: bool,
@@ -249,7 +257,12 @@ impl Actor for ProviderActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.env.settings.provider_mailbox);
         ctx.run_interval(GAUGE_REFRESH, |act, _| {
-            act.observe_breaker(Instant::now());
+            let now = Instant::now();
+            // An open breaker turns half-open by time alone: routing must
+            // see it, or no message would come to probe it.
+            let state = act.observe_breaker(now);
+            act.live.set_circuit_open(state == BreakerState::Open);
+            act.metrics.delivery(act.live.delivery(now).0);
         });
         // After a restart the old context's timer is gone: arm a new one.
         self.arm_retry_timer(ctx);
@@ -274,7 +287,7 @@ impl Supervised for ProviderActor {
             self.sender = sender;
         }
         self.breaker = CircuitBreaker::new(self.env.settings.breaker);
-        self.circuit_open.store(false, Ordering::Relaxed);
+        self.live.set_circuit_open(false);
         self.pump_scheduled = false;
         self.retry_timer = None;
         self.panic_next = false;
@@ -366,8 +379,10 @@ impl Handler<GetHealth> for ProviderActor {
     type Result = MessageResult<GetHealth>;
 
     fn handle(&mut self, _: GetHealth, _: &mut Self::Context) -> Self::Result {
-        let state = self.breaker.state(Instant::now());
+        let now = Instant::now();
+        let state = self.breaker.state(now);
         let limit = limit_for(&self.env.settings, &self.spec);
+        let live = self.live.liveness(now);
         MessageResult(ConnectionHealth {
             provider_id: self.id,
             channel: self.spec.channel(),
@@ -378,6 +393,9 @@ impl Handler<GetHealth> for ProviderActor {
             limit: limit.map(|(rate, burst)| (rate.get(), burst.get())),
             waiting: self.queue.len() + self.delayed.len(),
             in_flight: self.in_flight.len(),
+            delivery_ratio: live.delivery_ratio,
+            delivery_samples: live.delivery_samples,
+            rate_limited: live.rate_limited,
         })
     }
 }

@@ -2,7 +2,6 @@
 //! lease and organization checks), short retries held in memory, and
 //! stopping once a retired actor is idle.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -30,6 +29,7 @@ impl ProviderActor {
                     if !self.pump_scheduled {
                         self.metrics.rate_limited();
                     }
+                    self.publish_backlog();
                     self.schedule_pump(wait, ctx);
                     return;
                 }
@@ -38,7 +38,7 @@ impl ProviderActor {
             let acquired = self.breaker.try_acquire(now);
             self.observe_breaker(now);
             if !acquired {
-                self.circuit_open.store(true, Ordering::Relaxed);
+                self.live.set_circuit_open(true);
                 let jobs: Vec<Job> = self.queue.drain(..).collect();
                 for job in jobs {
                     self.on_circuit_open(job, ctx);
@@ -49,7 +49,14 @@ impl ProviderActor {
                 self.start_attempt(job, ctx);
             }
         }
+        self.publish_backlog();
         self.metrics.in_flight(self.in_flight.len());
+    }
+
+    /// Tells routing whether the limiter holds more than a short wait.
+    fn publish_backlog(&self) {
+        let rate = super::limit_for(&self.env.settings, &self.spec).map(|(rate, _)| rate.get());
+        self.live.set_backlog(self.queue.len(), rate);
     }
 
     /// Roughly how long this actor needs to work through `held` jobs (its

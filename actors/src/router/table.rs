@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
@@ -48,13 +49,10 @@ impl RouteTable {
 
     /// What is known live of a provider connection.
     pub fn liveness(&self, id: ProviderId) -> ProviderLiveness {
-        ProviderLiveness {
-            circuit_open: self
-                .providers
-                .get(&id)
-                .is_some_and(|h| h.circuit_open.load(Ordering::Relaxed)),
-            ..ProviderLiveness::default()
-        }
+        self.providers
+            .get(&id)
+            .map(|h| h.live.liveness(Instant::now()))
+            .unwrap_or_default()
     }
 
     /// Plans a message over the snapshot: the organization's rules, the
@@ -97,9 +95,12 @@ impl RouteTable {
                     .get(id)
                     .is_some_and(|h| h.organization_id == message.organization_id)
             });
+            let fallback = &stored.fallback;
             let mut chain: Vec<(bool, ProviderId)> = running
                 .map(|id| {
-                    let last = stored.fallback.on_circuit_open && self.liveness(id).circuit_open;
+                    let live = self.liveness(id);
+                    let last = (fallback.on_circuit_open && live.circuit_open)
+                        || (fallback.on_rate_limited && live.rate_limited);
                     (last, id)
                 })
                 .collect();

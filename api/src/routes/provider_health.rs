@@ -34,6 +34,11 @@ struct ConnectionView {
     rate_limit: Option<RateView>,
     waiting: usize,
     in_flight: usize,
+    /// Delivered over final receipts, decaying with a 5-minute half-life;
+    /// `null` before the first receipt.
+    delivery_ratio: Option<f64>,
+    delivery_samples: u32,
+    rate_limited: bool,
 }
 
 #[derive(Serialize)]
@@ -60,6 +65,9 @@ impl From<ConnectionHealth> for ConnectionView {
                 .map(|(per_second, burst)| RateView { per_second, burst }),
             waiting: c.waiting,
             in_flight: c.in_flight,
+            delivery_ratio: c.delivery_ratio,
+            delivery_samples: c.delivery_samples,
+            rate_limited: c.rate_limited,
         }
     }
 }

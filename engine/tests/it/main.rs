@@ -23,6 +23,7 @@ mod prometheus;
 mod provider_health;
 mod providers;
 mod routing_attrs;
+mod routing_failover;
 mod routing_rules;
 mod secrets_bound;
 mod startup;

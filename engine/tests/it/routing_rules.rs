@@ -492,3 +492,73 @@ async fn simulate_returns_the_plan_a_message_would_get_without_sending() {
         "nothing is stored or sent"
     );
 }
+
+/// A `weighted` rule over two connections (300 and 100) splits 10,000
+/// messages within 2 points of 75 % / 25 %, and each message went where
+/// its stored plan put it first.
+#[tokio::test]
+async fn a_weighted_rule_splits_ten_thousand_messages_by_weight() {
+    let app = TestApp::spawn().await;
+    let org = app.org("acme").await;
+    let heavy = app
+        .provider(
+            &org,
+            "sms",
+            with(sandbox("heavy", 0, 0.0, 0.0), json!({"weight": 300})),
+        )
+        .await;
+    let light = app
+        .provider(
+            &org,
+            "sms",
+            with(sandbox("light", 0, 0.0, 0.0), json!({"weight": 100})),
+        )
+        .await;
+    let rule = json!({"name": "split", "priority": 1, "strategy": "weighted",
+                      "providers": [heavy["id"], light["id"]], "match": {"channel": "sms"}});
+    let (status, _) = app
+        .rule(&org, Method::POST, "/api/routing/rules", Some(&rule))
+        .await;
+    assert_eq!(status, 201);
+    const N: u32 = 10_000;
+    for batch in 0..N / 1_000 {
+        let messages: Vec<Value> = (0..1_000)
+            .map(|i| json!({"channel": "sms", "to": format!("+2348036{:06}", batch * 1_000 + i), "text": "hi"}))
+            .collect();
+        let (status, body) = app.send(&org, &json!({ "messages": messages })).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while app
+        .query_count("SELECT count(*) FROM messages WHERE state NOT IN ('delivered', 'failed')")
+        .await
+        > 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "messages still in flight"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let count = |id: &Value| {
+        let sql = format!(
+            "SELECT count(*) FROM messages WHERE state = 'delivered' AND provider_id = '{}'",
+            id.as_str().expect("id")
+        );
+        let app = &app;
+        async move { app.query_count(&sql).await }
+    };
+    let (h, l) = (count(&heavy["id"]).await, count(&light["id"]).await);
+    assert_eq!(h + l, i64::from(N), "every message delivered");
+    let share = h as f64 / f64::from(N);
+    assert!((share - 0.75).abs() < 0.02, "heavy took {share}");
+    assert_eq!(
+        app.query_count(
+            "SELECT count(*) FROM messages
+              WHERE provider_id::text <> routing->'candidates'->0->>'providerId'"
+        )
+        .await,
+        0,
+        "each message went to the first provider of its stored plan"
+    );
+}

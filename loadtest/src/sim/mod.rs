@@ -32,7 +32,8 @@
 //! `GET /_sim/stats/keys/{key}`, `GET /_sim/receipts?since=&limit=` (every
 //! accepted send with its time, for end-to-end latency), `POST /_sim/reset`,
 //! `GET /_sim/health`,
-//! `GET|PUT /_sim/accounts/{name}/webhook` (where an account's status
+//! `GET|PUT /_sim/accounts/{name}/down` (`{"down": true}`: every send answers
+//! 5xx until `false`, a provider outage), `GET|PUT /_sim/accounts/{name}/webhook` (where an account's status
 //! webhooks go: `{"webhookUrl": ..., "whatsappWebhookUrl": ...}`),
 //! `GET /_sim/accounts/{name}/public-key` (a SendGrid account's webhook
 //! verification key, `{"publicKey"}`: the engine's `webhookSecret`),
@@ -366,6 +367,16 @@ pub(crate) struct Account {
     pub(crate) signing_key: Option<p256::ecdsa::SigningKey>,
     outcomes: Vec<Outcome>,
     weights: Option<WeightedIndex<u32>>,
+    /// Set by `PUT /_sim/accounts/{name}/down`: every authenticated send
+    /// answers 5xx, as a provider in an outage does, until cleared.
+    down: std::sync::atomic::AtomicBool,
+}
+
+/// `PUT /_sim/accounts/{name}/down`'s body and answer.
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Down {
+    pub down: bool,
 }
 
 /// An account's webhook targets, as `PUT /_sim/accounts/{name}/webhook`
@@ -425,6 +436,7 @@ impl Account {
             config: config.clone(),
             outcomes,
             weights,
+            down: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -465,7 +477,12 @@ impl Account {
     pub(crate) fn fate(&self) -> Fate {
         let b = self.behaviour();
         let mut rng = rand::thread_rng();
-        if b.rate_limit_rate > 0.0 && rng.gen_bool(b.rate_limit_rate) {
+        if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            self.counters
+                .server_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Fate::ServerError
+        } else if b.rate_limit_rate > 0.0 && rng.gen_bool(b.rate_limit_rate) {
             self.counters
                 .rate_limited
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -596,6 +613,8 @@ fn admin_routes(cfg: &mut web::ServiceConfig) {
     .route("/_sim/receipts", web::get().to(stats::get_receipts))
     .route("/_sim/accounts/{name}/webhook", web::get().to(get_webhook))
     .route("/_sim/accounts/{name}/webhook", web::put().to(put_webhook))
+    .route("/_sim/accounts/{name}/down", web::get().to(get_down))
+    .route("/_sim/accounts/{name}/down", web::put().to(put_down))
     .route(
         "/_sim/accounts/{name}/public-key",
         web::get().to(get_public_key),
@@ -659,6 +678,31 @@ async fn put_webhook(
     }
     account.set_urls(urls.clone());
     HttpResponse::Ok().json(urls)
+}
+
+async fn get_down(shared: web::Data<Shared>, path: web::Path<String>) -> HttpResponse {
+    match shared.accounts.iter().find(|a| a.config.name() == *path) {
+        Some(account) => HttpResponse::Ok().json(Down {
+            down: account.down.load(std::sync::atomic::Ordering::Relaxed),
+        }),
+        None => no_account(&path),
+    }
+}
+
+/// Takes an account down (every authenticated send answers 5xx, counted as
+/// `serverErrors`) or brings it back: the outage of a load or fault test.
+async fn put_down(
+    shared: web::Data<Shared>,
+    path: web::Path<String>,
+    body: web::Json<Down>,
+) -> HttpResponse {
+    let Some(account) = shared.accounts.iter().find(|a| a.config.name() == *path) else {
+        return no_account(&path);
+    };
+    account
+        .down
+        .store(body.down, std::sync::atomic::Ordering::Relaxed);
+    HttpResponse::Ok().json(*body)
 }
 
 /// A SendGrid account's webhook verification key: what the engine's

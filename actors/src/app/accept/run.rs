@@ -81,6 +81,16 @@ async fn checked_rows(
     let now = Utc::now();
     let mut rows = suppress::suppress(org, request.messages, suppressed, is_batch, now)?;
     route::plan_rows(&mut rows, is_batch, now, |m, at| table.plan(m, at))?;
+    for row in &rows {
+        if let Some(plan) = row.message.routing.as_deref().and_then(|r| r.plan.as_ref()) {
+            let decider = &plan.decider;
+            crate::metrics::record_decision(
+                row.message.channel,
+                decider.strategy,
+                decider.rule_id.is_some(),
+            );
+        }
+    }
     Ok((rows, is_batch))
 }
 

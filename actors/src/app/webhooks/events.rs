@@ -47,6 +47,20 @@ pub(super) fn rows(events: Vec<WebhookEvent>) -> Vec<EventRow> {
 
 /// The (normalised recipient, reason) pairs the events put on the
 /// organization's suppression list.
+/// The events that are final receipts: `true` delivered (or read), `false`
+/// not delivered (failed, bounced, expired). Engagement and progress
+/// events are not receipts.
+pub(super) fn final_receipts(rows: &[EventRow]) -> Vec<bool> {
+    use msgengine_domain::message::MessageState;
+    rows.iter()
+        .filter_map(|row| match row.state? {
+            MessageState::Delivered | MessageState::Read => Some(true),
+            MessageState::Failed | MessageState::Bounced | MessageState::Expired => Some(false),
+            _ => None,
+        })
+        .collect()
+}
+
 pub(super) fn suppressions(rows: &[EventRow]) -> Vec<(String, String)> {
     rows.iter()
         .filter_map(|e| Some((normalize(e.recipient.as_deref()?), e.suppress.clone()?)))

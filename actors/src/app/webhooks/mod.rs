@@ -190,12 +190,17 @@ impl App {
         let received = parsed.len();
         let rows = events::rows(parsed);
         let suppress = events::suppressions(&rows);
+        let receipts = events::final_receipts(&rows);
         let done = self
             .engine()
             .ingest_webhook(org, id, rows, suppress, QUEUE_WAIT)
             .await
             .map_err(ingest_error)?;
         events::count_received(channel, label, &done);
+        if done.recorded > 0 {
+            // Replays (nothing recorded) do not count twice toward the ratio.
+            self.engine().record_receipts(id, &receipts);
+        }
         tracing::debug!(
             provider = %id.0,
             recorded = done.recorded,

@@ -16,6 +16,7 @@
 pub mod attributes;
 pub mod country;
 pub mod coverage;
+pub mod delivery;
 pub mod plan;
 #[cfg(test)]
 mod plan_tests;
