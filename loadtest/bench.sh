@@ -8,7 +8,8 @@
 #   BIN_DIR=/path/to/other/target/release loadtest/bench.sh OUT_DIR
 #                                       (another build's binaries, e.g. the previous main's)
 #
-# Besides the headline runs, single-6k, single-8k and single-10k offer single-message
+# route-default and route-rules50 compare routing with no rule and with 50 rules
+# (10 connections each; see below). Besides the headline runs, single-6k, single-8k and single-10k offer single-message
 # requests past what the headline runs ask, and single-<N> (any N, e.g. single-4500)
 # offers N a second, to find the highest rate a build sustains.
 # Each run also prints the engine's CPU seconds per 100,000 messages accepted
@@ -58,6 +59,17 @@ run soak-5min   --rate 4000  --duration 300 --batch-size 100
 run single-6k   --rate 6000  --duration 30 --batch-size 1
 run single-8k   --rate 8000  --duration 30 --batch-size 1
 run single-10k  --rate 10000 --duration 30 --batch-size 1
+# Routing at scale (issue 12): the same offered load over 10 SANDBOX connections, with no
+# rule (every message planned by the default) and with 50 rules of which only the last
+# matches (every message checked against all 50, then ordered by cost). Run them side
+# by side: RUNS="route-default route-rules50 route-default route-rules50".
+route() { run "$1" --rate 5000 --duration 30 --batch-size 1 --routing-providers 10 --routing-rules "$2"; }
+for name in $runs; do
+  case $name in
+    route-default) route route-default 0 ;;
+    route-rules50) route route-rules50 50 ;;
+  esac
+done
 # single-<N>: N single-message requests a second for 30 s (e.g. single-4500), in
 # the order given, to find the highest rate a build sustains at a latency.
 for name in $runs; do

@@ -80,6 +80,14 @@ pub struct CommonArgs {
     /// Sandbox provider latency per send (set-up only).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=60_000))]
     pub sandbox_latency_ms: u32,
+    /// Routing benchmark (set-up only): this many SANDBOX connections of the
+    /// channel, priced per country, instead of one.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=50))]
+    pub routing_providers: u32,
+    /// Routing benchmark (set-up only): this many routing rules, only the
+    /// last matching the run's messages (needs --routing-providers).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=200))]
+    pub routing_rules: u32,
     /// Sandbox share of transient failures, 0-1 (set-up only).
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     pub transient_rate: f64,
@@ -299,8 +307,18 @@ async fn tenant(api: &Api, common: &CommonArgs, default_admission: Admission) ->
             permanent_failure_rate: common.permanent_rate,
         },
         admission,
+        routing: (common.routing_providers > 0).then_some(setup::RoutingLoad {
+            providers: common.routing_providers,
+            rules: common.routing_rules,
+        }),
     };
     let provisioned = setup::provision(api, admin_token, &plan).await?;
+    if let Some(routing) = plan.routing {
+        println!(
+            "set-up: routing over {} SANDBOX connections and {} rules",
+            routing.providers, routing.rules
+        );
+    }
     println!(
         "set-up: organization {} with a {} SANDBOX provider (latency {} ms, transient {}, permanent {}), admission {}/s burst {}{}",
         provisioned.organization_id,
@@ -606,6 +624,7 @@ mod tests {
                         permanent_failure_rate: 0.0
                     },
                     admission: Admission::for_rate(500.0, 10),
+                    routing: None,
                 }),
             }
         ));

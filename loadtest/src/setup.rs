@@ -53,6 +53,17 @@ impl Admission {
     }
 }
 
+/// An organization routed through many connections and rules (the
+/// routing benchmark): `providers` sandbox connections of the run's channel,
+/// priced per country, and `rules` routing rules of which only the last
+/// matches the run's messages, so every message is checked against all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutingLoad {
+    pub providers: u32,
+    pub rules: u32,
+}
+
 /// What to create.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -60,6 +71,8 @@ pub struct Plan {
     pub channel: Channel,
     pub sandbox: SandboxProfile,
     pub admission: Admission,
+    /// `None`: one sandbox connection and no rules.
+    pub routing: Option<RoutingLoad>,
 }
 
 /// What was created.
@@ -103,20 +116,34 @@ pub async fn provision(api: &Api, admin_token: &str, plan: &Plan) -> Result<Prov
     let admission_applied = set_admission(api, &admin, &org_id, plan.admission).await?;
 
     let auth = Api::bearer(&api_key)?;
-    let provider = api
-        .call_ok(
-            Method::POST,
-            &format!("/api/{}/providers", plan.channel),
-            &auth,
-            &json!({
-                "providerType": "SANDBOX",
-                "name": "load-sandbox",
-                "sandboxConfig": plan.sandbox,
-            }),
-        )
-        .await
-        .context("registering the sandbox provider")?;
-    let provider_id = string_field(&provider, "id").ok();
+    let connections = plan.routing.map_or(1, |r| r.providers.max(1));
+    let mut ids = Vec::new();
+    for i in 0..connections {
+        let mut body = json!({
+            "providerType": "SANDBOX",
+            "name": if connections == 1 { "load-sandbox".to_owned() } else { format!("load-sandbox-{i}") },
+            "sandboxConfig": plan.sandbox,
+        });
+        if plan.routing.is_some() {
+            body["priority"] = json!(10 + i);
+            body["costs"] = json!({"currency": "NGN", "default": 1000,
+                                   "countries": {"NG": 200 + 10 * i, "KE": 400 - 10 * i, "GH": 300}});
+        }
+        let provider = api
+            .call_ok(
+                Method::POST,
+                &format!("/api/{}/providers", plan.channel),
+                &auth,
+                &body,
+            )
+            .await
+            .context("registering the sandbox provider")?;
+        ids.push(string_field(&provider, "id").context("the provider answer")?);
+    }
+    if let Some(routing) = plan.routing {
+        create_rules(api, &auth, plan.channel, routing.rules, &ids).await?;
+    }
+    let provider_id = ids.first().cloned();
 
     Ok(Provisioned {
         organization_id: org_id,
@@ -124,6 +151,59 @@ pub async fn provision(api: &Api, admin_token: &str, plan: &Plan) -> Result<Prov
         provider_id,
         admission_applied,
     })
+}
+
+/// `rules` rules: all but the last match nothing the run sends (other
+/// countries, prefixes, tags, a category or a time window no message has),
+/// each naming a few connections; the last routes every message of the
+/// channel to the cheapest connection. Priorities put the matching one last.
+async fn create_rules(
+    api: &Api,
+    auth: &HeaderValue,
+    channel: Channel,
+    rules: u32,
+    ids: &[String],
+) -> Result<()> {
+    let phone = channel != Channel::Email;
+    for i in 0..rules {
+        let some: Vec<&String> = ids
+            .iter()
+            .cycle()
+            .skip(i as usize)
+            .take(3.min(ids.len()))
+            .collect();
+        let last = i + 1 == rules;
+        let matcher = if last {
+            json!({"channel": channel.as_str()})
+        } else {
+            match (i % 4, phone) {
+                (0, true) => json!({"channel": channel.as_str(), "countries": ["KE", "GH"]}),
+                (1, true) => {
+                    json!({"channel": channel.as_str(), "prefixes": [format!("+2547{}", i % 10)]})
+                }
+                (0 | 1, false) => {
+                    json!({"channel": channel.as_str(), "domains": [format!("tenant{i}.example")]})
+                }
+                (2, _) => {
+                    json!({"channel": channel.as_str(), "tags": {"campaign": format!("c{i}")}})
+                }
+                _ => json!({"channel": channel.as_str(), "category": "marketing",
+                            "timeWindow": {"days": ["sat"], "from": "08:00", "to": "09:00",
+                                           "timeZone": "Africa/Lagos"}}),
+            }
+        };
+        let body = json!({
+            "name": format!("load rule {i}"),
+            "priority": i + 1,
+            "strategy": if last { "cheapest" } else { ["priority", "weighted", "best_delivery", "cheapest"][i as usize % 4] },
+            "providers": if last { json!([]) } else { json!(some) },
+            "match": matcher,
+        });
+        api.call_ok(Method::POST, "/api/routing/rules", auth, &body)
+            .await
+            .with_context(|| format!("creating routing rule {i}"))?;
+    }
+    Ok(())
 }
 
 /// `PUT .../rate-limit`; Ok(false) with a warning when the engine does not

@@ -13,11 +13,13 @@ use msgengine_domain::provider::{
     EmailProviderSpec, ProviderSpec, SmsProviderSpec, WhatsappProviderSpec,
 };
 use msgengine_domain::routing::coverage::{self, Warning};
+use msgengine_domain::routing::quiet::QuietHours;
 use msgengine_domain::routing::rules::{self, ProviderFacts, MAX_RULES};
 use msgengine_domain::routing::simulate::Simulation;
 use msgengine_domain::routing::{MessageRouting, Plan, RouteCandidate, RoutingRule};
 use msgengine_domain::ProviderId;
 use msgengine_storage::repo::providers as providers_repo;
+use msgengine_storage::repo::quiet_hours as quiet_repo;
 use msgengine_storage::repo::routing_rules as repo;
 use msgengine_storage::repo::GenericClient;
 use serde_json::{json, Value};
@@ -255,5 +257,54 @@ impl App {
         };
         let plan = self.engine().routes().table().plan(&message, sim.at);
         Ok((sim, plan))
+    }
+}
+
+pub use msgengine_storage::repo::quiet_hours::QuietRecord;
+
+impl App {
+    /// The organization's quiet hours (`None`: none set).
+    pub async fn quiet_hours(&self, tenant: Tenant) -> Result<Option<QuietRecord>, AppError> {
+        let client = self.pool().get().await?;
+        Ok(quiet_repo::get(&client, tenant.organization_id).await?)
+    }
+
+    /// Sets the organization's quiet hours (replacing any); they apply to
+    /// the next message accepted.
+    pub async fn put_quiet_hours(
+        &self,
+        tenant: Tenant,
+        body: Value,
+    ) -> Result<QuietRecord, AppError> {
+        let quiet = QuietHours::parse(body)?;
+        let org = tenant.organization_id;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        let record = quiet_repo::put(&tx, org, &quiet).await?;
+        Record::by_tenant(tenant, "routing.quiet_hours.set", "quiet_hours")
+            .details(
+                json!({"from": quiet.from, "to": quiet.to, "appliesTo": quiet.applies_to,
+                            "timeZone": quiet.time_zone.name()}),
+            )
+            .append(&tx)
+            .await?;
+        tx.commit().await?;
+        self.engine().providers_changed(org).await;
+        Ok(record)
+    }
+
+    pub async fn delete_quiet_hours(&self, tenant: Tenant) -> Result<(), AppError> {
+        let org = tenant.organization_id;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        if !quiet_repo::delete(&tx, org).await? {
+            return Err(AppError::not_found("quiet hours"));
+        }
+        Record::by_tenant(tenant, "routing.quiet_hours.delete", "quiet_hours")
+            .append(&tx)
+            .await?;
+        tx.commit().await?;
+        self.engine().providers_changed(org).await;
+        Ok(())
     }
 }

@@ -148,7 +148,16 @@ async fn reload(env: &RouterEnv, org: OrganizationId) -> Result<(), StoreError> 
     let sms = repo::list::<SmsProviderSpec>(&client, &env.ring, org).await?;
     let whatsapp = repo::list::<WhatsappProviderSpec>(&client, &env.ring, org).await?;
     let rules = msgengine_storage::repo::routing_rules::list(&client, org).await?;
+    let quiet = msgengine_storage::repo::quiet_hours::get(&client, org).await?;
     drop(client);
+    match quiet {
+        Some(q) => {
+            env.table.quiet.insert(org, Arc::new(q.quiet));
+        }
+        None => {
+            env.table.quiet.remove(&org);
+        }
+    }
     let rules = RuleSet::new(
         rules
             .into_iter()

@@ -9,6 +9,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use msgengine_domain::message::OutboundMessage;
+use msgengine_domain::routing::quiet::QuietHours;
 use msgengine_domain::routing::{
     plan, Country, Facts, Plan, ProviderLiveness, RouteCandidate, RuleSet,
 };
@@ -26,6 +27,8 @@ pub struct RouteTable {
     pub(super) providers: DashMap<ProviderId, ProviderHandle>,
     /// Each loaded organization's routing rules, in evaluation order.
     pub(super) rules: DashMap<OrganizationId, Arc<RuleSet>>,
+    /// Each loaded organization's quiet hours (absent: none).
+    pub(super) quiet: DashMap<OrganizationId, Arc<QuietHours>>,
 }
 
 impl RouteTable {
@@ -45,6 +48,11 @@ impl RouteTable {
     /// The organization's routing rules (none when it has none or is not loaded).
     pub fn rules(&self, org: OrganizationId) -> Arc<RuleSet> {
         self.rules.get(&org).map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// The organization's quiet hours, if it has set them.
+    pub fn quiet_hours(&self, org: OrganizationId) -> Option<Arc<QuietHours>> {
+        self.quiet.get(&org).map(|q| q.clone())
     }
 
     /// What is known live of a provider connection.

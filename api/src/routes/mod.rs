@@ -69,6 +69,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/routing/rules/{id}"),
     ("DELETE", "/api/routing/rules/{id}"),
     ("POST", "/api/routing/simulate"),
+    ("GET", "/api/routing/quiet-hours"),
+    ("PUT", "/api/routing/quiet-hours"),
+    ("DELETE", "/api/routing/quiet-hours"),
     ("POST", "/api/messaging/send"),
     ("GET", "/api/messaging/status/{messageId}"),
     ("GET", "/api/suppressions"),
@@ -180,6 +183,12 @@ fn configure_rest(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(routing::create)),
         )
         .service(resource("/api/routing/simulate").route(web::post().to(routing::simulate)))
+        .service(
+            resource("/api/routing/quiet-hours")
+                .route(web::get().to(routing::get_quiet_hours))
+                .route(web::put().to(routing::put_quiet_hours))
+                .route(web::delete().to(routing::delete_quiet_hours)),
+        )
         .service(
             resource("/api/routing/rules/{id}")
                 .route(web::get().to(routing::get))

@@ -6,8 +6,9 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use msgengine_actors::app::routing::{RuleRecord, RuleWrite};
+use msgengine_actors::app::routing::{QuietRecord, RuleRecord, RuleWrite};
 use msgengine_domain::routing::plan::{Choice, Reason};
+use msgengine_domain::routing::quiet::QuietHours;
 use msgengine_domain::routing::{Category, Fallback, RoutingRule, Strategy, Warning};
 use msgengine_domain::{Channel, ProviderId};
 use serde::Serialize;
@@ -174,4 +175,49 @@ pub async fn simulate(
         strategy: plan.decider.strategy,
         fallback: plan.fallback,
     }))
+}
+
+/// The organization's quiet hours.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct QuietView {
+    #[serde(flatten)]
+    quiet: QuietHours,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<QuietRecord> for QuietView {
+    fn from(r: QuietRecord) -> Self {
+        Self {
+            quiet: r.quiet,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+pub async fn get_quiet_hours(
+    tenant: Tenant,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    match state.app.quiet_hours(*tenant).await? {
+        Some(record) => Ok(HttpResponse::Ok().json(QuietView::from(record))),
+        None => Err(ApiError::not_found("quiet hours")),
+    }
+}
+
+pub async fn put_quiet_hours(
+    tenant: Tenant,
+    state: web::Data<AppState>,
+    Json(body): Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let record = state.app.put_quiet_hours(*tenant, body).await?;
+    Ok(HttpResponse::Ok().json(QuietView::from(record)))
+}
+
+pub async fn delete_quiet_hours(
+    tenant: Tenant,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.app.delete_quiet_hours(*tenant).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -92,7 +92,7 @@ async fn a_deleted_connections_series_leave_metrics() {
     let label = format!("connection=\"{id}\"");
     let page = metrics_page(&app).await;
     let series = page.lines().filter(|l| l.contains(&label)).count();
-    assert_eq!(series, 5, "the connection's five gauges:\n{page}");
+    assert_eq!(series, 6, "the connection's six gauges:\n{page}");
     assert!(page.contains(&format!(
         "msgengine_circuit_breaker_state{{provider=\"sandbox\",{label}}} 0"
     )));

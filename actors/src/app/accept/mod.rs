@@ -17,6 +17,7 @@
 
 pub mod admit;
 pub mod commit;
+pub mod quiet;
 pub mod replay;
 pub mod route;
 pub mod run;

@@ -8,7 +8,7 @@ use msgengine_domain::OrganizationId;
 use msgengine_storage::repo::messages::{self, NewMessageRow};
 use msgengine_storage::StoreError;
 
-use super::{admit, commit, count_by_channel, replay, route, suppress};
+use super::{admit, commit, count_by_channel, quiet, replay, route, suppress};
 use super::{AcceptError, Accepted, IdempotencyKey};
 use crate::writers::commit::CommitOutcome;
 use crate::Engine;
@@ -79,7 +79,14 @@ async fn checked_rows(
         .await?;
     let is_batch = request.is_batch;
     let now = Utc::now();
-    let mut rows = suppress::suppress(org, request.messages, suppressed, is_batch, now)?;
+    let mut messages = request.messages;
+    let deferred = table
+        .quiet_hours(org)
+        .map(|q| quiet::defer(&mut messages, &q, now));
+    let mut rows = suppress::suppress(org, messages, suppressed, is_batch, now)?;
+    if let Some(reasons) = deferred {
+        quiet::explain(&mut rows, reasons);
+    }
     route::plan_rows(&mut rows, is_batch, now, |m, at| table.plan(m, at))?;
     for row in &rows {
         if let Some(plan) = row.message.routing.as_deref().and_then(|r| r.plan.as_ref()) {

@@ -49,6 +49,97 @@ impl Country {
     }
 }
 
+/// The time zone of each country that has one (its whole territory keeps
+/// one clock), for quiet hours in the recipient's local time. Countries
+/// with several zones (US, CA, BR, RU, AU, MX, ID, CD, ES, PT...) are not
+/// here: their recipients' zone is the organization's.
+const ZONES: &[(&str, &str)] = &[
+    ("AE", "Asia/Dubai"),
+    ("AO", "Africa/Luanda"),
+    ("BE", "Europe/Brussels"),
+    ("BF", "Africa/Ouagadougou"),
+    ("BI", "Africa/Bujumbura"),
+    ("BJ", "Africa/Porto-Novo"),
+    ("BW", "Africa/Gaborone"),
+    ("CF", "Africa/Bangui"),
+    ("CG", "Africa/Brazzaville"),
+    ("CH", "Europe/Zurich"),
+    ("CI", "Africa/Abidjan"),
+    ("CM", "Africa/Douala"),
+    ("CN", "Asia/Shanghai"),
+    ("CV", "Atlantic/Cape_Verde"),
+    ("DE", "Europe/Berlin"),
+    ("DJ", "Africa/Djibouti"),
+    ("DZ", "Africa/Algiers"),
+    ("EG", "Africa/Cairo"),
+    ("ER", "Africa/Asmara"),
+    ("ET", "Africa/Addis_Ababa"),
+    ("FR", "Europe/Paris"),
+    ("GA", "Africa/Libreville"),
+    ("GB", "Europe/London"),
+    ("GH", "Africa/Accra"),
+    ("GM", "Africa/Banjul"),
+    ("GN", "Africa/Conakry"),
+    ("GQ", "Africa/Malabo"),
+    ("GW", "Africa/Bissau"),
+    ("IE", "Europe/Dublin"),
+    ("IL", "Asia/Jerusalem"),
+    ("IN", "Asia/Kolkata"),
+    ("IT", "Europe/Rome"),
+    ("JP", "Asia/Tokyo"),
+    ("KE", "Africa/Nairobi"),
+    ("KM", "Indian/Comoro"),
+    ("LR", "Africa/Monrovia"),
+    ("LS", "Africa/Maseru"),
+    ("LY", "Africa/Tripoli"),
+    ("MA", "Africa/Casablanca"),
+    ("MG", "Indian/Antananarivo"),
+    ("ML", "Africa/Bamako"),
+    ("MR", "Africa/Nouakchott"),
+    ("MU", "Indian/Mauritius"),
+    ("MW", "Africa/Blantyre"),
+    ("MZ", "Africa/Maputo"),
+    ("NA", "Africa/Windhoek"),
+    ("NE", "Africa/Niamey"),
+    ("NG", "Africa/Lagos"),
+    ("NL", "Europe/Amsterdam"),
+    ("PK", "Asia/Karachi"),
+    ("QA", "Asia/Qatar"),
+    ("RW", "Africa/Kigali"),
+    ("SA", "Asia/Riyadh"),
+    ("SC", "Indian/Mahe"),
+    ("SD", "Africa/Khartoum"),
+    ("SG", "Asia/Singapore"),
+    ("SL", "Africa/Freetown"),
+    ("SN", "Africa/Dakar"),
+    ("SO", "Africa/Mogadishu"),
+    ("SS", "Africa/Juba"),
+    ("ST", "Africa/Sao_Tome"),
+    ("SZ", "Africa/Mbabane"),
+    ("TD", "Africa/Ndjamena"),
+    ("TG", "Africa/Lome"),
+    ("TN", "Africa/Tunis"),
+    ("TR", "Europe/Istanbul"),
+    ("TZ", "Africa/Dar_es_Salaam"),
+    ("UG", "Africa/Kampala"),
+    ("ZA", "Africa/Johannesburg"),
+    ("ZM", "Africa/Lusaka"),
+    ("ZW", "Africa/Harare"),
+];
+
+impl Country {
+    /// The country's one time zone, `None` for a country with several
+    /// (or one this table does not list).
+    pub fn time_zone(self) -> Option<chrono_tz::Tz> {
+        let code = self.as_str();
+        ZONES
+            .binary_search_by(|(c, _)| (*c).cmp(code))
+            .ok()
+            .and_then(|i| ZONES.get(i))
+            .and_then(|(_, zone)| zone.parse().ok())
+    }
+}
+
 impl FromStr for Country {
     type Err = UnknownCountry;
 
@@ -130,5 +221,20 @@ mod tests {
         let back: Country = serde_json::from_str("\"ke\"").expect("parses");
         assert_eq!(back, c("KE"));
         assert!(serde_json::from_str::<Country>("\"ZZ\"").is_err());
+    }
+
+    #[test]
+    fn single_zone_countries_have_their_zone_and_the_table_is_sorted_and_valid() {
+        for pair in ZONES.windows(2) {
+            assert!(pair[0].0 < pair[1].0, "sorted: {pair:?}");
+        }
+        for (code, zone) in ZONES {
+            let country: Country = code.parse().expect("a known country");
+            assert_eq!(country.time_zone().map(|z| z.name()), Some(*zone), "{code}");
+        }
+        let of = |c: &str| c.parse::<Country>().expect("country").time_zone();
+        assert_eq!(of("NG").map(|z| z.name()), Some("Africa/Lagos"));
+        assert_eq!(of("US"), None, "several zones: the organization's");
+        assert_eq!(of("CD"), None);
     }
 }

@@ -20,6 +20,7 @@ pub mod delivery;
 pub mod plan;
 #[cfg(test)]
 mod plan_tests;
+pub mod quiet;
 pub mod rules;
 pub mod simulate;
 pub mod window;

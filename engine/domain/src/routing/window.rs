@@ -48,7 +48,7 @@ impl Minute {
         self.0
     }
 
-    fn of_time(time: NaiveTime) -> Minute {
+    pub(crate) fn of_time(time: NaiveTime) -> Minute {
         // hour <= 23, minute <= 59: at most 1439.
         Minute((time.hour() * 60 + time.minute()) as u16)
     }

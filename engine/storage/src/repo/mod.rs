@@ -8,6 +8,7 @@ pub mod messages;
 pub mod org_webhooks;
 pub mod organizations;
 pub mod providers;
+pub mod quiet_hours;
 mod rotation;
 pub mod routing_rules;
 pub mod suppressions;
