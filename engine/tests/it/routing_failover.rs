@@ -61,21 +61,26 @@ async fn delivered(app: &TestApp, org: &Org, ids: &[(String, String)]) -> Vec<Va
     out
 }
 
-#[tokio::test]
-async fn a_killed_provider_fails_over_without_loss_or_duplicates_and_comes_back() {
-    let app = TestApp::spawn().await;
-    let fast = |entry: Value| {
-        let mut entry = entry;
-        entry["webhookDelayMs"] = json!(10);
+/// A simulator with a Termii and an Africa's Talking account (quick
+/// webhooks, the given outcome weights), an organization with one engine
+/// connection to each (`termii_priority` puts Termii first), and their
+/// webhooks pointed at the engine. Answers (simulator, org, termii, at).
+async fn two_sms_providers(
+    app: &TestApp,
+    termii_outcomes: Value,
+    termii_priority: u32,
+) -> (SimHandle, Org, Value, Value) {
+    let entry = |mut entry: Value, outcomes: Value| {
+        entry["webhookDelayMs"] = json!(5);
         entry["webhookRetryDelayMs"] = json!(50);
-        entry["outcomes"] = json!({"delivered": 1});
+        entry["outcomes"] = outcomes;
         entry
     };
     let config = json!({"providers": [
-        fast(json!({"type": "termii", "name": "termii", "apiKey": "TLfailovertermiikey",
-                    "secretKey": "termii-failover-secret"})),
-        fast(json!({"type": "africasTalking", "name": "at", "username": "acme",
-                    "apiKey": "atsk-failover-key"})),
+        entry(json!({"type": "termii", "name": "termii", "apiKey": "TLroutingtermiikey",
+                     "secretKey": "termii-routing-secret"}), termii_outcomes),
+        entry(json!({"type": "africasTalking", "name": "at", "username": "acme",
+                     "apiKey": "atsk-routing-key"}), json!({"delivered": 1})),
     ]});
     let sim = sim::start(
         SimConfig::from_json(&config.to_string()).expect("valid config"),
@@ -83,25 +88,25 @@ async fn a_killed_provider_fails_over_without_loss_or_duplicates_and_comes_back(
     )
     .await
     .expect("simulator starts");
-    let org = app.org("failover").await;
+    let org = app.org("routing").await;
     let base = sim.base_url();
     let termii = app
         .provider(
             &org,
             "sms",
-            json!({"providerType": "TERMII", "name": "termii", "senderId": "Acme", "priority": 10,
-                   "baseUrl": base,
-                   "credentials": {"apiKey": "TLfailovertermiikey",
-                                   "webhookSecret": "termii-failover-secret"}}),
+            json!({"providerType": "TERMII", "name": "termii", "senderId": "Acme",
+                   "priority": termii_priority, "baseUrl": base,
+                   "credentials": {"apiKey": "TLroutingtermiikey",
+                                   "webhookSecret": "termii-routing-secret"}}),
         )
         .await;
-    let token = "failover-webhook-token-0123456789";
+    let token = "routing-webhook-token-0123456789";
     let at = app
         .provider(
             &org,
             "sms",
             json!({"providerType": "AFRICASTALKING", "name": "at", "priority": 20, "baseUrl": base,
-                   "credentials": {"username": "acme", "apiKey": "atsk-failover-key",
+                   "credentials": {"username": "acme", "apiKey": "atsk-routing-key",
                                    "webhookToken": token}}),
         )
         .await;
@@ -114,6 +119,13 @@ async fn a_killed_provider_fails_over_without_loss_or_duplicates_and_comes_back(
     };
     point_webhooks(&sim, "termii", &hook(&termii)).await;
     point_webhooks(&sim, "at", &format!("{}?token={token}", hook(&at))).await;
+    (sim, org, termii, at)
+}
+
+#[tokio::test]
+async fn a_killed_provider_fails_over_without_loss_or_duplicates_and_comes_back() {
+    let app = TestApp::spawn().await;
+    let (sim, org, termii, at) = two_sms_providers(&app, json!({"delivered": 1}), 10).await;
 
     // Healthy: everything through Termii, the first by priority.
     let before = burst(&app, &org, 0, 20).await;
@@ -206,53 +218,9 @@ async fn a_killed_provider_fails_over_without_loss_or_duplicates_and_comes_back(
 #[tokio::test]
 async fn best_delivery_follows_the_receipts() {
     let app = TestApp::spawn().await;
-    let entry = |entry: Value, outcomes: Value| {
-        let mut entry = entry;
-        entry["webhookDelayMs"] = json!(5);
-        entry["webhookRetryDelayMs"] = json!(50);
-        entry["outcomes"] = outcomes;
-        entry
-    };
-    let config = json!({"providers": [
-        entry(json!({"type": "termii", "name": "termii", "apiKey": "TLbesttermiikey",
-                     "secretKey": "termii-best-secret"}), json!({"failed": 3, "delivered": 1})),
-        entry(json!({"type": "africasTalking", "name": "at", "username": "acme",
-                     "apiKey": "atsk-best-key"}), json!({"delivered": 1})),
-    ]});
-    let sim = sim::start(
-        SimConfig::from_json(&config.to_string()).expect("valid config"),
-        StartOptions::loopback(),
-    )
-    .await
-    .expect("simulator starts");
-    let org = app.org("best").await;
-    let base = sim.base_url();
-    let termii = app
-        .provider(
-            &org,
-            "sms",
-            json!({"providerType": "TERMII", "name": "termii", "senderId": "Acme", "baseUrl": base,
-                   "credentials": {"apiKey": "TLbesttermiikey", "webhookSecret": "termii-best-secret"}}),
-        )
-        .await;
-    let token = "best-webhook-token-0123456789";
-    let at = app
-        .provider(
-            &org,
-            "sms",
-            json!({"providerType": "AFRICASTALKING", "name": "at", "baseUrl": base,
-                   "credentials": {"username": "acme", "apiKey": "atsk-best-key", "webhookToken": token}}),
-        )
-        .await;
-    let hook = |p: &Value| {
-        format!(
-            "{}/api/webhooks/sms/{}",
-            app.base,
-            p["id"].as_str().expect("id")
-        )
-    };
-    point_webhooks(&sim, "termii", &hook(&termii)).await;
-    point_webhooks(&sim, "at", &format!("{}?token={token}", hook(&at))).await;
+    // Termii's messages mostly fail at the handset; Africa's Talking's arrive.
+    let (_sim, org, _termii, at) =
+        two_sms_providers(&app, json!({"failed": 3, "delivered": 1}), 20).await;
 
     let rule = |strategy: &str| {
         json!({"name": "split", "priority": 1, "strategy": strategy,

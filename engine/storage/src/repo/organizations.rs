@@ -43,6 +43,21 @@ pub async fn insert(
 }
 
 /// One organization by id.
+/// Takes the organization's row lock for the rest of the transaction: what
+/// changes its providers, rules or quiet hours takes it, so each change is
+/// checked against a state no other can change meanwhile. `NotFound` when
+/// there is no such organization.
+pub async fn lock(client: &impl GenericClient, org: OrganizationId) -> Result<(), StoreError> {
+    let lock = client
+        .prepare_cached("SELECT 1 FROM organizations WHERE id = $1 FOR NO KEY UPDATE")
+        .await?;
+    client
+        .query_opt(&lock, &[&org.0])
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    Ok(())
+}
+
 pub async fn get(
     client: &impl GenericClient,
     id: OrganizationId,

@@ -137,13 +137,7 @@ pub async fn lock_and_count_live(
     client: &impl GenericClient,
     org: OrganizationId,
 ) -> Result<i64, StoreError> {
-    let lock = client
-        .prepare_cached("SELECT 1 FROM organizations WHERE id = $1 FOR NO KEY UPDATE")
-        .await?;
-    client
-        .query_opt(&lock, &[&org.0])
-        .await?
-        .ok_or(StoreError::NotFound)?;
+    super::organizations::lock(client, org).await?;
     let count = client
         .prepare_cached(
             "SELECT count(*) FROM providers WHERE organization_id = $1 AND deleted_at IS NULL",
