@@ -412,14 +412,18 @@ mod tests {
             (a, b, 2)
         );
         assert_eq!(taken[1].outcome, AttemptOutcome::RateLimited);
-        let plan: crate::routing::Plan = serde_json::from_value(serde_json::json!({
-            "rule": "default", "ruleId": null, "strategy": "priority",
-            "candidates": [
-                {"providerId": a, "name": "termii", "reason": {"kind": "priority", "priority": 1}},
-                {"providerId": b, "name": "twilio", "reason": {"kind": "priority", "priority": 2}}
-            ]
+        let mut plan: crate::routing::Plan = serde_json::from_value(serde_json::json!({
+            "r": "default", "s": "priority",
+            "c": [[a.0.simple().to_string(), "priority", 1], [b.0.simple().to_string(), "priority", 2]]
         }))
         .expect("a stored plan");
+        let names = [(a, "termii"), (b, "twilio")];
+        plan.name_places(&|id| {
+            names
+                .iter()
+                .find(|(p, _)| *p == id)
+                .map(|(_, n)| std::sync::Arc::from(*n))
+        });
         assert_eq!(
             taken[0].explanation(Some(&plan)),
             "termii: timeout at attempt 2; failed over to twilio"

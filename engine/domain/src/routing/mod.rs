@@ -23,6 +23,7 @@ mod plan_tests;
 pub mod quiet;
 pub mod rules;
 pub mod simulate;
+mod stored;
 pub mod window;
 
 use std::collections::BTreeMap;
@@ -45,7 +46,7 @@ pub use rules::{Category, Fallback, RoutingRule, Strategy};
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageRouting {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Category::is_default")]
     pub category: Category,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,

@@ -137,8 +137,7 @@ pub enum Reason {
 }
 
 /// One provider's place in a plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Choice {
     pub provider_id: ProviderId,
     /// The connection's name (empty for one the rule names but that is gone).
@@ -158,19 +157,17 @@ impl Choice {
     }
 }
 
-/// The routing decision for one message, as stored with it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The routing decision for one message. Its serde form is the compact
+/// one stored with each message (`super::stored`); the API renders its own
+/// views.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    #[serde(flatten)]
     pub decider: Decider,
     /// The failover chain, in order.
     pub candidates: Vec<Choice>,
     /// Providers left out, with why.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded: Vec<Choice>,
     /// How the message moves on (the matched rule's, or the default).
-    #[serde(default, skip_serializing_if = "Fallback::is_default")]
     pub fallback: Fallback,
 }
 

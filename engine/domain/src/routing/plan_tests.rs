@@ -302,11 +302,17 @@ fn every_place_is_explained() {
         ]
     );
     let json = serde_json::to_value(&plan).expect("json");
-    assert_eq!(json["rule"], "NG OTP cheapest");
-    assert_eq!(json["strategy"], "cheapest");
-    assert_eq!(json["ruleId"], Uuid::from_u128(100).to_string());
-    assert_eq!(json["candidates"][0]["reason"]["kind"], "cheapest");
-    assert_eq!(json["candidates"][0]["reason"]["cost"], 250);
+    assert_eq!(json["r"], "NG OTP cheapest");
+    assert_eq!(json["s"], "cheapest");
+    assert_eq!(json["i"], Uuid::from_u128(100).simple().to_string());
+    assert_eq!(json["c"][0][1], "cheapest");
+    assert_eq!(json["c"][0][2], 250);
+    let back: Plan = serde_json::from_value(json).expect("stored form reads back");
+    assert_eq!(
+        back.chain().collect::<Vec<_>>(),
+        plan.chain().collect::<Vec<_>>()
+    );
+    assert_eq!(back.candidates[0].reason, plan.candidates[0].reason);
 }
 
 #[test]
@@ -443,4 +449,75 @@ fn email_rules_match_the_recipient_domain() {
         .matching(&email("ada@example.org"), monday(12))
         .is_none());
     assert!(rules.matching(&email("no-at-sign"), monday(12)).is_none());
+}
+
+#[test]
+#[ignore = "timing probe, run by hand in release"]
+fn timing_probe_fifty_rules_ten_providers() {
+    let mut rules = Vec::new();
+    for i in 0..49u128 {
+        let m = match i % 4 {
+            0 => json!({"channel": "sms", "countries": ["KE", "GH"]}),
+            1 => json!({"channel": "sms", "prefixes": [format!("+2547{}", i % 10)]}),
+            2 => json!({"channel": "sms", "tags": {"campaign": format!("c{i}")}}),
+            _ => json!({"channel": "sms", "category": "marketing",
+                        "timeWindow": {"days": ["sat"], "from": "08:00", "to": "09:00", "timeZone": "Africa/Lagos"}}),
+        };
+        rules.push(rule(
+            i + 10,
+            json!({"name": format!("r{i}"), "priority": i as i32 + 1, "match": m,
+                                       "strategy": "priority", "providers": [pid(TERMII).0]}),
+        ));
+    }
+    rules.push(rule(99, json!({"name": "last", "priority": 100, "match": {"channel": "sms"}, "strategy": "cheapest"})));
+    let rules = RuleSet::new(rules);
+    let mut cands = Vec::new();
+    for i in 0..10u128 {
+        let mut c = candidates()[0].clone();
+        c.provider_id = pid(100 + i);
+        c.attributes.countries.clear();
+        cands.push(c);
+    }
+    let live = |_: ProviderId| ProviderLiveness::default();
+    let n = 200_000;
+    let start = std::time::Instant::now();
+    let mut total = 0usize;
+    for i in 0..n {
+        let facts = Facts {
+            id: MessageId(Uuid::from_u128(i)),
+            channel: Channel::Sms,
+            to: "+2348031234567",
+            country: Country::of_phone("+2348031234567"),
+            category: Category::Transactional,
+            tags: None,
+        };
+        let p = plan(&rules, &cands, &live, &facts, monday(12));
+        total += serde_json::to_vec(&p).map(|v| v.len()).unwrap_or(0);
+    }
+    let el = start.elapsed();
+    eprintln!(
+        "{:?} per plan+json, {} bytes each",
+        el / n as u32,
+        total / n as usize
+    );
+    let none = RuleSet::default();
+    let start = std::time::Instant::now();
+    let mut total = 0usize;
+    for i in 0..n {
+        let facts = Facts {
+            id: MessageId(Uuid::from_u128(i)),
+            channel: Channel::Sms,
+            to: "+2348031234567",
+            country: None,
+            category: Category::Transactional,
+            tags: None,
+        };
+        let p = plan(&none, &cands, &live, &facts, monday(12));
+        total += serde_json::to_vec(&p).map(|v| v.len()).unwrap_or(0);
+    }
+    eprintln!(
+        "default: {:?} per plan+json, {} bytes each",
+        start.elapsed() / n as u32,
+        total / n as usize
+    );
 }

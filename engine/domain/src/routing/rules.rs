@@ -48,6 +48,13 @@ pub enum Strategy {
     Weighted,
 }
 
+impl Category {
+    /// `transactional`: left out of the stored routing.
+    pub fn is_default(&self) -> bool {
+        *self == Category::default()
+    }
+}
+
 impl Strategy {
     pub fn as_str(self) -> &'static str {
         match self {

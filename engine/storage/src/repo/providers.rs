@@ -298,3 +298,26 @@ pub async fn rotate_secrets(
             .collect(),
     })
 }
+
+/// The names of some of the organization's connections, deleted ones
+/// included (a message's routing explanation names them).
+pub async fn names(
+    client: &impl GenericClient,
+    org: OrganizationId,
+    ids: &[uuid::Uuid],
+) -> Result<Vec<(uuid::Uuid, String)>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmt = client
+        .prepare_cached(
+            "SELECT id, name FROM providers WHERE organization_id = $1 AND id = ANY($2)",
+        )
+        .await?;
+    client
+        .query(&stmt, &[&org.0, &ids])
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("id")?, row.try_get("name")?)))
+        .collect()
+}
