@@ -54,39 +54,48 @@ impl App {
             .await
             .map_err(not_found("message"))?;
         in_time_order(&mut status.events);
+        let channel = status.channel;
         if let Some(plan) = status.routing.as_mut().and_then(|r| r.plan.as_mut()) {
-            self.name_places(&client, tenant, plan).await?;
+            self.name_places(&client, tenant, channel, plan).await?;
         }
         Ok(status)
     }
 
-    /// A stored plan keeps provider ids only: names come from the running
-    /// connections, and from the table for any other (inactive, deleted).
+    /// A stored plan keeps provider ids only: names come from the channel's
+    /// running connections (the route snapshot; a status read is a hot
+    /// route), and from the providers table for any other (inactive, deleted).
     async fn name_places(
         &self,
         client: &impl msgengine_storage::repo::GenericClient,
         tenant: Tenant,
+        channel: Channel,
         plan: &mut msgengine_domain::routing::Plan,
     ) -> Result<(), AppError> {
         let org = tenant.organization_id;
-        let table = self.engine().routes().table();
-        let mut running = std::collections::HashMap::new();
-        for channel in crate::metrics::CHANNELS {
-            for c in table.candidates(org, channel).iter() {
-                running.insert(c.provider_id, c.name.clone());
-            }
-        }
+        let running = self.engine().routes().table().candidates(org, channel);
+        let named = |id: msgengine_domain::ProviderId| {
+            running
+                .iter()
+                .find(|c| c.provider_id == id)
+                .map(|c| c.name.clone())
+        };
+        plan.name_places(&named);
         let missing: Vec<uuid::Uuid> = plan
             .candidates
             .iter()
             .chain(&plan.excluded)
-            .filter(|c| !running.contains_key(&c.provider_id))
+            .filter(|c| c.name.is_empty())
             .map(|c| c.provider_id.0)
             .collect();
-        for (id, name) in msgengine_storage::repo::providers::names(client, org, &missing).await? {
-            running.insert(msgengine_domain::ProviderId(id), std::sync::Arc::from(name));
+        if !missing.is_empty() {
+            let found = msgengine_storage::repo::providers::names(client, org, &missing).await?;
+            plan.name_places(&|id| {
+                found
+                    .iter()
+                    .find(|(p, _)| *p == id.0)
+                    .map(|(_, n)| std::sync::Arc::from(n.as_str()))
+            });
         }
-        plan.name_places(&|id| running.get(&id).cloned());
         Ok(())
     }
 }
