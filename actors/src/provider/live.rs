@@ -50,6 +50,10 @@ impl LiveState {
         self.circuit_open.load(Ordering::Relaxed)
     }
 
+    pub fn rate_limited(&self) -> bool {
+        self.rate_limited.load(Ordering::Relaxed)
+    }
+
     /// Publishes the limiter's backlog: `queued` jobs at `rate` per second.
     pub fn set_backlog(&self, queued: usize, rate: Option<u32>) {
         let limited =
@@ -85,7 +89,7 @@ impl LiveState {
         let latency = f64::from_bits(self.latency_us.load(Ordering::Relaxed));
         ProviderLiveness {
             circuit_open: self.circuit_open(),
-            rate_limited: self.rate_limited.load(Ordering::Relaxed),
+            rate_limited: self.rate_limited(),
             delivery_ratio,
             delivery_samples,
             latency_us: (latency > 0.0).then_some(latency),

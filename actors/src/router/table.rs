@@ -98,18 +98,18 @@ impl RouteTable {
     /// plan when it has none or none of them runs any more.
     pub fn chain(&self, message: &OutboundMessage, now: DateTime<Utc>) -> Vec<ProviderId> {
         if let Some(stored) = message.routing.as_deref().and_then(|r| r.plan.as_ref()) {
-            let running = stored.chain().filter(|id| {
-                self.providers
-                    .get(id)
-                    .is_some_and(|h| h.organization_id == message.organization_id)
-            });
             let fallback = &stored.fallback;
-            let mut chain: Vec<(bool, ProviderId)> = running
-                .map(|id| {
-                    let live = self.liveness(id);
-                    let last = (fallback.on_circuit_open && live.circuit_open)
-                        || (fallback.on_rate_limited && live.rate_limited);
-                    (last, id)
+            // One lookup per provider, and only the two flags (no delivery window).
+            let mut chain: Vec<(bool, ProviderId)> = stored
+                .chain()
+                .filter_map(|id| {
+                    let h = self.providers.get(&id)?;
+                    if h.organization_id != message.organization_id {
+                        return None;
+                    }
+                    let last = (fallback.on_circuit_open && h.live.circuit_open())
+                        || (fallback.on_rate_limited && h.live.rate_limited());
+                    Some((last, id))
                 })
                 .collect();
             if !chain.is_empty() {

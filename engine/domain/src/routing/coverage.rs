@@ -4,10 +4,8 @@
 
 use serde::Serialize;
 
-use super::country::Country;
 use super::rules::{RoutingRule, Strategy};
 use super::RouteCandidate;
-use crate::channel::Channel;
 
 /// Something a change leaves unroutable, or routed not as the rule says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -94,28 +92,6 @@ pub fn rule_warnings(rule: &RoutingRule, active: &[RouteCandidate]) -> Vec<Warni
     warnings
 }
 
-/// Countries an organization's providers of `channel` leave without any
-/// usable provider, among those its providers or rules name: after a
-/// provider change, each one is a warning.
-pub fn channel_gaps(
-    channel: Channel,
-    active: &[RouteCandidate],
-    named: impl IntoIterator<Item = Country>,
-) -> Vec<Country> {
-    let of_channel: Vec<&RouteCandidate> = active.iter().filter(|c| c.channel == channel).collect();
-    let mut gaps: Vec<Country> = named
-        .into_iter()
-        .filter(|country| {
-            !of_channel
-                .iter()
-                .any(|c| c.attributes.allows(Some(*country)))
-        })
-        .collect();
-    gaps.sort_by_key(|c| c.to_string());
-    gaps.dedup();
-    gaps
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -124,6 +100,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::channel::Channel;
     use crate::ids::ProviderId;
     use crate::routing::RoutingAttributes;
 
@@ -144,10 +121,6 @@ mod tests {
 
     fn rule(body: serde_json::Value) -> RoutingRule {
         serde_json::from_value(body).expect("rule")
-    }
-
-    fn ng(c: &str) -> Country {
-        serde_json::from_value(json!(c)).expect("country")
     }
 
     #[test]
@@ -194,16 +167,5 @@ mod tests {
         let wa = rule(json!({"name": "r", "priority": 1, "strategy": "priority",
                              "match": {"channel": "whatsapp"}}));
         assert_eq!(rule_warnings(&wa, &active)[0].code, "no_usable_provider");
-    }
-
-    #[test]
-    fn channel_gaps_are_the_named_countries_nobody_serves() {
-        let active = [
-            candidate(1, Channel::Sms, json!({"countries": ["NG"]})),
-            candidate(2, Channel::Whatsapp, json!({})),
-        ];
-        let gaps = channel_gaps(Channel::Sms, &active, [ng("NG"), ng("KE"), ng("KE")]);
-        assert_eq!(gaps, [ng("KE")]);
-        assert!(channel_gaps(Channel::Whatsapp, &active, [ng("KE")]).is_empty());
     }
 }
